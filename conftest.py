@@ -1,0 +1,32 @@
+"""Fixtures shared by every test: the toy models, built once, and the real server on a free port."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, REPO)
+
+from server.testing import ServerProcess  # noqa: E402
+
+MODELS = os.path.join(REPO, "models", "save")
+TESTDATA = os.path.abspath(os.path.join(REPO, "..", "shared", "tfs-testdata"))
+
+
+@pytest.fixture(scope="session")
+def toy_models():
+    """models/save with the guide's toy models and configs (built if missing; fast when present)."""
+    subprocess.run([sys.executable, os.path.join(REPO, "models", "build_toy_models.py")],
+                   check=True, stdout=subprocess.DEVNULL)
+    return MODELS
+
+
+@pytest.fixture(scope="session")
+def toy_server(toy_models):
+    """The server as the README runs it: toy_labels.config (Toy 1 and 2, stable/canary, Toy_double)."""
+    server = ServerProcess(f"--model_config_file={toy_models}/toy_labels.config",
+                           "--allow_version_labels_for_unavailable_models")
+    with server:
+        yield server

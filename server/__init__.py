@@ -1,0 +1,1 @@
+"""A TensorFlow Serving-compatible model server on TensorFlow: TF Serving's gRPC API, flags and config."""

@@ -1,0 +1,159 @@
+"""tensorflow_model_server's command line: TF Serving's flags, names, defaults and spellings.
+
+Accepted forms: --flag=value and --flag value; booleans also --flag, --flag=true/false/1/0.
+"""
+
+import dataclasses
+import os
+
+# Flags this server honours. (name, type, default, help)
+_FLAGS = [
+    ("port", int, 8500, "TCP port to listen on for gRPC API. Disabled if port set to zero."),
+    ("grpc_socket_path", str, "", "If non-empty, listen to a UNIX socket for gRPC API on the given path."),
+    ("grpc_channel_arguments", str, "", "A comma separated list of arguments to be passed to the grpc "
+     "server. (e.g. grpc.max_connection_age_ms=2000)"),
+    ("grpc_max_threads", int, 0, "Max grpc server threads to handle grpc messages (0: 4 x CPUs)."),
+    ("rest_api_port", int, 8501, "Port to listen on for HTTP/REST API; 0 disables it (REST is not served yet)."),
+    ("rest_api_num_threads", int, 0, "Number of threads for HTTP/REST API processing (accepted)."),
+    ("rest_api_timeout_in_ms", int, 30000, "Timeout for HTTP/REST API calls (accepted)."),
+    ("rest_api_enable_cors_support", bool, False, "Enable CORS headers in response (accepted)."),
+    ("model_config_file", str, "", "If non-empty, read an ascii ModelServerConfig protobuf from the supplied "
+     "file name, and serve the models in that file. (If used, --model_name, --model_base_path are ignored.)"),
+    ("model_config_file_poll_wait_seconds", int, 0, "Interval in seconds between each poll of the filesystem "
+     "for model_config_file. If unset or set to zero, poll will be done exactly once and not periodically."),
+    ("model_name", str, "default", "name of model (ignored if --model_config_file flag is set)"),
+    ("model_base_path", str, "", "path to export (ignored if --model_config_file flag is set, otherwise required)"),
+    ("file_system_poll_wait_seconds", int, 1, "Interval in seconds between each poll of the filesystem for new "
+     "model version. If set to zero poll will be exactly done once and not periodically. Setting this to "
+     "negative value will disable polling entirely."),
+    ("allow_version_labels_for_unavailable_models", bool, False, "If true, allows assigning unused version "
+     "labels to models that are not available yet."),
+    ("max_num_load_retries", int, 5, "Maximum number of times it retries loading a model after the first "
+     "failure, before giving up. If set to 0, a load is attempted only once."),
+    ("load_retry_interval_micros", int, 60 * 1000 * 1000, "The interval, in microseconds, between each servable "
+     "load retry. If set negative, it doesn't wait."),
+    ("num_load_threads", int, 0, "The number of threads in the thread-pool used to load servables (accepted; "
+     "loads are serial)."),
+    ("num_unload_threads", int, 0, "The number of threads used to unload servables (accepted)."),
+    ("flush_filesystem_caches", bool, True, "Flush file system caches after the initial load (accepted)."),
+    ("tensorflow_session_parallelism", int, 0, "Number of threads to use for running a Tensorflow session."),
+    ("tensorflow_session_config_file", str, "", "If non-empty, read an ascii TensorFlow Session ConfigProto "
+     "protobuf from the supplied file name."),
+    ("tensorflow_intra_op_parallelism", int, 0, "Number of threads to use to parallelize the execution of an "
+     "individual op."),
+    ("tensorflow_inter_op_parallelism", int, 0, "Controls the number of operators that can be executed "
+     "simultaneously."),
+    ("saved_model_tags", str, "serve", "Comma-separated set of tags corresponding to the meta graph def to "
+     "load from SavedModel."),
+    ("enable_signature_method_name_check", bool, False, "Enable method_name check for SignatureDef."),
+    ("enable_serialization_as_tensor_content", bool, False, "Enable serialization of predict response as "
+     "tensor content."),
+    ("per_process_gpu_memory_fraction", float, 0.0, "GPU memory fraction (accepted; this server uses no GPU)."),
+    ("enable_profiler", bool, True, "Enable profiler service (accepted)."),
+    ("remove_unused_fields_from_bundle_metagraph", bool, True, "Remove unused fields from the metagraph "
+     "(accepted)."),
+    ("enable_grpc_healthcheck_service", bool, False, "Enable the standard gRPC healthcheck service (accepted)."),
+    ("enable_batching", bool, False, "enable batching (accepted; batching comes in a later release)."),
+    ("enable_per_model_batching_parameters", bool, False, "per-model batching parameters (accepted)."),
+    ("batching_parameters_file", str, "", "BatchingParameters text file (accepted; see --enable_batching)."),
+    ("enable_model_warmup", bool, True, "Enables model warmup (accepted; warmup comes in a later release)."),
+    ("num_request_iterations_for_warmup", int, 0, "Number of times a warmup request is replayed (accepted)."),
+    ("monitoring_config_file", str, "", "MonitoringConfig text file (accepted; metrics come with the REST API)."),
+    ("version", bool, False, "Display version"),
+]
+# TF Serving flags this server cannot honour: an error at start-up when set to anything but the default.
+_UNSUPPORTED = [
+    ("ssl_config_file", str, "", "TLS is not implemented yet; refusing to serve in plaintext"),
+    ("use_alts_credentials", bool, False, "ALTS credentials are not supported"),
+    ("platform_config_file", str, "", "platform configs are not supported; use --model_config_file"),
+    ("prefer_tflite_model", bool, False, "TensorFlow Lite models are not supported"),
+    ("num_tflite_pools", int, 0, "TensorFlow Lite models are not supported"),
+    ("num_tflite_interpreters_per_pool", int, 1, "TensorFlow Lite models are not supported"),
+    ("xla_cpu_compilation_enabled", bool, False, "XLA compilation is not supported"),
+    ("xla_gpu_compilation_enabled", bool, False, "XLA compilation is not supported"),
+    ("thread_pool_factory_config_file", str, "", "thread pool factories are not supported"),
+    ("mixed_precision", str, "", "mixed precision is not supported"),
+    ("skip_initialize_tpu", bool, False, "TPUs are not supported"),
+]
+_TYPES = {name: (kind, default) for name, kind, default, _ in _FLAGS + _UNSUPPORTED}
+
+Options = dataclasses.make_dataclass(
+    "Options", [(name, kind, dataclasses.field(default=default)) for name, kind, default, _ in _FLAGS])
+
+
+class FlagError(Exception):
+    pass
+
+
+def usage(program="tensorflow_model_server"):
+    lines = [f"usage: {program} [--flag=value ...]", "Flags:"]
+    for name, kind, default, text in _FLAGS:
+        shown = f'"{default}"' if kind is str else str(default).lower() if kind is bool else default
+        lines.append(f"\t--{name}={shown}".ljust(40) + f"\t{kind.__name__.replace('str', 'string')}\t{text}")
+    return "\n".join(lines) + "\n"
+
+
+def _convert(name, kind, text):
+    if kind is bool:
+        if text in ("true", "1"):
+            return True
+        if text in ("false", "0"):
+            return False
+    else:
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    raise FlagError(f"Couldn't interpret value {text} for flag {name}.")
+
+
+def parse(argv):
+    """Options from argv (without the program name); raises FlagError naming the bad argument.
+
+    Returns (options, help_requested).
+    """
+    values = {}
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg in ("--help", "-h", "--helpfull"):
+            return Options(), True
+        if not arg.startswith("--") or arg == "--":
+            raise FlagError(f"unknown argument: {arg}")
+        name, has_value, text = arg[2:].partition("=")
+        if name not in _TYPES:
+            raise FlagError(f"unknown argument: {arg}")
+        kind, _ = _TYPES[name]
+        if not has_value:
+            if kind is bool:
+                text = "true"
+            elif args:
+                text = args.pop(0)
+            else:
+                raise FlagError(f"flag --{name} needs a value: --{name}=VALUE")
+        values[name] = _convert(name, kind, text)
+    for name, kind, default, why in _UNSUPPORTED:
+        if name in values and values[name] != default:
+            raise FlagError(f"--{name} is not supported by this server: {why}")
+        values.pop(name, None)
+    return Options(**values), False
+
+
+def channel_arguments(text):
+    """--grpc_channel_arguments: key=value,... with 32-bit integer values passed as ints (as TF Serving)."""
+    result = []
+    for item in filter(None, text.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise FlagError(f"--grpc_channel_arguments: expected key=value, got {item!r}")
+        value = value.split("=")[0]
+        try:
+            number = int(value.strip())
+            result.append((key, number) if -2**31 <= number < 2**31 else (key, value))
+        except ValueError:
+            result.append((key, value))
+    return result
+
+
+def cpu_count():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -1,0 +1,320 @@
+"""tensorflow_model_server: start-up, the gRPC server, the polling loops and shutdown.
+
+Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 255 when start-up fails (as TF Serving's
+`return -1`): a bad flag, a config file that does not parse, a model that does not load.
+"""
+
+import logging
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from concurrent import futures
+
+from . import flags, status
+
+SERVER_VERSION = "0.1.0"
+log = logging.getLogger("tensorflow_serving.model_servers")
+
+
+class StartupError(Exception):
+    """Start-up failed; `preface` is a line printed before "Failed to start server" (a parser's error)."""
+
+    def __init__(self, message, preface=None):
+        super().__init__(message)
+        self.preface = preface
+
+
+def _setup_logging():
+    class Formatter(logging.Formatter):
+        def format(self, record):
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
+            micros = int(record.created % 1 * 1e6)
+            where = record.name.replace(".", "/")
+            return f"{stamp}.{micros:06d}: {record.levelname[0]} {where}] {record.getMessage()}"
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(Formatter())
+    root = logging.getLogger("tensorflow_serving")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+def _import_tensorflow():
+    """Import TF with its start-up noise silenced; TF_CPP_MIN_LOG_LEVEL set by the user is respected.
+
+    TF writes some lines (oneDNN, CUDA probing) straight to fd 2 before its logging is set up: those
+    are captured during the import and shown only if the import fails.
+    """
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        import tensorflow as tf
+    else:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+        sys.stderr.flush()
+        saved = os.dup(2)
+        captured = tempfile.TemporaryFile()
+        ok = False
+        try:
+            os.dup2(captured.fileno(), 2)
+            import tensorflow as tf
+            tf.config.list_physical_devices()
+            ok = True
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if not ok:
+                captured.seek(0)
+                sys.stderr.write(captured.read().decode("utf-8", "replace"))
+            captured.close()
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    tf.get_logger().setLevel("ERROR")
+    return tf
+
+
+def read_config_file(path):
+    """The ModelServerConfig in a text file; StartupError with TF Serving's messages if it does not parse."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise StartupError(f"NOT_FOUND: {path}; {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise StartupError(f"INVALID_ARGUMENT: Invalid protobuf file: '{path}'") from None
+    config = model_server_config_pb2.ModelServerConfig()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as e:
+        detail = str(e).split(" : ", 1)[-1] if e.GetLine() else str(e)
+        raise StartupError(
+            f"INVALID_ARGUMENT: Invalid protobuf file: '{path}'",
+            preface=f"Error parsing text-format tensorflow.serving.ModelServerConfig: "
+                    f"{e.GetLine() or 0}:{e.GetColumn() or 0}: {detail}") from None
+    return config
+
+
+def single_model_config(name, base_path):
+    from tensorflow_serving.config import model_server_config_pb2
+
+    log.info("Building single TensorFlow model file config:  model_name: %s model_base_path: %s",
+             name, base_path)
+    config = model_server_config_pb2.ModelServerConfig()
+    config.model_config_list.config.add(name=name, base_path=base_path, model_platform="tensorflow")
+    return config
+
+
+def _session_config(options):
+    from google.protobuf import text_format
+    from tensorflow.core.protobuf import config_pb2
+
+    if (options.tensorflow_intra_op_parallelism > 0 and options.tensorflow_inter_op_parallelism > 0
+            and options.tensorflow_session_parallelism > 0):
+        raise StartupError(
+            "INVALID_ARGUMENT: Either configure server_options.tensorflow_session_parallelism or "
+            "(server_options.tensorflow_intra_op_parallelism, server_options.tensorflow_inter_op_parallelism) "
+            "separately. You cannot configure all.")
+    config = config_pb2.ConfigProto()
+    if options.tensorflow_session_config_file:
+        try:
+            with open(options.tensorflow_session_config_file, encoding="utf-8") as f:
+                text_format.Parse(f.read(), config)
+        except (OSError, text_format.ParseError) as e:
+            raise StartupError(f"INVALID_ARGUMENT: --tensorflow_session_config_file: {e}") from None
+    if options.tensorflow_session_parallelism > 0:
+        config.intra_op_parallelism_threads = options.tensorflow_session_parallelism
+        config.inter_op_parallelism_threads = options.tensorflow_session_parallelism
+    if options.tensorflow_intra_op_parallelism > 0:
+        config.intra_op_parallelism_threads = options.tensorflow_intra_op_parallelism
+    if options.tensorflow_inter_op_parallelism > 0:
+        config.inter_op_parallelism_threads = options.tensorflow_inter_op_parallelism
+    return config
+
+
+class ModelServer:
+    """The core, its gRPC server and polling threads; `start()` then `wait()`."""
+
+    def __init__(self, options):
+        self.options = options
+        self.grpc_server = None
+        self.core = None
+        self._stop = threading.Event()
+        self._config_text = None
+
+    def build_core(self):
+        from .core import ServerCore
+        from .servable import SavedModelServable
+
+        o = self.options
+        tags = tuple(t for t in o.saved_model_tags.split(",") if t)
+        session_config = _session_config(o)
+
+        def load(name, version, path):
+            return SavedModelServable(name, version, path, tags, session_config,
+                                      tensor_content=o.enable_serialization_as_tensor_content,
+                                      method_name_check=o.enable_signature_method_name_check)
+
+        retry_seconds = max(o.load_retry_interval_micros, 0) / 1e6
+        self.core = ServerCore(load, o.allow_version_labels_for_unavailable_models,
+                               o.max_num_load_retries, retry_seconds)
+
+    def initial_config(self):
+        o = self.options
+        if o.model_config_file:
+            self._config_text = _file_text(o.model_config_file)
+            return read_config_file(o.model_config_file)
+        if not o.model_base_path:
+            raise StartupError("INVALID_ARGUMENT: Both server_options.model_base_path and "
+                               "server_options.model_config_file are empty!")
+        return single_model_config(o.model_name, o.model_base_path)
+
+    def start(self):
+        import grpc
+        from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+        from .services import ModelService, PredictionService
+
+        o = self.options
+        if o.port == 0 and not o.grpc_socket_path:
+            raise StartupError("INVALID_ARGUMENT: server_options.grpc_port is not set.")
+        channel_args = flags.channel_arguments(o.grpc_channel_arguments)
+        config = self.initial_config()
+        self.build_core()
+        try:
+            self.core.reload(config, initial=True)
+        except status.ServingError as e:
+            raise StartupError(str(e)) from None
+        workers = o.grpc_max_threads or 4 * flags.cpu_count()
+        server_options = [("grpc.max_send_message_length", 2**31 - 1),
+                          ("grpc.max_receive_message_length", 2**31 - 1)] + channel_args
+        self.grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
+                                       options=server_options)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            PredictionService(self.core), self.grpc_server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(self.core), self.grpc_server)
+        addresses = []
+        if o.port:
+            addresses.append((f"0.0.0.0:{o.port}", f"Running gRPC ModelServer at 0.0.0.0:{o.port} ..."))
+        if o.grpc_socket_path:
+            addresses.append((f"unix:{o.grpc_socket_path}",
+                              f"Running gRPC ModelServer at UNIX socket {o.grpc_socket_path} ..."))
+        for address, _ in addresses:
+            try:
+                bound = self.grpc_server.add_insecure_port(address)
+            except RuntimeError as e:
+                raise StartupError(f"UNAVAILABLE: Failed to BuildAndStart gRPC server: cannot bind "
+                                   f"{address}: {e}") from None
+            if not bound and not address.startswith("unix:"):
+                raise StartupError(f"UNAVAILABLE: Failed to BuildAndStart gRPC server: cannot bind {address}")
+        self.grpc_server.start()
+        for _, message in addresses:
+            log.info("%s", message)
+        if o.rest_api_port:
+            log.info("HTTP/REST API on port %d is not served yet; use the gRPC API.", o.rest_api_port)
+        self._start_pollers()
+
+    def _start_pollers(self):
+        o = self.options
+        if o.file_system_poll_wait_seconds > 0:
+            self._every(o.file_system_poll_wait_seconds, self.core.poll_file_system)
+        if o.model_config_file and o.model_config_file_poll_wait_seconds > 0:
+            self._every(o.model_config_file_poll_wait_seconds, self._poll_config_file)
+
+    def _every(self, seconds, action):
+        def loop():
+            while not self._stop.wait(seconds):
+                try:
+                    action()
+                except Exception:  # a poll must never stop the server
+                    log.exception("poll failed")
+
+        threading.Thread(target=loop, name=action.__name__, daemon=True).start()
+
+    def _poll_config_file(self):
+        path = self.options.model_config_file
+        try:
+            text = _file_text(path)
+            if text == self._config_text:
+                return
+            config = read_config_file(path)
+        except StartupError as e:
+            log.error("Failed to read ModelServerConfig file: %s%s", f"{e.preface}; " if e.preface else "", e)
+            return
+        self._config_text = text
+        try:
+            self.core.reload(config)
+        except status.ServingError as e:
+            log.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s", e)
+
+    def request_stop(self):
+        self._stop.set()
+        if self.core is not None:
+            self.core.manager.stopping.set()
+
+    def stop(self, grace=5.0):
+        self._stop.set()
+        if self.core is not None:
+            self.core.manager.stopping.set()
+        if self.grpc_server is not None:
+            self.grpc_server.stop(grace).wait()
+        if self.core is not None:
+            self.core.manager.unload_all()
+
+
+def _file_text(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise StartupError(f"NOT_FOUND: {path}; {e.strerror}") from None
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        options, wants_help = flags.parse(argv)
+        flags.channel_arguments(options.grpc_channel_arguments)
+    except flags.FlagError as e:
+        print(f"{e}\nRun tensorflow_model_server --help for the list of flags.", file=sys.stderr)
+        return 255
+    if wants_help:
+        print(flags.usage(), end="")
+        return 0
+    _setup_logging()
+    tf = _import_tensorflow()
+    if options.version:
+        print(f"TensorFlow ModelServer: {SERVER_VERSION}-local\nTensorFlow Library: {tf.__version__}")
+        return 0
+    server = ModelServer(options)
+    stopping = threading.Event()
+
+    def on_signal(signum, frame):
+        log.info("Received %s, shutting down.", signal.Signals(signum).name)
+        stopping.set()
+        server.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        server.start()
+    except StartupError as e:
+        server.stop(0)
+        if e.preface:
+            print(e.preface, file=sys.stderr)
+        print(f"Failed to start server. Error: {e}", file=sys.stderr)
+        return 255
+    while not stopping.wait(0.5):
+        pass
+    server.stop()
+    log.info("Server stopped.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

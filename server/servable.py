@@ -1,0 +1,172 @@
+"""One loaded SavedModel version: its session, signatures and the Predict/metadata calls on it."""
+
+import logging
+import threading
+import time
+
+import grpc
+import tensorflow as tf
+from tensorflow.core.protobuf import config_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
+
+from . import status, tensors
+
+log = logging.getLogger("tensorflow_serving.servables")
+
+DEFAULT_SIGNATURE = "serving_default"
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+
+
+class SavedModelServable:
+    """A SavedModel loaded the way TF Serving loads it: the `serve` MetaGraphDef in a TF1 session.
+
+    Runs go through callables made from CallableOptions: like TF Serving's C++ session they do
+    not check fed shapes against the placeholders' static shapes, and they cost less per call
+    than Session.run.
+    """
+
+    def __init__(self, name, version, path, tags=("serve",), session_config=None,
+                 tensor_content=False, method_name_check=False):
+        self.name = name
+        self.version = version
+        self.path = path
+        self.tensor_content = tensor_content
+        self.method_name_check = method_name_check
+        self._graph = tf.Graph()
+        self._session = tf.compat.v1.Session(graph=self._graph, config=session_config)
+        started = time.monotonic()
+        log.info("Reading SavedModel from: %s", path)
+        try:
+            meta_graph = tf.compat.v1.saved_model.loader.load(self._session, list(tags), path)
+        except BaseException:
+            self._session.close()
+            raise
+        log.info("SavedModel load for tags { %s }; Status: success: OK. Took %d microseconds.",
+                 " ".join(tags), (time.monotonic() - started) * 1e6)
+        self.signatures = meta_graph.signature_def
+        self._callables = {}
+        self._callables_lock = threading.Lock()
+
+    def close(self):
+        self._callables.clear()
+        self._session.close()
+
+    # -- Predict ------------------------------------------------------------------------------
+
+    def signature(self, name):
+        name = name or DEFAULT_SIGNATURE
+        if name not in self.signatures:
+            raise status.failed_precondition(f'Serving signature key "{name}" not found.')
+        return name, self.signatures[name]
+
+    def predict(self, request, model_name):
+        signature_name, signature = self.signature(request.model_spec.signature_name)
+        if self.method_name_check and signature.method_name not in (
+                PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD):
+            raise status.ServingError(
+                grpc.StatusCode.INTERNAL,
+                "Expected prediction signature method_name to be one of {"
+                f"{PREDICT_METHOD}, {CLASSIFY_METHOD}, {REGRESS_METHOD}}}. Was: {signature.method_name}")
+        feeds = self._inputs(request.inputs, signature)
+        aliases = self._output_aliases(request.output_filter, signature)
+        values = self._run(signature, feeds, aliases)
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = model_name
+        response.model_spec.version.value = self.version
+        response.model_spec.signature_name = signature_name
+        for alias, value in zip(aliases, values):
+            response.outputs[alias].CopyFrom(tensors.to_proto(value, self.tensor_content))
+        return response
+
+    @staticmethod
+    def _inputs(request_inputs, signature):
+        sent, wanted = set(request_inputs), set(signature.inputs)
+        if len(sent) > len(wanted) or (len(sent) < len(wanted) and not signature.defaults):
+            raise status.invalid_argument(
+                f"input size does not match signature: {len(sent)}!={len(wanted)} "
+                f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(wanted))}}}). "
+                f"Sent extra: {{{','.join(sorted(sent - wanted))}}}. "
+                f"Missing but required: {{{','.join(sorted(wanted - sent))}}}.")
+        feeds = []
+        for alias in sorted(wanted):
+            info = signature.inputs[alias]
+            if alias not in request_inputs:
+                raise status.invalid_argument(
+                    f"Signature input alias: {alias}(feed name: {info.name}) not found in request and no "
+                    "default value provided. Inputs expected to be in the request "
+                    f"{{{','.join(sorted(sent))}}}, or default input alias set: "
+                    f"{','.join(sorted(signature.defaults))}")
+            proto = request_inputs[alias]
+            try:
+                value = tensors.to_ndarray(proto)
+            except tensors.ParseError:
+                raise status.invalid_argument(f"tensor parsing error: {alias}") from None
+            if info.dtype and proto.dtype != info.dtype:
+                raise tensors.error_from_dtype(len(feeds), info.dtype, proto.dtype)
+            feeds.append((info.name, value))
+        return feeds
+
+    @staticmethod
+    def _output_aliases(output_filter, signature):
+        if not output_filter:
+            return sorted(signature.outputs)
+        seen = []
+        for alias in output_filter:
+            if alias not in signature.outputs:
+                raise status.invalid_argument(
+                    f"output tensor alias not found in signature: {alias} Outputs expected to be in the "
+                    f"set {{{','.join(sorted(signature.outputs))}}}.")
+            if alias in seen:
+                raise status.invalid_argument(f"duplicate output tensor alias: {alias}")
+            seen.append(alias)
+        return seen
+
+    def _run(self, signature, feeds, aliases):
+        feed_names = tuple(name for name, _ in feeds)
+        fetch_names = tuple(signature.outputs[a].name for a in aliases)
+        run = self._callable(feed_names, fetch_names)
+        try:
+            return run(*(value for _, value in feeds))
+        except tf.errors.OpError as e:
+            raise status.from_tf_error(e) from None
+
+    def _callable(self, feed_names, fetch_names):
+        key = (feed_names, fetch_names)
+        run = self._callables.get(key)
+        if run is None:
+            with self._callables_lock:
+                run = self._callables.get(key)
+                if run is None:
+                    options = config_pb2.CallableOptions(feed=feed_names, fetch=fetch_names)
+                    try:
+                        run = self._session._make_callable_from_options(options)
+                    except (tf.errors.OpError, ValueError, KeyError) as e:
+                        raise status.invalid_argument(str(e)) from None
+                    self._callables[key] = run
+        return run
+
+    # -- Metadata -----------------------------------------------------------------------------
+
+    def signature_def_map(self):
+        """The serialized SignatureDefMap: the model's signatures, then internal `__` entries.
+
+        Map order on the wire is unspecified; this one is stable and gives the guide's bytes.
+        """
+        out = b""
+        keys = sorted(self.signatures, key=lambda k: k.startswith("__"))  # stable: keeps the file's order
+        for key, value in ((k, self.signatures[k]) for k in keys):
+            entry = get_model_metadata_pb2.SignatureDefMap()
+            entry.signature_def[key].CopyFrom(value)
+            out += entry.SerializeToString()
+        return out
+
+    def metadata(self, request):
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = self.name
+        response.model_spec.version.value = self.version
+        packed = response.metadata["signature_def"]
+        packed.type_url = "type.googleapis.com/tensorflow.serving.SignatureDefMap"
+        packed.value = self.signature_def_map()
+        return response

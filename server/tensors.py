@@ -1,0 +1,140 @@
+"""TensorProto <-> numpy for the server, with the semantics of TF's C++ Tensor::FromProto/AsProtoField.
+
+Decoding follows the C++ parser TF Serving uses, not tf.make_ndarray: typed fields with fewer
+values than the shape holds repeat the last value, extra values are ignored, no values means
+zeros. Encoding writes typed fields (float_val, int_val, ...) by default, as TF Serving does.
+"""
+
+import ml_dtypes
+import numpy as np
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+from . import status
+
+_MAX_ELEMENTS = 2**31  # far beyond any sane request; guards numpy from absurd shapes
+
+# DataType -> (numpy dtype, typed field, TF's DataTypeString)
+_DTYPES = {
+    types_pb2.DT_FLOAT: (np.float32, "float_val", "float"),
+    types_pb2.DT_DOUBLE: (np.float64, "double_val", "double"),
+    types_pb2.DT_INT32: (np.int32, "int_val", "int32"),
+    types_pb2.DT_UINT8: (np.uint8, "int_val", "uint8"),
+    types_pb2.DT_INT16: (np.int16, "int_val", "int16"),
+    types_pb2.DT_INT8: (np.int8, "int_val", "int8"),
+    types_pb2.DT_UINT16: (np.uint16, "int_val", "uint16"),
+    types_pb2.DT_INT64: (np.int64, "int64_val", "int64"),
+    types_pb2.DT_UINT32: (np.uint32, "uint32_val", "uint32"),
+    types_pb2.DT_UINT64: (np.uint64, "uint64_val", "uint64"),
+    types_pb2.DT_BOOL: (np.bool_, "bool_val", "bool"),
+    types_pb2.DT_HALF: (np.float16, "half_val", "half"),
+    types_pb2.DT_BFLOAT16: (ml_dtypes.bfloat16, "half_val", "bfloat16"),
+    types_pb2.DT_COMPLEX64: (np.complex64, "scomplex_val", "complex64"),
+    types_pb2.DT_COMPLEX128: (np.complex128, "dcomplex_val", "complex128"),
+    types_pb2.DT_STRING: (np.object_, "string_val", "string"),
+}
+_BY_NUMPY = {np.dtype(v[0]): k for k, v in _DTYPES.items() if v[0] is not np.object_}
+
+
+def dtype_name(dtype_enum: int) -> str:
+    """TF's DataTypeString, as used in its error messages."""
+    if dtype_enum in _DTYPES:
+        return _DTYPES[dtype_enum][2]
+    name = types_pb2.DataType.Name(dtype_enum) if dtype_enum in types_pb2.DataType.values() else "unknown"
+    return name[3:].lower() if name.startswith("DT_") else name
+
+
+def numpy_dtype(dtype_enum: int):
+    return _DTYPES[dtype_enum][0] if dtype_enum in _DTYPES else None
+
+
+class ParseError(ValueError):
+    pass
+
+
+def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
+    """Decode a request tensor; raise ParseError where C++ Tensor::FromProto would fail."""
+    if proto.dtype not in _DTYPES:
+        raise ParseError(f"unsupported dtype {proto.dtype}")
+    np_dtype, field, _ = _DTYPES[proto.dtype]
+    if proto.tensor_shape.unknown_rank:
+        raise ParseError("unknown rank")
+    shape = tuple(d.size for d in proto.tensor_shape.dim)
+    if any(s < 0 for s in shape):
+        raise ParseError("negative dimension")
+    count = 1
+    for s in shape:
+        count *= s
+        if count > _MAX_ELEMENTS:
+            raise ParseError("too many elements")
+    if proto.dtype == types_pb2.DT_STRING:
+        values = list(proto.string_val)
+        out = np.empty(count, dtype=object)
+        if count:
+            out[:] = _fill(values, count, b"")
+        return out.reshape(shape)
+    if proto.tensor_content:
+        itemsize = np.dtype(np_dtype).itemsize
+        if len(proto.tensor_content) != count * itemsize:
+            raise ParseError("tensor_content size does not match the shape")
+        return np.frombuffer(proto.tensor_content, dtype=np_dtype).reshape(shape).copy()
+    values = getattr(proto, field)
+    if proto.dtype in (types_pb2.DT_COMPLEX64, types_pb2.DT_COMPLEX128):
+        flat = np.asarray(values, dtype=np.float64)
+        pairs = flat[: len(flat) // 2 * 2].reshape(-1, 2)
+        values = pairs[:, 0] + 1j * pairs[:, 1]
+    elif proto.dtype in (types_pb2.DT_HALF, types_pb2.DT_BFLOAT16):
+        values = np.asarray(values, dtype=np.uint32).astype(np.uint16).view(np_dtype)
+    array = np.asarray(values).astype(np_dtype, copy=False) if len(values) else np.zeros(0, np_dtype)
+    if len(array) == count:
+        return array.reshape(shape)
+    return _fill(array, count, np.zeros(1, np_dtype)[0]).astype(np_dtype).reshape(shape)
+
+
+def _fill(values, count, zero):
+    """C++ FromProtoField: repeat the last value to fill the shape, drop extras, zeros if empty."""
+    if len(values) == 0:
+        return np.full(count, zero, dtype=object if isinstance(zero, bytes) else None)
+    if len(values) >= count:
+        return np.asarray(values[:count], dtype=object if isinstance(values[0], bytes) else None)
+    tail = [values[-1]] * (count - len(values))
+    return np.asarray(list(values) + tail, dtype=object if isinstance(values[0], bytes) else None)
+
+
+def to_proto(array, as_tensor_content: bool = False) -> tensor_pb2.TensorProto:
+    """Encode a session output: typed fields (AsProtoField) or packed bytes (AsProtoTensorContent)."""
+    array = np.asarray(array)
+    proto = tensor_pb2.TensorProto()
+    if array.dtype.kind in "OSU":
+        proto.dtype = types_pb2.DT_STRING
+        proto.string_val.extend(v if isinstance(v, bytes) else str(v).encode() for v in array.ravel())
+    else:
+        proto.dtype = _BY_NUMPY[array.dtype]
+        if as_tensor_content:
+            proto.tensor_content = np.ascontiguousarray(array).tobytes()
+        else:
+            _write_field(proto, array)
+    proto.tensor_shape.CopyFrom(shape_proto(array.shape))
+    return proto
+
+
+def _write_field(proto, array):
+    field = _DTYPES[proto.dtype][1]
+    flat = array.ravel()
+    if proto.dtype in (types_pb2.DT_HALF, types_pb2.DT_BFLOAT16):
+        flat = flat.view(np.uint16).astype(np.int32)
+    elif array.dtype.kind == "c":
+        flat = np.stack([flat.real, flat.imag], axis=-1).ravel()
+    getattr(proto, field).extend(flat.tolist())
+
+
+def shape_proto(shape) -> tensor_shape_pb2.TensorShapeProto:
+    proto = tensor_shape_pb2.TensorShapeProto()
+    for size in shape:
+        proto.dim.add(size=int(size))
+    return proto
+
+
+def error_from_dtype(index: int, expected: int, actual: int):
+    """The message TF's FunctionCallFrame gives for a feed of the wrong type."""
+    return status.invalid_argument(
+        f"Expects arg[{index}] to be {dtype_name(expected)} but {dtype_name(actual)} is provided")

@@ -1,0 +1,95 @@
+"""Run the real server as a subprocess for tests and demos: a free port, readiness by polling."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXECUTABLE = os.path.join(REPO, "server", "tensorflow_model_server")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """`tensorflow_model_server` with the given flags; `start()` returns once it answers gRPC."""
+
+    def __init__(self, *flags, cwd=None):
+        self.flags = list(flags)
+        self.cwd = cwd or REPO
+        self.port = None
+        self.process = None
+        self._log = tempfile.NamedTemporaryFile(prefix="tfs-server-", suffix=".log", delete=False)
+
+    @property
+    def target(self):
+        return f"localhost:{self.port}"
+
+    def start(self, timeout=90.0, expect_ready=True):
+        port_flags = [f for f in self.flags if f.startswith("--port")]
+        self.port = int(port_flags[0].split("=")[1]) if port_flags else free_port()
+        flags = self.flags if port_flags else [f"--port={self.port}"] + self.flags
+        self.process = subprocess.Popen([EXECUTABLE, "--rest_api_port=0", *flags], cwd=self.cwd,
+                                        stdout=self._log, stderr=subprocess.STDOUT)
+        if expect_ready:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout=90.0):
+        """Poll until the gRPC port accepts connections (it opens only after the models loaded)."""
+        import grpc
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            with grpc.insecure_channel(self.target) as channel:
+                try:
+                    grpc.channel_ready_future(channel).result(timeout=0.25)
+                    return
+                except grpc.FutureTimeoutError:
+                    pass
+        raise RuntimeError(f"server not ready after {timeout}s:\n{self.log()}")
+
+    def wait_exit(self, timeout=90.0):
+        return self.process.wait(timeout)
+
+    def log(self):
+        with open(self._log.name, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def wait_for_log(self, pattern, timeout=30.0, count=1):
+        """Poll the server's log until `pattern` (a regex) has appeared `count` times."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(re.findall(pattern, self.log())) >= count:
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"{pattern!r} not in the server log:\n{self.log()}")
+
+    def stop(self, timeout=30.0):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode if self.process else None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        os.unlink(self._log.name)
