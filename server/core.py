@@ -161,7 +161,7 @@ class ServerCore:
                     f"Model {model.name} requests unsupported platform {platform}")
         for model in config.model_config_list.config:
             current = self._labels.get(model.name, {})
-            for label, version in model.version_labels.items():
+            for label, version in sorted(model.version_labels.items()):
                 allow = self.allow_labels_for_unavailable and current.get(label, version) == version
                 if not allow and self.manager.state(model.name, version) != State.AVAILABLE:
                     raise status.failed_precondition(

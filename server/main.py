@@ -191,8 +191,10 @@ class ModelServer:
         except status.ServingError as e:
             raise StartupError(str(e)) from None
         workers = o.grpc_max_threads or 4 * flags.cpu_count()
+        # No SO_REUSEPORT: a second server on a busy port must fail, not silently share it.
         server_options = [("grpc.max_send_message_length", 2**31 - 1),
-                          ("grpc.max_receive_message_length", 2**31 - 1)] + channel_args
+                          ("grpc.max_receive_message_length", 2**31 - 1),
+                          ("grpc.so_reuseport", 0)] + channel_args
         self.grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
                                        options=server_options)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# One entry point for a fresh machine.
+#   ./run.sh          set up (.venv, dependencies, toy models), start the local server, run the guide's commands
+#   ./run.sh test     set up, then run every test
+#   ./run.sh stop     stop the server that ./run.sh left running
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+repo="$PWD"
+venv="$repo/.venv"
+py="$venv/bin/python"
+port="${TFS_PORT:-8500}"
+state="$repo/.run"
+
+setup() {
+    if [ ! -x "$py" ]; then
+        echo "== creating .venv" >&2
+        python3 -m venv "$venv"
+    fi
+    # Reinstall only when the requirements change.
+    stamp="$venv/.requirements.sha256"
+    want="$(cat requirements-dev.txt server/requirements.txt python/requirements.txt | sha256sum | cut -d' ' -f1)"
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        echo "== installing dependencies into .venv (pinned in requirements-dev.txt)" >&2
+        "$py" -m pip install -q --disable-pip-version-check -r requirements-dev.txt >&2
+        echo "$want" > "$stamp"
+    fi
+    "$py" models/build_toy_models.py >&2
+}
+
+server_up() {
+    "$py" - "$port" <<'PY'
+import sys, grpc
+with grpc.insecure_channel(f"localhost:{sys.argv[1]}") as channel:
+    try:
+        grpc.channel_ready_future(channel).result(timeout=0.5)
+    except grpc.FutureTimeoutError:
+        sys.exit(1)
+PY
+}
+
+start_server() {
+    mkdir -p "$state"
+    if server_up; then
+        echo "== a server already answers on localhost:$port; using it" >&2
+        return
+    fi
+    echo "== starting server/tensorflow_model_server on port $port (log: .run/server.log)" >&2
+    nohup server/tensorflow_model_server --port="$port" --rest_api_port=0 \
+        --model_config_file=models/save/toy_labels.config \
+        --allow_version_labels_for_unavailable_models > "$state/server.log" 2>&1 &
+    echo $! > "$state/server.pid"
+    for _ in $(seq 1 600); do
+        server_up && return
+        kill -0 "$(cat "$state/server.pid")" 2>/dev/null || { cat "$state/server.log" >&2; exit 1; }
+        sleep 0.1
+    done
+    echo "server did not become ready; see .run/server.log" >&2
+    exit 1
+}
+
+demo() {
+    cd python
+    while IFS= read -r command; do
+        echo "\$ $command"
+        PATH="$venv/bin:$PATH" bash -c "$command"
+    done < "$repo/python/guide_commands.txt"
+    cd "$repo"
+    echo "== the server is still running on localhost:$port (stop it: ./run.sh stop)" >&2
+}
+
+case "${1:-demo}" in
+    demo) setup; start_server; demo ;;
+    test) setup; shift; exec "$py" -m pytest "$@" ;;
+    stop)
+        if [ -f "$state/server.pid" ] && kill "$(cat "$state/server.pid")" 2>/dev/null; then
+            echo "stopped the server (pid $(cat "$state/server.pid"))"
+        else
+            echo "no server started by ./run.sh is running"
+        fi
+        rm -f "$state/server.pid" ;;
+    *) echo "usage: ./run.sh [demo|test|stop]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,231 @@
+"""Versions coming and going: version policies, file-system polls, reloads, config-file polls, failed loads."""
+
+import os
+import shutil
+import threading
+import time
+
+import pytest
+from server_helpers import Client, model_config, rpc_error, values
+
+from server.testing import ServerProcess
+
+
+def wait_until(check, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def break_version(path):
+    """A version folder whose SavedModel does not parse."""
+    os.makedirs(path)
+    with open(os.path.join(path, "saved_model.pb"), "wb") as f:
+        f.write(b"not a saved model")
+
+
+@pytest.fixture(scope="module")
+def models_dir(toy_models, tmp_path_factory):
+    """A private copy of the toy models that tests may change."""
+    root = tmp_path_factory.mktemp("models")
+    shutil.copytree(os.path.join(toy_models, "Toy"), root / "Toy", ignore=shutil.ignore_patterns("3"))
+    shutil.copytree(os.path.join(toy_models, "Toy_double"), root / "Toy_double")
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(models_dir):
+    with ServerProcess(f"--model_name=Toy", f"--model_base_path={models_dir}/Toy",
+                       "--file_system_poll_wait_seconds=1", "--max_num_load_retries=0") as s:
+        yield s
+
+
+@pytest.fixture
+def client(server, models_dir):
+    c = Client(server.target)
+    yield c
+    c.close()
+
+
+def test_single_model_flags_serve_the_latest_version(client, server):
+    assert client.predict().model_spec.version.value == 2
+    assert client.states("Toy") == {2: "AVAILABLE"}
+    assert "Building single TensorFlow model file config:  model_name: Toy model_base_path: " in server.log()
+
+
+def test_new_version_folder_is_served_and_old_one_unloaded(client, server, models_dir, toy_models):
+    shutil.copytree(os.path.join(toy_models, "Toy", "3"), models_dir / "Toy" / "3")
+    wait_until(lambda: client.states("Toy") == {3: "AVAILABLE", 2: "END", 1: "END"} or
+               client.states("Toy") == {3: "AVAILABLE", 2: "END"}, what="version 3 to replace 2")
+    response = client.predict()
+    assert response.model_spec.version.value == 3
+    assert values(response, "dense") == [0.9901617765426636, 0.9934704303741455]
+    server.wait_for_log(r"Successfully loaded servable version \{name: Toy version: 3\}")
+    server.wait_for_log(r"Done unloading servable version \{name: Toy version: 2\}")
+    # Removed again: version 2 comes back, 3 ends.
+    shutil.rmtree(models_dir / "Toy" / "3")
+    wait_until(lambda: client.states("Toy").get(3) == "END" and client.states("Toy").get(2) == "AVAILABLE",
+               what="version 3 to be unloaded")
+    assert client.predict().model_spec.version.value == 2
+
+
+def test_a_broken_new_version_ends_with_its_error_and_the_old_keeps_serving(client, models_dir):
+    break_version(models_dir / "Toy" / "4")
+    try:
+        wait_until(lambda: client.states("Toy").get(4) == "END", what="version 4 to fail")
+        status = {s.version: s for s in client.status("Toy").model_version_status}[4].status
+        assert status.error_code != 0 and status.error_message
+        assert client.predict().model_spec.version.value == 2
+    finally:
+        shutil.rmtree(models_dir / "Toy" / "4")
+
+
+@pytest.mark.parametrize("policy, served", [
+    ("all", {1, 2}),
+    ([1], {1}),
+    ([1, 2, 9], {1, 2}),
+    (2, {1, 2}),
+    (1, {2}),
+])
+def test_version_policies(client, models_dir, policy, served):
+    client.reload(model_config(("Toy", models_dir / "Toy", policy)))
+    wait_until(lambda: {v for v, s in client.states("Toy").items() if s == "AVAILABLE"} == served,
+               what=f"versions {served}")
+    for version in served:
+        assert client.predict(version=version).model_spec.version.value == version
+    assert client.predict().model_spec.version.value == max(served)
+
+
+def test_reload_replaces_the_served_set(client, models_dir):
+    client.reload(model_config(("Toy", models_dir / "Toy", [1, 2])))  # labels need available versions
+    client.reload(model_config(("Toy", models_dir / "Toy", [1, 2], {"stable": 1}),
+                               ("Toy_double", models_dir / "Toy_double")))
+    assert client.predict("Toy_double").model_spec.version.value == 1  # answered after loading
+    assert client.predict(label="stable").model_spec.version.value == 1
+    response = client.reload(model_config(("Toy_double", models_dir / "Toy_double")))
+    assert response.status.error_code == 0 and not response.status.error_message
+    assert set(client.states("Toy").values()) == {"END"}
+    assert rpc_error(client.predict) == ("NOT_FOUND", "Servable not found for request: Latest(Toy)")
+    client.reload(model_config(("Toy", models_dir / "Toy")))
+    assert client.predict().model_spec.version.value == 2
+    assert client.states("Toy_double") == {1: "END"}
+
+
+def test_labels_move_between_available_versions(client, models_dir):
+    client.reload(model_config(("Toy", models_dir / "Toy", [1, 2])))
+    client.reload(model_config(("Toy", models_dir / "Toy", [1, 2], {"stable": 1, "canary": 2})))
+    assert client.predict(label="canary").model_spec.version.value == 2
+    client.reload(model_config(("Toy", models_dir / "Toy", [1, 2], {"stable": 1, "canary": 1})))
+    assert client.predict(label="canary").model_spec.version.value == 1
+    client.reload(model_config(("Toy", models_dir / "Toy", [1, 2])))
+    assert rpc_error(client.predict, label="canary") == (
+        "INVALID_ARGUMENT", "Unrecognized servable version label: canary")
+
+
+def invalid_configs(models_dir):
+    from tensorflow_serving.config import model_server_config_pb2
+    toy = ("Toy", models_dir / "Toy")
+    twice = model_config(toy, ("Toy", models_dir / "Toy_double"))
+    relative = model_config(("Toy", "models/save/Toy"))
+    other_platform = model_config(toy)
+    other_platform.model_config_list.config[0].model_platform = "tensorflow_lite"
+    no_platform = model_config(("New", models_dir / "Toy_double"))
+    no_platform.model_config_list.config[0].model_platform = ""
+    unsupported = model_config(("New", models_dir / "Toy_double"))
+    unsupported.model_config_list.config[0].model_platform = "pytorch"
+    return [
+        (model_server_config_pb2.ModelServerConfig(), "INVALID_ARGUMENT",
+         "ServerModelConfig type not supported by HandleReloadConfigRequest. Only ModelConfigList is "
+         "currently supported"),
+        (twice, "INVALID_ARGUMENT", "Illegal to list model Toy multiple times in config list"),
+        (relative, "INVALID_ARGUMENT",
+         "Expected model Toy to have an absolute path or URI; got base_path()=models/save/Toy"),
+        (other_platform, "INVALID_ARGUMENT",
+         "Illegal to change a model's platform. For model Toy platform was tensorflow and new platform "
+         "requested is tensorflow_lite"),
+        (no_platform, "INVALID_ARGUMENT", "Illegal setting neither ModelServerConfig::model_type (deprecated) "
+         "nor ModelServerConfig::model_platform."),
+        (unsupported, "INVALID_ARGUMENT", "Model New requests unsupported platform pytorch"),
+        (model_config(("Toy", models_dir / "Toy", [1, 2], {"beta": 3})), "FAILED_PRECONDITION",
+         "Request to assign label to version 3 of model Toy, which is not currently available for inference"),
+        (model_config(("Missing", models_dir / "missing")), "INVALID_ARGUMENT",
+         f"Could not find base path {models_dir}/missing for servable Missing with error No such file or "
+         "directory"),
+    ]
+
+
+def test_invalid_reloads_change_nothing(client, models_dir):
+    client.reload(model_config(("Toy", models_dir / "Toy", [1, 2], {"stable": 1})))
+    before = client.states("Toy")
+    for config, code, message in invalid_configs(models_dir):
+        assert rpc_error(client.reload, config) == (code, message)
+        assert client.states("Toy") == before
+        assert client.predict(label="stable").model_spec.version.value == 1
+
+
+def test_a_new_model_that_fails_to_load_fails_the_reload_and_changes_nothing(client, models_dir, server):
+    client.reload(model_config(("Toy", models_dir / "Toy")))
+    break_version(models_dir / "Broken" / "1")
+    code, message = rpc_error(client.reload, model_config(("Broken", models_dir / "Broken")))
+    assert code == "UNKNOWN"
+    assert message.startswith("1 model(s) did not become available: {{name: Broken version: 1 due to error: ")
+    assert client.predict().model_spec.version.value == 2
+    assert client.states("Broken") == {1: "END"}
+    server.wait_for_log("ReloadConfig failed: 1 model")
+
+
+def test_reload_concurrent_with_requests_fails_none(client, models_dir):
+    configs = [model_config(("Toy", models_dir / "Toy", [1, 2])), model_config(("Toy", models_dir / "Toy", [1])),
+               model_config(("Toy", models_dir / "Toy", "all")), model_config(("Toy", models_dir / "Toy", [2]))]
+    client.reload(configs[0])
+    stop, errors, served = threading.Event(), [], []
+
+    def requests():
+        while not stop.is_set():
+            try:
+                served.append(client.predict().model_spec.version.value)
+            except Exception as e:  # asserted below
+                errors.append(e)
+
+    threads = [threading.Thread(target=requests) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for config in configs * 2:
+            client.reload(config)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors
+    assert set(served) == {1, 2} and len(served) > 20
+
+
+def test_config_file_is_polled(models_dir, tmp_path):
+    from google.protobuf import text_format
+    config_file = tmp_path / "models.config"
+    config_file.write_text(text_format.MessageToString(model_config(("Toy", models_dir / "Toy"))))
+    with ServerProcess(f"--model_config_file={config_file}", "--model_config_file_poll_wait_seconds=1") as server:
+        client = Client(server.target)
+        assert rpc_error(client.predict, "Toy_double")[0] == "NOT_FOUND"
+        config_file.write_text("model_config_list { config { name: 'Toy' ")
+        server.wait_for_log("Failed to read ModelServerConfig file: Error parsing text-format")
+        config_file.write_text(text_format.MessageToString(
+            model_config(("Toy", models_dir / "Toy"), ("Toy_double", models_dir / "Toy_double"))))
+        wait_until(lambda: client.states("Toy_double").get(1) == "AVAILABLE" if _known(client, "Toy_double")
+                   else False, what="Toy_double from the polled config")
+        assert client.predict("Toy_double").model_spec.version.value == 1
+        assert client.predict().model_spec.version.value == 2
+        client.close()
+
+
+def _known(client, model):
+    try:
+        client.status(model)
+        return True
+    except Exception:
+        return False
