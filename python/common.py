@@ -1,0 +1,203 @@
+"""What every script shares: flags, the channel, ModelSpec, the tensor codec, output formats, errors.
+
+Exit codes: 0 ok, 1 the server answered with an error (or could not be reached), 2 bad usage or
+bad input (nothing was sent), 130 interrupted (Ctrl-C).
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import grpc
+
+import tfs_protos as protos  # TF Serving's protos, without starting the TensorFlow runtime
+from codec import make_ndarray, make_tensor_proto  # noqa: F401  (numpy drop-ins for TF's functions)
+
+DEFAULT_SERVER = "localhost:8500"
+EXIT_OK, EXIT_RPC_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# TF Serving answers up to 2 GB; gRPC's default 4 MB receive limit is what users hit first.
+_MAX_MESSAGE = 2**31 - 1
+_CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", _MAX_MESSAGE),
+    ("grpc.max_receive_message_length", _MAX_MESSAGE),
+    # Ping an idle connection no more often than servers accept by default (5 min), never without calls.
+    ("grpc.keepalive_time_ms", 300_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 0),
+]
+
+
+class InputError(Exception):
+    """Bad input found before anything was sent: exit 2."""
+
+
+class ServerError(Exception):
+    """The server's answer is a failure that is not a gRPC error (e.g. a wait that timed out): exit 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """Usage errors in two lines (argparse's usage can wrap over many): exit 2."""
+        self.exit(EXIT_USAGE, f"usage: {self.prog} [options] (see {self.prog} --help)\n"
+                              f"{self.prog}: error: {message}\n")
+
+
+def parser(description, example, model=True, versions=True, signature=False):
+    """An ArgumentParser with the flags every script shares and an example in --help."""
+    p = _Parser(description=description, epilog=f"example:\n  {example}",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-s", "--server", default=os.environ.get("TFS_SERVER") or DEFAULT_SERVER,
+                   help="TF Serving gRPC address: HOST:PORT or any gRPC target such as dns:///host:8500 "
+                        "or unix:///tmp/tfs.sock (default: $TFS_SERVER, else %(default)s)"
+                        if not os.environ.get("TFS_SERVER") else "TF Serving gRPC address (default: %(default)s)")
+    if model:
+        p.add_argument("-m", "--model", default="Toy", help="model name (default: %(default)s)")
+    if versions:
+        choice = p.add_mutually_exclusive_group()
+        choice.add_argument("-v", "--version", type=_version, help="model version number (default: the latest)")
+        choice.add_argument("-l", "--version-label", metavar="LABEL", help="version label, e.g. stable or canary")
+    if signature:
+        p.add_argument("--signature", default="serving_default", help="signature name (default: %(default)s)")
+    p.add_argument("-t", "--timeout", type=_seconds, default=30.0, help="seconds to wait for the answer "
+                   "(default: %(default)s)")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="text: protobuf text format, as the guide prints; json: one JSON document")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    return p
+
+
+def _version(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a version number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a version is a number >= 0, not {value}")
+    return value
+
+
+def _seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"the timeout must be > 0, not {text}")
+    return value
+
+
+def channel(target):
+    return grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+
+
+def set_model_spec(spec, args, signature=None):
+    spec.name = args.model
+    if getattr(args, "version", None) is not None:
+        spec.version.value = args.version
+    elif getattr(args, "version_label", None):
+        spec.version_label = args.version_label
+    if signature:
+        spec.signature_name = signature
+
+
+# -- output --------------------------------------------------------------------------------------
+
+def to_text(message, expand_any=True):
+    """Protobuf text format, float fields printed as the guide shows them (0.9990350008010864).
+
+    expand_any=False prints an Any as its type_url and packed bytes, as the guide shows metadata.
+    """
+    from google.protobuf import text_format
+
+    printer_class = getattr(text_format, "_Printer", None)
+    if printer_class is None:  # a protobuf without the printer class: its own float style
+        return text_format.MessageToString(message)
+    import io
+
+    from google.protobuf import descriptor
+
+    class GuidePrinter(printer_class):
+        def PrintFieldValue(self, field, value):
+            if field.cpp_type == descriptor.FieldDescriptor.CPPTYPE_FLOAT:
+                self.out.write(repr(float(value)))
+            else:
+                super().PrintFieldValue(field, value)
+
+        def _TryPrintAsAnyMessage(self, message):
+            return expand_any and super()._TryPrintAsAnyMessage(message)
+
+    out = io.StringIO()
+    GuidePrinter(out, as_utf8=False).PrintMessage(message)
+    return out.getvalue()
+
+
+def to_json(message):
+    from google.protobuf import json_format
+
+    return json_format.MessageToJson(message, preserving_proto_field_name=True, indent=2)
+
+
+def show(message, args, expand_any=True):
+    """The message on stdout in the chosen format."""
+    sys.stdout.write(to_text(message, expand_any) if args.format == "text" else to_json(message) + "\n")
+
+
+def dump_json(value):
+    print(json.dumps(value))
+
+
+def json_values(array):
+    """An output array as nested lists for JSON; bytes as text (invalid UTF-8 escaped)."""
+    if array.dtype == object:
+        return [json_values(a) for a in array] if array.ndim else array.item().decode("utf-8", "backslashreplace")
+    if array.dtype.kind == "c":
+        return [[v.real, v.imag] for v in array.ravel()]
+    return array.astype(float).tolist() if array.dtype.kind == "f" else array.tolist()
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+def rpc_error_message(error, args):
+    code, details = error.code(), error.details() or ""
+    if code == grpc.StatusCode.UNAVAILABLE:
+        reason = "connection refused" if "refused" in details.lower() else details or "unavailable"
+        return f"cannot reach TF Serving at {args.server} ({reason}): is the server running?"
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return f"no answer from TF Serving at {args.server} within {args.timeout:g}s (raise it with --timeout)"
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        return f"UNIMPLEMENTED: the server at {args.server} does not implement this call ({details})"
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details:
+        return f"RESOURCE_EXHAUSTED: {details} (the server's message size limit; send less at once)"
+    return f"{code.name}: {details}"
+
+
+def run(action, args, program):
+    """Run action(args) and turn every expected error into one line on stderr and an exit code."""
+    try:
+        action(args)
+        sys.stdout.flush()
+        return EXIT_OK
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `| head`: the reader left; not an error
+        sys.stderr.close()
+        return EXIT_OK
+    except grpc.RpcError as e:
+        if args.debug:
+            raise
+        print(f"{program}: error: {rpc_error_message(e, args)}", file=sys.stderr)
+        return EXIT_RPC_ERROR
+    except ServerError as e:
+        if args.debug:
+            raise
+        print(f"{program}: error: {e}", file=sys.stderr)
+        return EXIT_RPC_ERROR
+    except InputError as e:
+        if args.debug:
+            raise
+        print(f"{program}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE

@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""GetModelStatus: the state of a model's versions; --wait polls until they are AVAILABLE."""
+
+import sys
+import time
+
+import grpc
+
+import common
+
+PROGRAM = "grpcModelStatus.py"
+
+
+def build_parser():
+    parser = common.parser("Ask TF Serving for the state of a model's versions (GetModelStatus).",
+                           "python3 grpcModelStatus.py -m Toy_double -v 1 --wait 60")
+    parser.add_argument("--wait", type=float, metavar="SECONDS",
+                        help="poll until the version (or, without -v, every version listed) is AVAILABLE; "
+                             "exit 1 with the last state seen if that takes longer than SECONDS")
+    return parser
+
+
+def model_status(args):
+    if args.version_label:
+        raise common.InputError("GetModelStatus takes a version number, not a label (TF Serving ignores "
+                                "labels here): use -v")
+    request = common.protos.get_model_status_pb2.GetModelStatusRequest()
+    common.set_model_spec(request.model_spec, args)
+    with common.channel(args.server) as channel:
+        stub = common.protos.model_service_pb2_grpc.ModelServiceStub(channel)
+        if args.wait is None:
+            common.show(stub.GetModelStatus(request, timeout=args.timeout), args)
+            return
+        response = wait_until_available(stub, request, args)
+    common.show(response, args)
+
+
+def wait_until_available(stub, request, args):
+    states = common.protos.get_model_status_pb2.ModelVersionStatus.State
+    deadline = time.monotonic() + args.wait
+    last = "no answer"
+    while True:
+        try:
+            response = stub.GetModelStatus(request, timeout=min(args.timeout, max(args.wait, 0.1)))
+            versions = response.model_version_status
+            live = [v for v in versions if v.state != states.END] or list(versions)
+            if live and all(v.state == states.AVAILABLE for v in live):
+                return response
+            last = ", ".join(f"version {v.version} {states.Name(v.state)}"
+                             + (f" ({v.status.error_message})" if v.status.error_message else "") for v in versions)
+        except grpc.RpcError as e:
+            if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND,
+                                grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise
+            last = common.rpc_error_message(e, args)
+        if time.monotonic() >= deadline:
+            raise common.ServerError(f"model {args.model} not AVAILABLE after {args.wait:g}s; last seen: {last}")
+        time.sleep(min(0.5, max(deadline - time.monotonic(), 0)))
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return common.run(model_status, args, PROGRAM)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

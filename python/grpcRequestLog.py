@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Predict with the request shown as a PredictionLog, and PredictionLog files (warmup records, request logs).
+
+--log-file appends request and response as a TFRecord PredictionLog: the format of a SavedModel's
+assets.extra/tf_serving_warmup_requests. --read prints the records of such a file.
+"""
+
+import sys
+
+import common
+import inputs
+import tfrecord
+
+PROGRAM = "grpcRequestLog.py"
+WIDTH = 100
+
+
+def banner(title):
+    return f"{title.center(WIDTH, '*')}\n"
+
+
+def build_parser():
+    parser = common.parser(
+        "Send a Predict request, print it as a PredictionLog and print the response; or read PredictionLog files.",
+        "python3 grpcRequestLog.py -m Toy --log-file warmup/tf_serving_warmup_requests", signature=True)
+    inputs.add_arguments(parser)
+    parser.add_argument("--log-file", metavar="FILE",
+                        help="append the PredictionLog (request and response) to FILE as a TFRecord record")
+    parser.add_argument("--read", metavar="FILE",
+                        help="print the PredictionLog records of FILE (warmup file or request log) and exit")
+    return parser
+
+
+def request_log(args):
+    if args.read:
+        return read_log(args)
+    log = common.protos.prediction_log_pb2.PredictionLog()
+    with common.channel(args.server) as channel:
+        stub = common.protos.prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        default_filter = ("output_1",) if not args.input else ()  # the guide's request
+        log.predict_log.request.CopyFrom(inputs.predict_request(args, stub, default_filter))
+        response = stub.Predict(log.predict_log.request, timeout=args.timeout)
+    log.predict_log.response.CopyFrom(response)
+    if args.log_file:
+        try:
+            tfrecord.append(args.log_file, [log.SerializeToString()])
+        except OSError as e:
+            raise common.InputError(f"cannot append to {args.log_file}: {e.strerror}") from None
+    if args.format == "json":
+        common.dump_json({"request": _json(log.predict_log.request), "response": _json(response)})
+        return
+    request_only = common.protos.prediction_log_pb2.PredictionLog()
+    request_only.predict_log.request.CopyFrom(log.predict_log.request)
+    sys.stdout.write(banner("request logs") + common.to_text(request_only) + banner("end")
+                     + banner("outputs") + common.to_text(response) + banner("end"))
+
+
+def _json(message):
+    import json
+    return json.loads(common.to_json(message))
+
+
+def read_log(args):
+    log = common.protos.prediction_log_pb2.PredictionLog()
+    try:
+        for offset, data in tfrecord.read(args.read):
+            try:
+                log.ParseFromString(data)
+            except Exception:
+                raise common.InputError(f"{args.read}: the record at offset {offset} is not a PredictionLog") from None
+            if args.format == "json":
+                common.dump_json(_json(log))
+            else:
+                sys.stdout.write(banner(f"record at offset {offset}") + common.to_text(log))
+    except tfrecord.CorruptRecord as e:
+        raise common.InputError(f"{args.read}: {e}") from None
+    except OSError as e:
+        raise common.InputError(f"cannot read {args.read}: {e.strerror}") from None
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return common.run(request_log, args, PROGRAM)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
