@@ -58,12 +58,27 @@ start_server() {
     exit 1
 }
 
+# The guide's commands, in its order, then a reload that puts the demo config back.
+GUIDE_COMMANDS='python3 grpcRequest.py -m Toy
+python3 grpcRequest.py -m Toy_double
+python3 grpcRequest.py -v 1
+python3 grpcRequest.py -v 2
+python3 grpcRequest.py -l stable
+python3 grpcRequest.py -l canary
+python grpcModelStatus.py -m Toy_double -v 1
+python grpcMetadata.py
+python grpcMetadata.py --raw
+python grpcReloadModel.py -m Toy
+python grpcRequestLog.py -m Toy
+python grpcReloadModel.py -c ../models/save/toy_labels.config'
+
 demo() {
     cd python
+    export TFS_SERVER="localhost:$port"
     while IFS= read -r command; do
         echo "\$ $command"
         PATH="$venv/bin:$PATH" bash -c "$command"
-    done < "$repo/python/guide_commands.txt"
+    done <<< "$GUIDE_COMMANDS"
     cd "$repo"
     echo "== the server is still running on localhost:$port (stop it: ./run.sh stop)" >&2
 }

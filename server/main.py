@@ -44,15 +44,15 @@ def _setup_logging():
 
 
 def _import_tensorflow():
-    """Import TF with its start-up noise silenced; TF_CPP_MIN_LOG_LEVEL set by the user is respected.
+    """Import TF with its start-up noise silenced, unless asked for with TF_CPP_MIN_LOG_LEVEL=0 or 1.
 
-    TF writes some lines (oneDNN, CUDA probing) straight to fd 2 before its logging is set up: those
-    are captured during the import and shown only if the import fails.
+    TF writes some lines (oneDNN, CUDA probing) straight to fd 2 before its logging is set up, whatever
+    TF_CPP_MIN_LOG_LEVEL says: those are captured during the import and shown only if the import fails.
     """
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") in ("0", "1"):
         import tensorflow as tf
     else:
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         sys.stderr.flush()
         saved = os.dup(2)
         captured = tempfile.TemporaryFile()

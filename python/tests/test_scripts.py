@@ -131,10 +131,15 @@ def test_server_from_the_environment_and_unix_target(toy_server):
     assert result.code == 0 and "state: AVAILABLE" in result.out
 
 
-def test_timeout_names_the_flag(toy_server):
-    result = run_script("grpcRequest.py", "-t", "0.000001", server=toy_server.target)
+def test_timeout_names_the_flag():
+    import socket
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(5)
+        target = f"localhost:{silent.getsockname()[1]}"
+        result = run_script("grpcRequest.py", "-t", "0.5", server=target)
     assert (result.code, result.out) == (1, "")
-    assert result.err == (f"grpcRequest.py: error: no answer from TF Serving at {toy_server.target} within 1e-06s "
+    assert result.err == (f"grpcRequest.py: error: no answer from TF Serving at {target} within 0.5s "
                           "(raise it with --timeout)\n")
 
 

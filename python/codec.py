@@ -1,0 +1,530 @@
+"""TensorProto <-> numpy without TensorFlow: drop-ins for tf.make_tensor_proto / tf.make_ndarray.
+
+    import codec
+    proto = codec.make_tensor_proto(values, dtype=None, shape=None)   # -> TensorProto
+    array = codec.make_ndarray(proto)                                 # -> numpy.ndarray
+
+Only numpy (and ml_dtypes, for bfloat16 / float8 / int4 etc., when installed) are
+needed; the TensorProto class is the real one, imported through ``tfs_protos``
+without starting the TensorFlow runtime, so the protos go straight into a
+``PredictRequest`` (``request.inputs["x"].CopyFrom(proto)``).
+
+``make_tensor_proto`` produces exactly what ``tf.make_tensor_proto`` does (same
+serialized bytes), following its rules:
+
+* Python scalars and (nested) lists go through ``np.array``; with no ``dtype``,
+  float64 becomes float32 and int64 becomes int32 when no value is lost (numpy
+  arrays and numpy scalars keep their dtype).
+* ``dtype`` may be a numpy dtype or type, a TF name (``"float32"``, ``"float"``,
+  ``"half"``, ``"double"``, ``"string"``, ``"bfloat16"``, ``"DT_FLOAT"``...), a
+  ``DataType`` enum int, or anything with ``as_datatype_enum`` (a ``tf.DType``).
+  Numpy arrays are cast with ``astype``; list elements must fit the dtype's
+  kind (TypeError otherwise, as in TF).
+* ``shape``: the values are laid out in that shape when the sizes match; fewer
+  values than the shape holds (typically one) are written as they are and the
+  last value fills the rest when decoded; more values is a ValueError.
+* Data: ``tensor_content`` (raw little-endian bytes) when the tensor has more
+  than one element, no filling is needed, and the dtype is one of float16/32/64,
+  bfloat16, int8/16/32/64, uint8/32/64, float8 types, quantized types. Everything
+  else uses the typed repeated fields, as TF does: scalars and one-element
+  tensors (``float_val``, ``int_val``, ``half_val`` holding float16/bfloat16
+  bits...), and *always* uint16 (``int_val``), bool (``bool_val``), complex64/128
+  (``scomplex_val``/``dcomplex_val`` as real, imag pairs), int4/uint4/int2/uint2
+  (``int_val``) and strings (``string_val``; str is encoded as UTF-8).
+
+``make_ndarray`` reads both ``tensor_content`` and the typed fields, and applies
+the fill rule (an empty field gives zeros / empty strings; fewer values than the
+shape holds are padded with the last one). Differences from TF, all where TF
+fails or is wrong: big-endian input arrays are written little-endian (TF writes
+their raw bytes), a string tensor with no values decodes to ``b""`` elements
+(TF gives ``""``), and the typed fields of every float8 type, ``*_ref`` dtypes,
+and int_val values out of the dtype's range (wrapped) are accepted. Errors are
+ValueError / TypeError with a message.
+
+Helpers: ``as_datatype_enum(dtype)`` -> DataType int, ``dtype_name(enum)`` ->
+"float32", ``numpy_dtype(enum)`` -> numpy dtype (object for strings).
+"""
+
+import math
+import numbers
+import sys
+
+import numpy as np
+
+try:
+    import ml_dtypes
+except ImportError:  # bfloat16, float8, int4... are then unsupported
+    ml_dtypes = None
+
+from tfs_protos import tensor_pb2, tensor_shape_pb2, types_pb2
+
+__all__ = ["make_tensor_proto", "make_ndarray", "as_datatype_enum", "dtype_name",
+           "numpy_dtype", "TensorProto"]
+
+TensorProto = tensor_pb2.TensorProto
+_TensorShapeProto = tensor_shape_pb2.TensorShapeProto
+_Dim = _TensorShapeProto.Dim
+
+_MAX_CONTENT = 1 << 31  # protobuf messages cannot exceed 2 GB
+_LITTLE = sys.byteorder == "little"
+_REF = 100  # DT_FLOAT_REF == DT_FLOAT + 100 etc.
+
+# (DataType enum name, TF dtype name, numpy dtype: a numpy type, a structured
+# spec, an ml_dtypes attribute name, or None when numpy cannot hold it).
+_SPECS = (
+    ("DT_HALF", "float16", np.float16),
+    ("DT_FLOAT", "float32", np.float32),
+    ("DT_DOUBLE", "float64", np.float64),
+    ("DT_INT32", "int32", np.int32),
+    ("DT_UINT8", "uint8", np.uint8),
+    ("DT_UINT16", "uint16", np.uint16),
+    ("DT_UINT32", "uint32", np.uint32),
+    ("DT_UINT64", "uint64", np.uint64),
+    ("DT_INT16", "int16", np.int16),
+    ("DT_INT8", "int8", np.int8),
+    ("DT_STRING", "string", np.object_),
+    ("DT_COMPLEX64", "complex64", np.complex64),
+    ("DT_COMPLEX128", "complex128", np.complex128),
+    ("DT_INT64", "int64", np.int64),
+    ("DT_BOOL", "bool", np.bool_),
+    ("DT_QINT8", "qint8", [("qint8", np.int8)]),
+    ("DT_QUINT8", "quint8", [("quint8", np.uint8)]),
+    ("DT_QINT16", "qint16", [("qint16", np.int16)]),
+    ("DT_QUINT16", "quint16", [("quint16", np.uint16)]),
+    ("DT_QINT32", "qint32", [("qint32", np.int32)]),
+    ("DT_BFLOAT16", "bfloat16", "bfloat16"),
+    ("DT_FLOAT8_E5M2", "float8_e5m2", "float8_e5m2"),
+    ("DT_FLOAT8_E4M3FN", "float8_e4m3fn", "float8_e4m3fn"),
+    ("DT_FLOAT8_E4M3FNUZ", "float8_e4m3fnuz", "float8_e4m3fnuz"),
+    ("DT_FLOAT8_E4M3B11FNUZ", "float8_e4m3b11fnuz", "float8_e4m3b11fnuz"),
+    ("DT_FLOAT8_E5M2FNUZ", "float8_e5m2fnuz", "float8_e5m2fnuz"),
+    ("DT_FLOAT4_E2M1FN", "float4_e2m1fn", "float4_e2m1fn"),
+    ("DT_INT4", "int4", "int4"),
+    ("DT_UINT4", "uint4", "uint4"),
+    ("DT_INT2", "int2", "int2"),
+    ("DT_UINT2", "uint2", "uint2"),
+    ("DT_RESOURCE", "resource", None),
+    ("DT_VARIANT", "variant", None),
+)
+
+_ENUM_NAME = {}      # enum -> TF name
+_ENUM_NP = {}        # enum -> numpy dtype, or None
+_NAME_ENUM = {}      # TF name / alias / DT_* name -> enum (refs included)
+_ML_TYPE_ENUM = {}   # ml_dtypes scalar type -> enum
+_QUANT_NP_ENUM = {}  # structured numpy dtype -> quantized enum
+for _dt_name, _name, _np in _SPECS:
+    try:
+        _enum = types_pb2.DataType.Value(_dt_name)
+    except ValueError:  # an older types.proto without this dtype
+        continue
+    if isinstance(_np, str):
+        _np = getattr(ml_dtypes, _np, None)
+        if _np is not None:
+            _ML_TYPE_ENUM[_np] = _enum
+    if isinstance(_np, list):
+        _QUANT_NP_ENUM[np.dtype(_np)] = _enum
+    _ENUM_NAME[_enum] = _name
+    _ENUM_NP[_enum] = None if _np is None else np.dtype(_np)
+    _NAME_ENUM[_name] = _enum
+    _NAME_ENUM[_name + "_ref"] = _enum + _REF
+    _NAME_ENUM[_dt_name] = _enum
+    _NAME_ENUM[_dt_name + "_REF"] = _enum + _REF
+for _alias, _name in (("half", "float16"), ("float", "float32"), ("double", "float64")):
+    _NAME_ENUM[_alias] = _NAME_ENUM[_name]
+    _NAME_ENUM[_alias + "_ref"] = _NAME_ENUM[_name + "_ref"]
+del _dt_name, _name, _np, _enum, _alias
+
+_E = types_pb2.DataType.Value
+DT_STRING, DT_BOOL = _E("DT_STRING"), _E("DT_BOOL")
+DT_FLOAT, DT_DOUBLE, DT_HALF, DT_BFLOAT16 = _E("DT_FLOAT"), _E("DT_DOUBLE"), _E("DT_HALF"), _E("DT_BFLOAT16")
+DT_INT32, DT_INT64 = _E("DT_INT32"), _E("DT_INT64")
+DT_COMPLEX64, DT_COMPLEX128 = _E("DT_COMPLEX64"), _E("DT_COMPLEX128")
+
+# numpy (kind, itemsize) -> enum for the plain numpy types.
+_KIND_SIZE_ENUM = {
+    ("f", 2): DT_HALF, ("f", 4): DT_FLOAT, ("f", 8): DT_DOUBLE,
+    ("i", 1): _E("DT_INT8"), ("i", 2): _E("DT_INT16"), ("i", 4): DT_INT32, ("i", 8): DT_INT64,
+    ("u", 1): _E("DT_UINT8"), ("u", 2): _E("DT_UINT16"), ("u", 4): _E("DT_UINT32"),
+    ("u", 8): _E("DT_UINT64"),
+    ("c", 8): DT_COMPLEX64, ("c", 16): DT_COMPLEX128,
+}
+
+# Which dtypes tf.make_tensor_proto writes as tensor_content (when it does).
+_CONTENT_ENUMS = frozenset(_NAME_ENUM[n] for n in (
+    "float16", "float32", "float64", "int32", "uint8", "int16", "int8", "int64",
+    "qint8", "quint8", "qint16", "quint16", "qint32", "uint32", "uint64", "bfloat16",
+    "float8_e5m2", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e4m3b11fnuz",
+    "float8_e5m2fnuz", "float4_e2m1fn") if n in _NAME_ENUM)
+
+# enum -> (typed field, numpy dtype the field's values are written/read as).
+_FIELDS = {
+    DT_FLOAT: ("float_val", np.float32),
+    DT_DOUBLE: ("double_val", np.float64),
+    DT_HALF: ("half_val", np.uint16),          # the float16 bits
+    DT_BFLOAT16: ("half_val", np.uint16),      # the bfloat16 bits
+    DT_INT64: ("int64_val", np.int64),
+    DT_BOOL: ("bool_val", np.bool_),
+    DT_COMPLEX64: ("scomplex_val", np.float32),   # real, imag pairs
+    DT_COMPLEX128: ("dcomplex_val", np.float64),
+    DT_STRING: ("string_val", None),
+}
+for _n in ("int32", "uint8", "uint16", "int16", "int8", "qint8", "quint8", "qint16",
+           "quint16", "qint32", "int4", "uint4", "int2", "uint2"):
+    if _n in _NAME_ENUM:
+        _FIELDS[_NAME_ENUM[_n]] = ("int_val", np.int32)
+for _n in ("uint32", "uint64"):
+    _FIELDS[_NAME_ENUM[_n]] = (_n + "_val", np.dtype(_n))
+for _n in ("float8_e5m2", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e4m3b11fnuz",
+           "float8_e5m2fnuz", "float4_e2m1fn"):
+    if _n in _NAME_ENUM:
+        _FIELDS[_NAME_ENUM[_n]] = ("float8_val", np.uint8)  # a bytes field: one byte each
+del _n, _E
+
+# Python types tf.as_dtype knows (note: float means float32 there).
+_PY_TYPE_ENUM = {float: DT_FLOAT, bool: DT_BOOL, object: DT_STRING, str: DT_STRING,
+                 bytes: DT_STRING}
+
+
+# ---------------------------------------------------------------------------
+# dtypes
+
+def as_datatype_enum(dtype):
+    """DataType enum (int) for a numpy dtype/type, TF name, enum int or tf.DType-like object."""
+    enum = getattr(dtype, "as_datatype_enum", None)
+    if enum is not None and not isinstance(dtype, (np.dtype, type)):
+        return _check_enum(int(enum), dtype)
+    if dtype is None or isinstance(dtype, (bool, np.bool_)):
+        raise TypeError(f"Cannot convert {dtype!r} to a TensorFlow DType.")
+    if isinstance(dtype, (int, np.integer)):
+        return _check_enum(int(dtype), dtype)
+    if isinstance(dtype, str):
+        enum = _NAME_ENUM.get(dtype)
+        if enum is not None:
+            return enum
+    elif isinstance(dtype, type) and dtype in _PY_TYPE_ENUM:
+        return _PY_TYPE_ENUM[dtype]
+    try:
+        np_dtype = np.dtype(dtype)
+    except (TypeError, ValueError):
+        np_dtype = None
+    enum = None if np_dtype is None else _np_enum(np_dtype)
+    if enum is None:
+        raise TypeError(f"Cannot convert {dtype!r} to a TensorFlow DType.")
+    return enum
+
+
+def _check_enum(enum, original):
+    if enum % _REF not in _ENUM_NAME or not 0 < enum < 2 * _REF:
+        raise TypeError(f"Cannot convert {original!r} to a TensorFlow DType "
+                        "(not a known DataType value).")
+    return enum
+
+
+def _np_enum(dt):
+    """DataType enum of a numpy dtype, or None."""
+    if dt.type in _ML_TYPE_ENUM:
+        return _ML_TYPE_ENUM[dt.type]
+    kind = dt.kind
+    if kind in "USOT":
+        return DT_STRING
+    if kind == "b":
+        return DT_BOOL
+    if dt.names is not None:
+        return _QUANT_NP_ENUM.get(dt.newbyteorder("=") if dt.itemsize > 1 else dt)
+    return _KIND_SIZE_ENUM.get((kind, dt.itemsize))
+
+
+def dtype_name(enum):
+    """TF name of a DataType enum: 1 -> "float32", 19 -> "float16", 107 -> "string_ref"."""
+    enum = _check_enum(int(enum), enum)
+    name = _ENUM_NAME[enum % _REF]
+    return name + "_ref" if enum > _REF else name
+
+
+def numpy_dtype(enum):
+    """numpy dtype for a DataType enum (object for strings); TypeError if numpy can't hold it."""
+    enum = _check_enum(int(enum), enum)
+    np_dtype = _ENUM_NP.get(enum % _REF)
+    if np_dtype is None:
+        name = _ENUM_NAME[enum % _REF]
+        hint = (" (install ml_dtypes)" if ml_dtypes is None and name not in ("resource", "variant")
+                else "")
+        raise TypeError(f"TensorFlow dtype {name} has no numpy equivalent{hint}.")
+    return np_dtype
+
+
+# ---------------------------------------------------------------------------
+# make_tensor_proto
+
+def _flatten(values):
+    if isinstance(values, (list, tuple)):
+        for item in values:
+            yield from _flatten(item)
+    else:
+        yield values
+
+
+# Element types tf.make_tensor_proto accepts in lists for each kind of dtype
+# (TF's _AssertCompatible; numpy bools are accepted too).
+_INT_TYPES = (numbers.Integral, np.integer, np.bool_)
+_REAL_TYPES = (numbers.Real, np.integer, np.floating, np.bool_)
+_COMPLEX_TYPES = (numbers.Complex, np.number, np.bool_)
+_STR_TYPES = (bytes, str)
+_BOOL_TYPES = (bool, np.bool_)
+
+
+def _expected_types(enum):
+    name = _ENUM_NAME[enum]
+    if enum == DT_STRING:
+        return _STR_TYPES
+    if enum == DT_BOOL:
+        return _BOOL_TYPES
+    if name.startswith("complex"):
+        return _COMPLEX_TYPES
+    if name.startswith(("float", "bfloat")):
+        return _REAL_TYPES
+    if name.startswith(("int", "uint")):
+        return _INT_TYPES
+    return None  # quantized: TF wants tuples; numpy checks those
+
+
+def _check_elements(values, enum):
+    """Like TF's _AssertCompatible: list elements must be of the dtype's kind."""
+    expected = _expected_types(enum)
+    if expected is None:
+        return
+    for v in _flatten(values):
+        if not (isinstance(v, expected) or (
+                isinstance(v, np.ndarray) and issubclass(v.dtype.type, expected))):
+            raise TypeError(f"Expected {_ENUM_NAME[enum]}, but got {v!r} of type "
+                            f"'{type(v).__name__}'.")
+
+
+def _as_bytes(v):
+    if type(v) is bytes:
+        return v
+    if isinstance(v, str):
+        return v.encode("utf-8")
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v)
+    raise TypeError(f"Expected binary or unicode string, got {v!r}")
+
+
+def _is_array_like(values):
+    if isinstance(values, (np.ndarray, np.generic)):
+        return True
+    if callable(getattr(values, "__array__", None)) or isinstance(
+            getattr(values, "__array_interface__", None), dict):
+        return True
+    if isinstance(values, (bytes, str, list, tuple, int, float, complex)):
+        return False
+    try:
+        memoryview(values)
+    except TypeError:
+        return False
+    return True
+
+
+def _shape_list(shape):
+    if isinstance(shape, _TensorShapeProto):
+        if shape.unknown_rank:
+            raise ValueError("shape must have a known rank.")
+        shape = [d.size for d in shape.dim]
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
+        raise TypeError(f"shape must be a sequence of ints, got {shape!r}.")
+    try:
+        dims = [int(d) for d in shape]
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"shape must be a sequence of ints, got {shape!r}.") from e
+    if any(d < 0 for d in dims):
+        raise ValueError(f"shape must not contain negative dimensions, got {dims}.")
+    return dims
+
+
+def _shape_proto(dims):
+    return _TensorShapeProto(dim=[_Dim(size=d) for d in dims])
+
+
+def make_tensor_proto(values, dtype=None, shape=None):
+    """numpy-only equivalent of tf.make_tensor_proto(values, dtype, shape); see the module doc."""
+    if isinstance(values, TensorProto):
+        return values
+    # Fast path: a numpy array as it is.
+    if dtype is None and shape is None and type(values) is np.ndarray:
+        enum = _np_enum(values.dtype)
+        if enum in _CONTENT_ENUMS and values.size > 1:
+            if values.dtype.byteorder == ">":
+                values = values.astype(values.dtype.newbyteorder("<"))
+            content = values.tobytes()
+            if len(content) >= _MAX_CONTENT:
+                raise ValueError("Cannot create a tensor proto whose content is larger than 2GB.")
+            return TensorProto(dtype=enum, tensor_shape=_shape_proto(values.shape),
+                               tensor_content=content)
+
+    enum = None if dtype is None else as_datatype_enum(dtype) % _REF
+    np_dt = None
+    if enum is not None:
+        np_dt = _ENUM_NP.get(enum)
+        if np_dt is None:
+            raise TypeError(f"Cannot make a TensorProto of dtype {_ENUM_NAME[enum]} from "
+                            "values (numpy cannot hold it).")
+    quantized = enum in _QUANT_NP_ENUM.values()
+
+    if _is_array_like(values):
+        values = np.asarray(values)
+    if isinstance(values, (np.ndarray, np.generic)):
+        nparray = values if np_dt is None else values.astype(np_dt)
+    else:
+        if values is None:
+            raise ValueError("None values not supported.")
+        if shape is not None and math.prod(_shape_list(shape)) == 0:
+            nparray = np.empty(_shape_list(shape), dtype=np_dt)
+        else:
+            if enum is not None:
+                _check_elements(values, enum)
+            if np_dt is not None and np.issubdtype(np_dt, np.number):
+                nparray = np.array(values).astype(np_dt)  # wraps out-of-range ints, as TF
+            else:
+                nparray = np.array(values, dtype=np_dt)
+        if enum is None:  # prefer float32 and int32, as TF
+            if nparray.dtype == np.float64:
+                nparray = nparray.astype(np.float32)
+            elif nparray.dtype == np.int64:
+                down = nparray.astype(np.int32)
+                if np.array_equal(down, nparray):
+                    nparray = down
+
+    actual = _np_enum(nparray.dtype)
+    if actual is None:
+        raise TypeError(f"Unrecognized data type: {nparray.dtype}.")
+    if quantized:
+        actual = enum
+    if enum is not None and enum != actual:
+        raise TypeError(f"dtype {_ENUM_NAME[enum]} is not compatible with values of dtype "
+                        f"{nparray.dtype}.")
+
+    if shape is None:
+        dims = list(nparray.shape)
+        same_size = True
+        shape_size = nparray.size
+    else:
+        dims = _shape_list(shape)
+        shape_size = math.prod(dims)
+        same_size = shape_size == nparray.size
+        if nparray.size > shape_size:
+            raise ValueError(f"Too many elements provided: shape {dims} takes at most "
+                             f"{shape_size}, but got {nparray.size}.")
+
+    proto = TensorProto(dtype=actual, tensor_shape=_shape_proto(dims))
+
+    if same_size and actual in _CONTENT_ENUMS and shape_size > 1:
+        if nparray.dtype.byteorder == ">":
+            nparray = nparray.astype(nparray.dtype.newbyteorder("<"))
+        if nparray.size * nparray.itemsize >= _MAX_CONTENT:
+            raise ValueError("Cannot create a tensor proto whose content is larger than 2GB.")
+        proto.tensor_content = nparray.tobytes()
+        return proto
+
+    if actual == DT_STRING:
+        if isinstance(values, (np.ndarray, np.generic)):
+            items = nparray.ravel().tolist()
+        else:  # from the given values, so numpy does not trim trailing NULs
+            items = _flatten(values)
+        try:
+            proto.string_val.extend([_as_bytes(v) for v in items])
+        except TypeError as e:
+            raise TypeError(f"Failed to convert elements of {values!r} to a TensorProto: "
+                            f"{e}. Cast them to one supported type.") from None
+        return proto
+
+    _write_field(proto, actual, nparray.ravel())
+    return proto
+
+
+def _write_field(proto, enum, flat):
+    field, as_type = _FIELDS[enum]
+    if flat.dtype.names is not None:  # quantized: the single integer field
+        flat = flat.view(flat.dtype.fields[flat.dtype.names[0]][0])
+    if field == "half_val":
+        flat = flat.view(np.uint16)
+    elif field == "float8_val":
+        proto.float8_val = flat.view(np.uint8).tobytes()
+        return
+    elif field in ("scomplex_val", "dcomplex_val"):
+        flat = np.ascontiguousarray(flat).view(as_type)
+    elif flat.dtype.type in _ML_TYPE_ENUM:  # int4 & co
+        flat = flat.astype(np.int8)
+    getattr(proto, field).extend(flat.tolist())
+
+
+# ---------------------------------------------------------------------------
+# make_ndarray
+
+def make_ndarray(tensor):
+    """numpy-only equivalent of tf.make_ndarray(tensor_proto); see the module doc."""
+    shape_proto = tensor.tensor_shape
+    if shape_proto.unknown_rank:
+        raise ValueError("Cannot make an ndarray from a TensorProto of unknown rank.")
+    shape = [d.size for d in shape_proto.dim]
+    if any(d < 0 for d in shape):
+        raise ValueError(f"Cannot make an ndarray of partially known shape {shape}.")
+    size = math.prod(shape)
+    enum = tensor.dtype - _REF if tensor.dtype > _REF else tensor.dtype
+    if enum not in _FIELDS:
+        raise TypeError(f"Unsupported tensor type: {_ENUM_NAME.get(enum, tensor.dtype)}.")
+    dt = numpy_dtype(enum)
+
+    content = tensor.tensor_content
+    if content:
+        if enum == DT_STRING:
+            raise ValueError("A string TensorProto cannot use tensor_content.")
+        if len(content) != size * dt.itemsize:
+            raise ValueError(f"tensor_content has {len(content)} bytes, but shape {shape} of "
+                             f"{_ENUM_NAME[enum]} needs {size * dt.itemsize}.")
+        array = np.frombuffer(content, dtype=dt)
+        array = array.copy() if _LITTLE else array.byteswap()
+        return array.reshape(shape)
+
+    field, as_type = _FIELDS[enum]
+    if enum == DT_STRING:
+        n = len(tensor.string_val)
+        if n == size:
+            return np.fromiter(tensor.string_val, dtype=object, count=n).reshape(shape)
+        values = list(tensor.string_val)
+        if n > size:
+            raise ValueError(f"TensorProto has {n} string values for shape {shape}.")
+        if n < size:
+            values.extend([values[-1] if values else b""] * (size - n))
+        array = np.empty(size, dtype=object)
+        array[:] = values
+        return array.reshape(shape)
+
+    if field == "float8_val":
+        values = np.frombuffer(tensor.float8_val, dtype=np.uint8).view(dt).copy()
+    else:
+        raw = np.asarray(getattr(tensor, field))
+        if raw.dtype != as_type:  # e.g. an older protobuf without __array__
+            raw = raw.astype(as_type)
+        if field == "half_val":
+            values = raw.astype(np.uint16).view(dt)
+        elif field in ("scomplex_val", "dcomplex_val"):
+            values = raw[:raw.size - raw.size % 2].view(dt)
+        elif dt.names is not None:  # quantized
+            base = dt.fields[dt.names[0]][0]
+            values = raw.astype(base).view(dt)
+        elif raw.dtype != dt:
+            values = raw.astype(dt)
+        else:
+            values = raw
+
+    n = values.size
+    if n == size:
+        return values.reshape(shape)
+    if n == 0:
+        return np.zeros(shape, dtype=dt)
+    if n > size:
+        raise ValueError(f"TensorProto has {n} {field} values for shape {shape}.")
+    array = np.empty(size, dtype=dt)
+    array[:n] = values
+    array[n:] = values[-1]
+    return array.reshape(shape)
