@@ -4,18 +4,31 @@ Exit codes: 0 ok, 1 the server answered with an error (or could not be reached),
 bad input (nothing was sent), 130 interrupted (Ctrl-C).
 """
 
-import argparse
-import json
 import os
-import sys
+import signal
 
-import grpc
+EXIT_OK, EXIT_RPC_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+_running = False  # inside run(): Ctrl-C raises KeyboardInterrupt so that run() can end cleanly
 
-import tfs_protos as protos  # TF Serving's protos, without starting the TensorFlow runtime
-from codec import make_ndarray, make_tensor_proto  # noqa: F401  (numpy drop-ins for TF's functions)
+
+def _on_interrupt(signum, frame):
+    if _running:
+        raise KeyboardInterrupt
+    os._exit(EXIT_INTERRUPTED)  # still starting up (imports): nothing to clean up, no traceback
+
+
+signal.signal(signal.SIGINT, _on_interrupt)  # first, before the slower imports below
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+
+import grpc  # noqa: E402
+
+import tfs_protos as protos  # noqa: E402  TF Serving's protos, without starting the TensorFlow runtime
+from codec import make_ndarray, make_tensor_proto  # noqa: E402,F401  numpy drop-ins for TF's functions
 
 DEFAULT_SERVER = "localhost:8500"
-EXIT_OK, EXIT_RPC_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 # TF Serving answers up to 2 GB; gRPC's default 4 MB receive limit is what users hit first.
 _MAX_MESSAGE = 2**31 - 1
@@ -175,6 +188,8 @@ def rpc_error_message(error, args):
 
 def run(action, args, program):
     """Run action(args) and turn every expected error into one line on stderr and an exit code."""
+    global _running
+    _running = True
     try:
         action(args)
         sys.stdout.flush()

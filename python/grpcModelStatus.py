@@ -4,9 +4,9 @@
 import sys
 import time
 
-import grpc
+import common  # first: it makes Ctrl-C quiet from the start
 
-import common
+import grpc  # noqa: E402
 
 PROGRAM = "grpcModelStatus.py"
 

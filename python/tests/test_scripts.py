@@ -204,3 +204,32 @@ def test_reload_config_checked_before_sending(run, tmp_path):
     assert result.code == 2 and "cannot read config" in result.err
     result = run("grpcReloadModel.py")
     assert result.code == 2 and "give -c FILE (a whole config) or -m NAME (one model)" in result.err
+
+
+def test_ctrl_c_exits_130_quietly(toy_server):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from script_helpers import PYTHON_DIR
+    process = subprocess.Popen([sys.executable, "grpcModelStatus.py", "-s", toy_server.target, "-m", "nope",
+                                "--wait", "60"], cwd=PYTHON_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.monotonic() + 30
+    while len(os.listdir(f"/proc/{process.pid}/task")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling: gRPC's threads appear once the script is calling the server
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert (process.returncode, out, err) == (130, "", "")
+
+
+def test_messages_over_grpcs_default_4mb_limit(run, tmp_path):
+    import numpy as np
+    rows = 1_200_000  # 9.6 MB request, 4.8 MB of float_val in the response
+    np.save(tmp_path / "big.npy", np.tile(np.array([[1.0, 2.0]], np.float32), (rows, 1)))
+    result = run("grpcRequest.py", "-v", "1", "-i", f"input_1=@{tmp_path}/big.npy", "--values", timeout=120)
+    assert (result.code, result.err) == (0, "")
+    values = json.loads(result.out)["output_1"]
+    assert len(values) == rows and values[-1] == [10.805429458618164]
