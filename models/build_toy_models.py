@@ -165,44 +165,15 @@ _tf = None
 
 
 def import_tf(verbose: bool = False):
-    """Import TensorFlow quietly and return the module.
-
-    TF_CPP_MIN_LOG_LEVEL=2 is set first, but TF 2.21 still writes some native
-    start-up lines (oneDNN, CUDA probing) straight to file descriptor 2 before
-    its logging is initialised, so unless ``verbose`` those are captured while
-    TF is imported and its devices initialised, and shown only if that fails.
-    """
+    """Import TensorFlow quietly (the server's own quiet import) and return the module."""
     global _tf
-    if _tf is not None:
-        return _tf
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if verbose:
-        import tensorflow as tf
-    else:
-        sys.stderr.flush()
-        saved_fd = os.dup(2)
-        captured = tempfile.TemporaryFile()
-        ok = False
-        try:
-            os.dup2(captured.fileno(), 2)
-            import tensorflow as tf
-            tf.config.list_physical_devices()
-            tf.constant(0.0)  # device initialisation logs here
-            ok = True
-        finally:
-            os.dup2(saved_fd, 2)
-            os.close(saved_fd)
-            if not ok:
-                captured.seek(0)
-                sys.stderr.write(captured.read().decode("utf-8", "replace"))
-            captured.close()
-    from absl import logging as absl_logging
+    if _tf is None:
+        if str(REPO_DIR) not in sys.path:
+            sys.path.insert(0, str(REPO_DIR))
+        from server.quiet_tf import import_tensorflow
 
-    absl_logging.set_verbosity(absl_logging.ERROR)
-    tf.get_logger().setLevel("ERROR")
-    tf.autograph.set_verbosity(0)
-    _tf = tf
-    return tf
+        _tf = import_tensorflow(verbose)
+    return _tf
 
 
 def _make_module(tf, model: ToyModel, sigmoid_op: bool = False):

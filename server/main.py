@@ -8,7 +8,6 @@ import logging
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from concurrent import futures
@@ -41,39 +40,6 @@ def _setup_logging():
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
     root.propagate = False
-
-
-def _import_tensorflow():
-    """Import TF with its start-up noise silenced, unless asked for with TF_CPP_MIN_LOG_LEVEL=0 or 1.
-
-    TF writes some lines (oneDNN, CUDA probing) straight to fd 2 before its logging is set up, whatever
-    TF_CPP_MIN_LOG_LEVEL says: those are captured during the import and shown only if the import fails.
-    """
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") in ("0", "1"):
-        import tensorflow as tf
-    else:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        sys.stderr.flush()
-        saved = os.dup(2)
-        captured = tempfile.TemporaryFile()
-        ok = False
-        try:
-            os.dup2(captured.fileno(), 2)
-            import tensorflow as tf
-            tf.config.list_physical_devices()
-            ok = True
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            if not ok:
-                captured.seek(0)
-                sys.stderr.write(captured.read().decode("utf-8", "replace"))
-            captured.close()
-    from absl import logging as absl_logging
-
-    absl_logging.set_verbosity(absl_logging.ERROR)
-    tf.get_logger().setLevel("ERROR")
-    return tf
 
 
 def read_config_file(path):
@@ -289,7 +255,9 @@ def main(argv=None):
         print(flags.usage(), end="")
         return 0
     _setup_logging()
-    tf = _import_tensorflow()
+    from .quiet_tf import import_tensorflow
+
+    tf = import_tensorflow()
     if options.version:
         print(f"TensorFlow ModelServer: {SERVER_VERSION}-local\nTensorFlow Library: {tf.__version__}")
         return 0
