@@ -183,7 +183,16 @@ def rpc_error_message(error, args):
         return f"UNIMPLEMENTED: the server at {args.server} does not implement this call ({details})"
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details:
         return f"RESOURCE_EXHAUSTED: {details} (the server's message size limit; send less at once)"
-    return f"{code.name}: {details}"
+    return f"{code.name}: {_one_line(details)}"
+
+
+def _one_line(details, limit=400):
+    """A server message on one line: TF's node context dropped, whitespace folded, long dumps cut."""
+    details = details.split("\n\t [[{{node", 1)[0]
+    text = " ".join(details.split())
+    if "Data types don't match" in text:
+        text += " (force a feature's type with --feature-type NAME=float)"
+    return text if len(text) <= limit else text[:limit] + "... (--debug shows all)"
 
 
 def run(action, args, program):

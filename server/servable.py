@@ -124,9 +124,11 @@ class SavedModelServable:
         return seen
 
     def _run(self, signature, feeds, aliases):
-        feed_names = tuple(name for name, _ in feeds)
-        fetch_names = tuple(signature.outputs[a].name for a in aliases)
-        run = self._callable(feed_names, fetch_names)
+        return self.run(feeds, [signature.outputs[a].name for a in aliases])
+
+    def run(self, feeds, fetch_names):
+        """One session run: feeds is [(tensor name, array)]; returns the fetched arrays in order."""
+        run = self._callable(tuple(name for name, _ in feeds), tuple(fetch_names))
         try:
             return run(*(value for _, value in feeds))
         except tf.errors.OpError as e:

@@ -4,10 +4,10 @@ import functools
 import logging
 
 import grpc
-from tensorflow_serving.apis import (get_model_status_pb2, model_management_pb2, model_service_pb2_grpc,
+from tensorflow_serving.apis import (get_model_status_pb2, model_management_pb2, model_pb2, model_service_pb2_grpc,
                                      prediction_service_pb2_grpc)
 
-from . import status
+from . import inference, status
 
 log = logging.getLogger("tensorflow_serving.model_servers")
 
@@ -57,15 +57,22 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @rpc
     def Classify(self, request, context):
-        raise status.ServingError(grpc.StatusCode.UNIMPLEMENTED, "Classify is not implemented yet")
+        _require_model_spec(request)
+        with self.core.handle(request.model_spec) as servable:
+            return inference.classify(servable, request)
 
     @rpc
     def Regress(self, request, context):
-        raise status.ServingError(grpc.StatusCode.UNIMPLEMENTED, "Regress is not implemented yet")
+        _require_model_spec(request)
+        with self.core.handle(request.model_spec) as servable:
+            return inference.regress(servable, request)
 
     @rpc
     def MultiInference(self, request, context):
-        raise status.ServingError(grpc.StatusCode.UNIMPLEMENTED, "MultiInference is not implemented yet")
+        # The servable is the first task's; no task at all reads as an empty ModelSpec (as TF Serving).
+        spec = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
+        with self.core.handle(spec) as servable:
+            return inference.multi_inference(servable, request)
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):

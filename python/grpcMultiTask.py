@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Classify, Regress and MultiInference: TF Serving's example-based calls.
+
+One --task calls Classify or Regress; several call MultiInference (all tasks on one model and
+version, over the same examples).
+"""
+
+import sys
+
+import common  # first: it makes Ctrl-C quiet from the start
+import examples
+
+PROGRAM = "grpcMultiTask.py"
+METHODS = {"classify": "tensorflow/serving/classify", "regress": "tensorflow/serving/regress"}
+
+
+def build_parser():
+    parser = common.parser(
+        "Run classification and regression tasks on tf.Examples (Classify, Regress, MultiInference).",
+        "python3 grpcMultiTask.py -m MultiTask --task classify:classify --task regress:regress "
+        "-e 'age=31.0,income=5.2'")
+    parser.set_defaults(model="MultiTask")
+    parser.add_argument("--task", action="append", default=[], metavar="KIND[:SIGNATURE]",
+                        help="classify or regress, on SIGNATURE (default: the server's, serving_default); "
+                             "repeat to run several tasks in one MultiInference call")
+    examples.add_arguments(parser)
+    parser.add_argument("--values", action="store_true",
+                        help="print a compact table of each example's results instead of the response")
+    return parser
+
+
+def parse_tasks(specs):
+    if not specs:
+        raise common.InputError("give at least one --task classify[:SIGNATURE] or --task regress[:SIGNATURE]")
+    tasks = []
+    for spec in specs:
+        kind, _, signature = spec.partition(":")
+        if kind not in METHODS:
+            raise common.InputError(f"--task wants classify[:SIGNATURE] or regress[:SIGNATURE], not {spec!r}")
+        tasks.append((kind, signature))
+    return tasks
+
+
+def multi_task(args):
+    tasks = parse_tasks(args.task)
+    protos = common.protos
+    with common.channel(args.server) as channel:
+        stub = protos.prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        if len(tasks) == 1:
+            kind, signature = tasks[0]
+            if kind == "classify":
+                request = protos.classification_pb2.ClassificationRequest()
+            else:
+                request = protos.regression_pb2.RegressionRequest()
+            common.set_model_spec(request.model_spec, args, signature)
+            examples.build_input(args, request.input)
+            call = stub.Classify if kind == "classify" else stub.Regress
+            response = call(request, timeout=args.timeout)
+            results = [(kind, signature, response.result)]
+        else:
+            request = protos.inference_pb2.MultiInferenceRequest()
+            for kind, signature in tasks:
+                task = request.tasks.add(method_name=METHODS[kind])
+                common.set_model_spec(task.model_spec, args, signature)
+            examples.build_input(args, request.input)
+            response = stub.MultiInference(request, timeout=args.timeout)
+            results = [(kind, signature, getattr(r, f"{'classification' if kind == 'classify' else 'regression'}_result"))
+                       for (kind, signature), r in zip(tasks, response.results)]
+    if args.values:
+        sys.stdout.write(table(results))
+    else:
+        common.show(response, args)
+
+
+def table(results):
+    """One line per example: each task's classes and scores, or regression value."""
+    if not results:
+        return ""
+    rows = max(len(r.classifications) if k == "classify" else len(r.regressions) for k, _, r in results)
+    out = []
+    for i in range(rows):
+        cells = []
+        for kind, signature, result in results:
+            name = f"{kind}:{signature}" if signature else kind
+            if kind == "classify":
+                classes = result.classifications[i].classes if i < len(result.classifications) else []
+                cells.append(f"{name} " + " ".join(f"{c.label or '#' + str(n)}={c.score:.6g}"
+                                                   for n, c in enumerate(classes)))
+            else:
+                value = result.regressions[i].value if i < len(result.regressions) else float("nan")
+                cells.append(f"{name} {value:.6g}")
+        out.append(f"example {i}: " + "  ".join(cells))
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return common.run(multi_task, args, PROGRAM)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
