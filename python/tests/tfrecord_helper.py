@@ -1,0 +1,13 @@
+"""Write tf.Example TFRecord files for the tests with TensorFlow itself (the reference writer)."""
+
+
+def write_examples(path, feature_maps):
+    import tensorflow as tf
+
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for features in feature_maps:
+            example = tf.train.Example()
+            for name, value in features.items():
+                example.features.feature[name].float_list.value.append(value)
+            writer.write(example.SerializeToString())
+    return path
