@@ -65,6 +65,8 @@ python3 grpcRequest.py -v 1
 python3 grpcRequest.py -v 2
 python3 grpcRequest.py -l stable
 python3 grpcRequest.py -l canary
+python3 grpcRequest.py -m MultiTask -i "age=[31.0, 45.0]" -i "income=[5.2, 1.0]" --output-filter scores --output-filter prediction --values
+python3 grpcMultiTask.py --task classify:classify --task regress:regress -e age=31.0,income=5.2 -e age=45.0,income=1.0 --values
 python grpcModelStatus.py -m Toy_double -v 1
 python grpcMetadata.py
 python grpcMetadata.py --raw

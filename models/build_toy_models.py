@@ -18,12 +18,21 @@ Keras exports showed: signature ``serving_default`` (method
 ``serving_default_input_1:0``, output alias from the json -> tensor
 ``StatefulPartitionedCall:0``) plus ``__saved_model_init_op``.
 
+After the toy models the same run builds ``MultiTask/1``, a small multi-task
+model with fixed weights (constants below, not from the json; see
+``export_multitask``): features ``age`` and ``income``, one shared ReLU layer,
+a classification head over the classes ``low``, ``medium``, ``high`` and a
+regression head, with the signatures ``serving_default`` (predict),
+``classify`` and ``regress`` that TF Serving's Predict, Classify, Regress and
+MultiInference use.
+
 A version folder that already exists and is complete is skipped unless
 ``--force``. Each model is built in a temporary folder next to its target and
 renamed into place, so a half-written model never appears as a version folder
 (TF Serving ignores the temporary folders: their names are not numbers).
 ``--check`` loads every model the way the server does (TF1 loader, session)
-and compares its outputs with the json's ``expected`` values.
+and compares its outputs with the json's ``expected`` values (MultiTask: with
+the same computation in numpy, and classify/regress with predict).
 
 Exit status: 0 ok, 1 build or check failure, 2 bad usage or weights file.
 """
@@ -80,6 +89,45 @@ class ToyModel:
 class Weights:
     models: tuple  # of ToyModel
     input: tuple  # ((x00, x01), (x10, x11))
+
+
+@dataclass(frozen=True)
+class MultiTaskModel:
+    name: str = "MultiTask"
+    version: int = 1
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}/{self.version}"
+
+
+# MultiTask's weights, chosen by hand so its outputs are easy to check:
+#   x = [age, income]                         float32 [batch, 2]
+#   h = relu(x @ W1 + b1)                     shared layer, [batch, 3]
+#   scores = softmax(h @ W2 + b2)             classes low, medium, high, [batch, 3]
+#   prediction = h @ W3 + b3                  regression, [batch, 1]
+# For (age=31, income=5.2): h = [0.15, 2.65, 5.7] (all units active), logits
+# [-0.5875, 2.5875, 1.675], prediction 2.05; for (age=45, income=1.0):
+# h = [5.75, 0 (relu of -9.25), 1.5], logits [2.875, 0.875, -3.5], prediction 7.375.
+MULTITASK = MultiTaskModel()
+MULTITASK_FEATURES = ("age", "income")
+MULTITASK_CLASSES = ("low", "medium", "high")
+MULTITASK_W1 = ((0.25, -0.25, 0.0),
+                (-0.5, 2.0, 1.0))
+MULTITASK_B1 = (-5.0, 0.0, 0.5)
+MULTITASK_W2 = ((0.5, 0.0, -0.5),
+                (-0.25, 0.25, 0.5),
+                (0.0, 0.25, 0.25))
+MULTITASK_B2 = (0.0, 0.5, -1.0)
+MULTITASK_W3 = ((1.0,),
+                (0.5,),
+                (-0.25,))
+MULTITASK_B3 = (2.0,)
+MULTITASK_EXAMPLES = ({"age": 31.0, "income": 5.2}, {"age": 45.0, "income": 1.0})
+EXAMPLES_INPUT = "input_example_tensor"  # the classify/regress input tensor (as Estimators named it)
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
 
 
 # --------------------------------------------------------------------------
@@ -255,6 +303,178 @@ def signature_def_map_bytes(meta_graph) -> bytes:
 
 
 # --------------------------------------------------------------------------
+# MultiTask
+# --------------------------------------------------------------------------
+
+def multitask_numpy(age, income) -> dict:
+    """MultiTask's outputs computed in numpy (float32): {'scores', 'classes', 'prediction'}."""
+    import numpy as np
+
+    f32 = np.float32
+    x = np.stack([np.asarray(age, f32).reshape(-1), np.asarray(income, f32).reshape(-1)], axis=1)
+    h = np.maximum(x @ np.array(MULTITASK_W1, f32) + np.array(MULTITASK_B1, f32), f32(0))
+    logits = h @ np.array(MULTITASK_W2, f32) + np.array(MULTITASK_B2, f32)
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    scores = (e / e.sum(axis=1, keepdims=True)).astype(f32)
+    prediction = (h @ np.array(MULTITASK_W3, f32) + np.array(MULTITASK_B3, f32)).astype(f32)
+    classes = np.tile(np.array([c.encode() for c in MULTITASK_CLASSES], dtype=object), (len(x), 1))
+    return {"scores": scores, "classes": classes, "prediction": prediction}
+
+
+def serialize_examples(examples) -> list:
+    """Serialized tf.Example protos, one per {feature: float} dict (float_list features)."""
+    from tensorflow.core.example import example_pb2
+
+    out = []
+    for features in examples:
+        example = example_pb2.Example()
+        for name, value in features.items():
+            example.features.feature[name].float_list.value.append(value)
+        out.append(example.SerializeToString())
+    return out
+
+
+def export_multitask(path, verbose: bool = False) -> None:
+    """Write MultiTask as a SavedModel into the (new or empty) folder ``path``.
+
+    A TF1 graph saved with SavedModelBuilder (TF2's tf.saved_model.save marks
+    every signature as predict): the variables are shared by two towers, one
+    on the float placeholders ``age:0`` and ``income:0`` (``serving_default``),
+    one on the features parsed from ``input_example_tensor:0``, serialized
+    tf.Examples with required float features age and income (``classify`` and
+    ``regress`` share it, so MultiInference runs one parse for both).
+    """
+    tf = import_tf(verbose)
+    import numpy as np
+
+    v1 = tf.compat.v1
+    f32 = np.float32
+    graph = tf.Graph()
+    with graph.as_default():
+        def variable(name, value):
+            return v1.get_variable(name, initializer=np.array(value, f32), use_resource=True)
+
+        with v1.variable_scope("shared"):
+            w1, b1 = variable("kernel", MULTITASK_W1), variable("bias", MULTITASK_B1)
+        with v1.variable_scope("classification"):
+            w2, b2 = variable("kernel", MULTITASK_W2), variable("bias", MULTITASK_B2)
+        with v1.variable_scope("regression"):
+            w3, b3 = variable("kernel", MULTITASK_W3), variable("bias", MULTITASK_B3)
+        labels = tf.constant([list(MULTITASK_CLASSES)], tf.string, name="class_names")
+
+        def heads(age, income):
+            x = tf.stack([age, income], axis=1, name="x")
+            h = tf.nn.relu(tf.nn.bias_add(tf.matmul(x, w1), b1), name="shared")
+            logits = tf.nn.bias_add(tf.matmul(h, w2), b2, name="logits")
+            scores = tf.nn.softmax(logits, name="scores")
+            classes = tf.tile(labels, [tf.shape(scores)[0], 1], name="classes")
+            prediction = tf.nn.bias_add(tf.matmul(h, w3), b3, name="prediction")
+            return scores, classes, prediction
+
+        age = v1.placeholder(tf.float32, [None], name="age")
+        income = v1.placeholder(tf.float32, [None], name="income")
+        with tf.name_scope("predict"):
+            scores, classes, prediction = heads(age, income)
+
+        serialized = v1.placeholder(tf.string, [None], name=EXAMPLES_INPUT)
+        with tf.name_scope("examples"):
+            # No default_value: a missing feature is an error (INVALID_ARGUMENT).
+            features = tf.io.parse_example(
+                serialized, {name: tf.io.FixedLenFeature([], tf.float32)
+                             for name in MULTITASK_FEATURES})
+            ex_scores, ex_classes, ex_prediction = heads(features["age"], features["income"])
+
+        sigs = v1.saved_model.signature_def_utils
+        signature_def_map = {
+            SIGNATURE_KEY: sigs.predict_signature_def(
+                inputs={"age": age, "income": income},
+                outputs={"scores": scores, "classes": classes, "prediction": prediction}),
+            "classify": sigs.classification_signature_def(
+                examples=serialized, classes=ex_classes, scores=ex_scores),
+            "regress": sigs.regression_signature_def(
+                examples=serialized, predictions=ex_prediction),
+        }
+        with v1.Session(graph=graph) as sess:
+            sess.run(v1.global_variables_initializer())
+            builder = v1.saved_model.Builder(str(path))
+            builder.add_meta_graph_and_variables(
+                sess, [v1.saved_model.tag_constants.SERVING],
+                signature_def_map=signature_def_map,
+                clear_devices=True, strip_default_attrs=True)
+            builder.save()
+
+
+def run_multitask_v1(path, examples=MULTITASK_EXAMPLES, verbose: bool = False):
+    """Load MultiTask as the server does and run its three signatures on ``examples``.
+
+    Returns ``(meta_graph_def, {signature: {alias: numpy array}})``: serving_default
+    fed the features as float tensors, classify and regress fed the examples
+    serialized as tf.Examples.
+    """
+    tf = import_tf(verbose)
+    import numpy as np
+
+    serialized = np.array(serialize_examples(examples), dtype=object)
+    results = {}
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        meta_graph = tf.compat.v1.saved_model.loader.load(sess, ["serve"], str(path))
+        for key, sig in meta_graph.signature_def.items():
+            if sig.method_name == PREDICT_METHOD:
+                feed = {sig.inputs[name].name: np.array([e[name] for e in examples], np.float32)
+                        for name in sig.inputs}
+            elif sig.method_name in (CLASSIFY_METHOD, REGRESS_METHOD):
+                feed = {sig.inputs["inputs"].name: serialized}
+            else:
+                continue
+            aliases = sorted(sig.outputs)
+            values = sess.run([sig.outputs[a].name for a in aliases], feed)
+            results[key] = dict(zip(aliases, values))
+    return meta_graph, results
+
+
+def _close(got, want, ulps: int = 4) -> bool:
+    """Whether float32 arrays agree within ``ulps`` units in the last place (TF's and
+    numpy's exp and summation order may differ in the last digits)."""
+    import numpy as np
+
+    got, want = np.asarray(got, np.float32), np.asarray(want, np.float32)
+    return got.shape == want.shape and bool(
+        np.all(np.abs(got - want) <= ulps * np.spacing(np.abs(want))))
+
+
+def check_multitask(out_dir: Path, verbose: bool = False) -> tuple[bool, str]:
+    """Run MultiTask's signatures on MULTITASK_EXAMPLES and compare with numpy."""
+    import numpy as np
+
+    target = out_dir / MULTITASK.name / str(MULTITASK.version)
+    meta_graph, results = run_multitask_v1(target, MULTITASK_EXAMPLES, verbose)
+    methods = {k: s.method_name for k, s in meta_graph.signature_def.items()}
+    want_methods = {SIGNATURE_KEY: PREDICT_METHOD, "classify": CLASSIFY_METHOD,
+                    "regress": REGRESS_METHOD}
+    if methods != want_methods:
+        return False, f"signatures {methods} instead of {want_methods}"
+    predict = results[SIGNATURE_KEY]
+    want = multitask_numpy([e["age"] for e in MULTITASK_EXAMPLES],
+                           [e["income"] for e in MULTITASK_EXAMPLES])
+    problems = []
+    for alias in ("scores", "prediction"):
+        if not _close(predict.get(alias), want[alias]):
+            problems.append(f"{alias} {predict.get(alias)!r} != numpy {want[alias]!r}")
+    if predict.get("classes") is None or predict["classes"].tolist() != want["classes"].tolist():
+        problems.append(f"classes {predict.get('classes')!r}")
+    for key, alias, same in (("classify", "scores", "scores"), ("classify", "classes", "classes"),
+                             ("regress", "outputs", "prediction")):
+        if not np.array_equal(results[key].get(alias), predict.get(same)):
+            problems.append(f"{key} {alias} differs from predict {same}")
+    if problems:
+        return False, "; ".join(problems)
+    scores = [[float(v) for v in row] for row in predict["scores"]]
+    prediction = [float(v) for v in predict["prediction"].ravel()]
+    return True, (f"scores {scores!r}, prediction {prediction!r} ~= numpy; "
+                  "classify and regress == predict")
+
+
+# --------------------------------------------------------------------------
 # Building
 # --------------------------------------------------------------------------
 
@@ -273,7 +493,7 @@ def is_complete(path) -> bool:
             and any(variables.glob("variables.data-*")))
 
 
-def build_one(model: ToyModel, out_dir: Path, force: bool = False,
+def build_one(model, out_dir: Path, force: bool = False,
               verbose: bool = False, sigmoid_op: bool = False) -> str:
     """Build one model unless already there; return 'built', 'rebuilt' or 'skipped'."""
     model_dir = out_dir / model.name
@@ -284,7 +504,10 @@ def build_one(model: ToyModel, out_dir: Path, force: bool = False,
     model_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{model.version}.tmp-", dir=model_dir))
     try:
-        export_model(model, tmp, verbose, sigmoid_op)
+        if isinstance(model, MultiTaskModel):
+            export_multitask(tmp, verbose)
+        else:
+            export_model(model, tmp, verbose, sigmoid_op)
         if not is_complete(tmp):
             raise RuntimeError(f"export of {model.key} in {tmp} is incomplete")
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700
@@ -355,7 +578,7 @@ def write_configs(out_dir: Path) -> list:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="build_toy_models.py",
-        description="Rebuild the guide's toy models as TensorFlow SavedModels.")
+        description="Rebuild the guide's toy models (and MultiTask) as TensorFlow SavedModels.")
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS,
                         help=f"weights file (default: {_show(DEFAULT_WEIGHTS)})")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
@@ -364,7 +587,8 @@ def main(argv=None) -> int:
                         help="rebuild versions that already exist")
     parser.add_argument("--check", action="store_true",
                         help="afterwards, load each model with the TF1 loader and "
-                             "compare its outputs with the json's expected values")
+                             "compare its outputs with the json's expected values "
+                             "(MultiTask: with numpy)")
     parser.add_argument("--sigmoid-op", action="store_true",
                         help="compute sigmoid with TF's fused Sigmoid op (as Keras does) "
                              "instead of 1/(1+exp(-x)), which matches the guide's outputs "
@@ -380,8 +604,9 @@ def main(argv=None) -> int:
         return 2
 
     out_dir = args.out.resolve()
+    models = list(weights.models) + [MULTITASK]
     status = 0
-    for model in weights.models:
+    for model in models:
         target = out_dir / model.name / str(model.version)
         try:
             result = build_one(model, out_dir, force=args.force, verbose=args.verbose,
@@ -393,6 +618,9 @@ def main(argv=None) -> int:
             continue
         if result == "skipped":
             print(f"skipped {model.key}: {_show(target)} exists (--force to rebuild)", flush=True)
+        elif isinstance(model, MultiTaskModel):
+            print(f"{result:7} {model.key} -> {_show(target)} "
+                  f"(signatures {SIGNATURE_KEY}, classify, regress)", flush=True)
         else:
             print(f"{result:7} {model.key} -> {_show(target)} "
                   f"({model.activation}, output {model.output!r})", flush=True)
@@ -402,9 +630,12 @@ def main(argv=None) -> int:
             print(f"config  {_show(written)}", flush=True)
 
     if args.check and status == 0:
-        for model in weights.models:
+        for model in models:
             try:
-                ok, msg = check_one(model, out_dir, weights.input, args.verbose)
+                if isinstance(model, MultiTaskModel):
+                    ok, msg = check_multitask(out_dir, args.verbose)
+                else:
+                    ok, msg = check_one(model, out_dir, weights.input, args.verbose)
             except Exception as e:
                 ok, msg = False, f"{type(e).__name__}: {' '.join(str(e).split())}"
             print(f"{'checked' if ok else 'MISMATCH'} {model.key}: {msg}", flush=True)

@@ -164,7 +164,11 @@ def dump_json(value):
 def json_values(array):
     """An output array as nested lists for JSON; bytes as text (invalid UTF-8 escaped)."""
     if array.dtype == object:
-        return [json_values(a) for a in array] if array.ndim else array.item().decode("utf-8", "backslashreplace")
+        def text(value):
+            if isinstance(value, list):
+                return [text(v) for v in value]
+            return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
+        return text(array.tolist())
     if array.dtype.kind == "c":
         return [[v.real, v.imag] for v in array.ravel()]
     return array.astype(float).tolist() if array.dtype.kind == "f" else array.tolist()
@@ -225,3 +229,8 @@ def run(action, args, program):
             raise
         print(f"{program}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as e:  # a bug of ours: still one line, the traceback with --debug
+        if args.debug:
+            raise
+        print(f"{program}: error: unexpected {type(e).__name__}: {e} (--debug shows the traceback)", file=sys.stderr)
+        return EXIT_RPC_ERROR

@@ -2,6 +2,7 @@
 
 The models are built once per session into a temporary folder (--out) and
 loaded the way the server loads them: TF1 loader, tag 'serve', in a session.
+MultiTask's outputs and signatures are tested in test_multitask.py.
 """
 
 import contextlib
@@ -21,6 +22,7 @@ import build_toy_models as btm  # noqa: E402
 
 X = [[1.0, 2.0], [1.0, 3.0]]
 NAMES = ["Toy/1", "Toy/2", "Toy/3", "Toy_double/1"]
+BUILT = NAMES + ["MultiTask/1"]  # every run builds MultiTask after the json's models
 
 # The SignatureDefMap the guide prints for Toy version 2 (GetModelMetadata).
 TOY2_SIGNATURE_DEF_MAP = (
@@ -73,13 +75,15 @@ def test_default_paths():
 def test_first_run_builds_everything(built):
     out, rc, lines, errs = built
     assert rc == 0 and errs == []
-    assert len(lines) == 4
-    for line, name in zip(lines, NAMES):
+    assert len(lines) == 5
+    for line, name in zip(lines, BUILT):
         assert line.startswith(f"built   {name} -> ")
-    assert sorted(os.listdir(out)) == ["Toy", "Toy_double"] + CONFIGS
+    assert lines[4].endswith(" (signatures serving_default, classify, regress)")
+    assert sorted(os.listdir(out)) == ["MultiTask", "Toy", "Toy_double"] + CONFIGS
     assert sorted(os.listdir(out / "Toy")) == ["1", "2", "3"]  # no temp folders left
     assert sorted(os.listdir(out / "Toy_double")) == ["1"]
-    for n in NAMES:
+    assert sorted(os.listdir(out / "MultiTask")) == ["1"]
+    for n in BUILT:
         assert btm.is_complete(out / n)
         assert (os.stat(out / n).st_mode & 0o777) == 0o777 & ~btm._umask()
 
@@ -141,13 +145,13 @@ def test_toy3_output_alias_in_bytes(loaded):
 
 def test_second_run_skips(built):
     out = built[0]
-    before = {n: os.stat(out / n / "saved_model.pb").st_mtime_ns for n in NAMES}
+    before = {n: os.stat(out / n / "saved_model.pb").st_mtime_ns for n in BUILT}
     rc, lines, errs = run_main(["--out", str(out)])
     assert rc == 0 and errs == []
-    assert len(lines) == 4
-    for line, name in zip(lines, NAMES):
+    assert len(lines) == 5
+    for line, name in zip(lines, BUILT):
         assert line.startswith(f"skipped {name}: ")
-    assert before == {n: os.stat(out / n / "saved_model.pb").st_mtime_ns for n in NAMES}
+    assert before == {n: os.stat(out / n / "saved_model.pb").st_mtime_ns for n in BUILT}
 
 
 def test_force_and_incomplete_rebuild(tmp_path, weights):
@@ -156,13 +160,21 @@ def test_force_and_incomplete_rebuild(tmp_path, weights):
     wfile.write_text(json.dumps(one))
     out = tmp_path / "save"
     (out / "Toy_double" / "1").mkdir(parents=True)  # incomplete: rebuilt
+    (out / "MultiTask" / "1" / "variables").mkdir(parents=True)
     rc, lines, _ = run_main(["--weights", str(wfile), "--out", str(out)])
-    assert rc == 0 and len(lines) == 1 and lines[0].startswith("rebuilt Toy_double/1 ")
-    rc, lines, _ = run_main(["--weights", str(wfile), "--out", str(out), "--force", "--check"])
     assert rc == 0 and len(lines) == 2
     assert lines[0].startswith("rebuilt Toy_double/1 ")
-    assert lines[1].startswith("checked Toy_double/1: ") and "== expected" in lines[1]
+    assert lines[1].startswith("rebuilt MultiTask/1 ")
+    rc, lines, _ = run_main(["--weights", str(wfile), "--out", str(out), "--force", "--check"])
+    assert rc == 0 and len(lines) == 4
+    assert lines[0].startswith("rebuilt Toy_double/1 ")
+    assert lines[1].startswith("rebuilt MultiTask/1 ")
+    assert lines[2].startswith("checked Toy_double/1: ") and "== expected" in lines[2]
+    assert lines[3].startswith("checked MultiTask/1: scores [[")
+    assert lines[3].endswith("~= numpy; classify and regress == predict")
+    assert sorted(os.listdir(out)) == ["MultiTask", "Toy_double"] + CONFIGS
     assert sorted(os.listdir(out / "Toy_double")) == ["1"]
+    assert sorted(os.listdir(out / "MultiTask")) == ["1"]
 
 
 @pytest.mark.parametrize("content", [None, "{not json", '{"models": {"Toy": {}}}',
@@ -188,16 +200,19 @@ def test_configs_parse(built):
     def load(name):
         text = (out / name).read_text()
         assert text.startswith("# ")
+        assert "Toy_double" in text.splitlines()[0] and "MultiTask" in text.splitlines()[0]
         cfg = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
         return {c.name: c for c in cfg.model_config_list.config}
 
     for name in ["models.config", "toy_specific.config", "toy_labels.config"]:
         cfgs = load(name)
-        assert list(cfgs) == ["Toy", "Toy_double"]
+        assert list(cfgs) == ["Toy", "Toy_double", "MultiTask"]
         for model, c in cfgs.items():
             assert c.base_path == f"{out}/{model}"
             assert c.model_platform == "tensorflow"
-        assert not cfgs["Toy_double"].HasField("model_version_policy")
+        for latest in ("Toy_double", "MultiTask"):
+            assert not cfgs[latest].HasField("model_version_policy")
+            assert not cfgs[latest].version_labels
         toy = cfgs["Toy"]
         if name == "models.config":
             assert not toy.HasField("model_version_policy") and not toy.version_labels

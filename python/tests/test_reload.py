@@ -38,9 +38,9 @@ def test_versions_labels_and_latest(server, toy_models):
 def test_whole_config_and_json(server, toy_models):
     script(server, "grpcReloadModel.py", "-m", "Toy", "--versions", "1,2")
     result = script(server, "grpcReloadModel.py", "-c", f"{toy_models}/toy_labels.config")
-    assert (result.code, result.out, result.err) == (0, "config reloaded successfully: Toy, Toy_double\n", "")
+    assert (result.code, result.out, result.err) == (0, "config reloaded successfully: Toy, Toy_double, MultiTask\n", "")
     result = script(server, "grpcReloadModel.py", "-c", f"{toy_models}/toy_labels.config", "--format", "json")
-    assert result.out == '{"reloaded": ["Toy", "Toy_double"]}\n'
+    assert result.out == '{"reloaded": ["Toy", "Toy_double", "MultiTask"]}\n'
     assert script(server, "grpcRequest.py", "-l", "canary").code == 0
 
 

@@ -187,8 +187,10 @@ def test_status_errors(client, kwargs, message):
     assert rpc_error(client.status, **kwargs) == ("NOT_FOUND", message)
 
 
-def test_classify_is_not_implemented_yet(client):
+def test_classify_on_a_predict_signature_is_refused(client):
     from tensorflow_serving.apis import classification_pb2
     request = classification_pb2.ClassificationRequest()
     request.model_spec.name = "Toy"
-    assert rpc_error(client.predictions.Classify, request)[0] == "UNIMPLEMENTED"
+    request.input.example_list.examples.add()
+    code, message = rpc_error(client.predictions.Classify, request)
+    assert (code, message.split(": ")[0]) == ("INVALID_ARGUMENT", "No classification inputs found in SignatureDef")

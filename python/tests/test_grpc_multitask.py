@@ -3,6 +3,8 @@
 import json
 import os
 
+import numpy as np
+
 import pytest
 from script_helpers import run_script
 
@@ -118,3 +120,37 @@ def test_server_rules_reach_the_user(server):
     assert result.code == 1 and result.err.startswith(
         "grpcMultiTask.py: error: INVALID_ARGUMENT: No regression inputs found in SignatureDef: inputs { key: \"x\"")
     assert len(result.err.splitlines()) == 1
+
+
+# -- the MultiTask toy model, on the session's toy server -----------------------------------------
+
+SCORES = [[0.028957068920135498, 0.6928502917289734, 0.2781926095485687],
+          [0.879477322101593, 0.11902431398630142, 0.001498294877819717]]
+
+
+def test_multi_input_predict_on_the_multi_head_model(run):
+    result = run("grpcRequest.py", "-m", "MultiTask", "-i", "age=[31.0, 45.0]", "-i", "income=[5.2, 1.0]",
+                 "--output-filter", "scores", "--output-filter", "prediction", "--values")
+    assert (result.code, result.err) == (0, "")
+    values = json.loads(result.out)
+    assert values["prediction"] == [[2.049999952316284], [7.375]]
+    np.testing.assert_allclose(values["scores"], SCORES, rtol=1e-6)
+    classes = json.loads(run("grpcRequest.py", "-m", "MultiTask", "-i", "age=[31]", "-i", "income=[5]",
+                             "--output-filter", "classes", "--values").out)
+    assert classes == {"classes": [["low", "medium", "high"]]}
+
+
+def test_classify_regress_and_multi_inference_on_the_toy_model(run):
+    result = run("grpcMultiTask.py", "--task", "classify:classify", "--task", "regress:regress",
+                 "-e", "age=31.0,income=5.2", "-e", "age=45.0,income=1.0", "--format", "json")
+    assert (result.code, result.err) == (0, "")
+    results = json.loads(result.out)["results"]
+    scores = [[c["score"] for c in example["classes"]] for example in results[0]["classification_result"]["classifications"]]
+    labels = [[c["label"] for c in example["classes"]] for example in results[0]["classification_result"]["classifications"]]
+    np.testing.assert_allclose(scores, SCORES, rtol=1e-6)
+    assert labels == [["low", "medium", "high"]] * 2
+    assert results[1]["regression_result"]["regressions"] == [{"value": 2.05}, {"value": 7.375}]
+    one = run("grpcMultiTask.py", "--task", "regress:regress", "-e", "age=45.0,income=1.0", "--values")
+    assert one.out == "example 0: regress:regress 7.375\n"
+    missing = run("grpcMultiTask.py", "--task", "regress:regress", "-e", "age=45.0")
+    assert missing.code == 1 and "Feature: income (data type: float) is required but could not be found." in missing.err
