@@ -15,7 +15,15 @@ for _n in range(256):
     _TABLE.append(_c)
 
 
+try:  # the C implementation when installed (it is in requirements.txt); the table below otherwise
+    from google_crc32c import value as _fast_crc32c
+except ImportError:
+    _fast_crc32c = None
+
+
 def crc32c(data: bytes) -> int:
+    if _fast_crc32c is not None:
+        return _fast_crc32c(bytes(data))
     crc = 0xFFFFFFFF
     table = _TABLE
     for byte in data:

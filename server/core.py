@@ -8,6 +8,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from . import status
 from .manager import Manager, State, servable_id
+from .request_log import RequestLogger
 from .source import aspired_versions
 
 log = logging.getLogger("tensorflow_serving.model_servers")
@@ -21,6 +22,7 @@ class ServerCore:
         self.allow_labels_for_unavailable = allow_labels_for_unavailable
         self.config = None  # the ModelServerConfig being served
         self._labels = {}  # model name -> {label: version}
+        self.request_logger = RequestLogger()
         self._lock = threading.Lock()  # one reload or file-system poll at a time
 
     # -- requests -----------------------------------------------------------------------------
@@ -79,6 +81,7 @@ class ServerCore:
                 raise error
             self.config = config
             self._labels = {m.name: dict(m.version_labels) for m in models}
+            self.request_logger.update(config)
             for name in old_names - set(wanted):
                 self.manager.reconcile(name, {})
             log.info("Finished adding/updating models")
@@ -169,6 +172,7 @@ class ServerCore:
                         "which is not currently available for inference")
         for model in config.model_config_list.config:  # checked last: it reads the file system
             aspired_versions(model)
+        self.request_logger.validate(config)
 
 
 def _is_absolute(path):

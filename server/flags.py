@@ -56,8 +56,10 @@ _FLAGS = [
     ("enable_batching", bool, False, "enable batching (accepted; batching comes in a later release)."),
     ("enable_per_model_batching_parameters", bool, False, "per-model batching parameters (accepted)."),
     ("batching_parameters_file", str, "", "BatchingParameters text file (accepted; see --enable_batching)."),
-    ("enable_model_warmup", bool, True, "Enables model warmup (accepted; warmup comes in a later release)."),
-    ("num_request_iterations_for_warmup", int, 0, "Number of times a warmup request is replayed (accepted)."),
+    ("enable_model_warmup", bool, True, "Enables model warmup, which triggers lazy initializations (such as TF "
+     "optimizations) at load time, to reduce first request latency."),
+    ("num_request_iterations_for_warmup", int, 0, "Number of times a request is iterated during warmup replay. "
+     "This value is used only if > 0."),
     ("monitoring_config_file", str, "", "MonitoringConfig text file (accepted; metrics come with the REST API)."),
     ("version", bool, False, "Display version"),
 ]

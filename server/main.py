@@ -116,15 +116,23 @@ class ModelServer:
     def build_core(self):
         from .core import ServerCore
         from .servable import SavedModelServable
+        from .warmup import run_warmup
 
         o = self.options
         tags = tuple(t for t in o.saved_model_tags.split(",") if t)
         session_config = _session_config(o)
 
         def load(name, version, path):
-            return SavedModelServable(name, version, path, tags, session_config,
-                                      tensor_content=o.enable_serialization_as_tensor_content,
-                                      method_name_check=o.enable_signature_method_name_check)
+            servable = SavedModelServable(name, version, path, tags, session_config,
+                                          tensor_content=o.enable_serialization_as_tensor_content,
+                                          method_name_check=o.enable_signature_method_name_check)
+            if o.enable_model_warmup:
+                try:
+                    run_warmup(servable, path, o.num_request_iterations_for_warmup)
+                except BaseException:
+                    servable.close()
+                    raise
+            return servable
 
         retry_seconds = max(o.load_retry_interval_micros, 0) / 1e6
         self.core = ServerCore(load, o.allow_version_labels_for_unavailable_models,

@@ -42,7 +42,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def Predict(self, request, context):
         _require_model_spec(request)
         with self.core.handle(request.model_spec) as servable:
-            return servable.predict(request, request.model_spec.name)
+            response = servable.predict(request, request.model_spec.name)
+        self.core.request_logger.log("Predict", request.model_spec.name, request, response, response.model_spec)
+        return response
 
     @rpc
     def GetModelMetadata(self, request, context):
@@ -59,20 +61,26 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def Classify(self, request, context):
         _require_model_spec(request)
         with self.core.handle(request.model_spec) as servable:
-            return inference.classify(servable, request)
+            response = inference.classify(servable, request)
+        self.core.request_logger.log("Classify", request.model_spec.name, request, response, response.model_spec)
+        return response
 
     @rpc
     def Regress(self, request, context):
         _require_model_spec(request)
         with self.core.handle(request.model_spec) as servable:
-            return inference.regress(servable, request)
+            response = inference.regress(servable, request)
+        self.core.request_logger.log("Regress", request.model_spec.name, request, response, response.model_spec)
+        return response
 
     @rpc
     def MultiInference(self, request, context):
         # The servable is the first task's; no task at all reads as an empty ModelSpec (as TF Serving).
         spec = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
         with self.core.handle(spec) as servable:
-            return inference.multi_inference(servable, request)
+            response = inference.multi_inference(servable, request)
+        self.core.request_logger.log("MultiInference", spec.name, request, response, response.results[0].model_spec)
+        return response
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Build a SavedModel warmup file (assets.extra/tf_serving_warmup_requests) from many inputs at once.
+
+From a file of inputs (Predict), from tf.Examples (Classify, Regress, MultiInference), or from a
+server's request log sampled down to N records. Records are appended; TF Serving reads at most 1000.
+No server is needed.
+"""
+
+import random
+import sys
+
+import common  # first: it makes Ctrl-C quiet from the start
+import examples
+import inputs
+import tfrecord
+
+PROGRAM = "grpcWarmup.py"
+MAX_RECORDS = 1000  # TF Serving refuses to load a version whose warmup file holds more
+
+
+def build_parser():
+    parser = common.parser(
+        "Append warmup records (PredictionLog TFRecords) for TF Serving's --enable_model_warmup.",
+        "python3 grpcWarmup.py -o ../models/save/Toy/2/assets.extra/tf_serving_warmup_requests "
+        "--inputs rows.npz --batch 2", signature=True)
+    parser.add_argument("-o", "--output", required=True, metavar="FILE", help="the warmup file to append to")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--inputs", metavar="FILE", help="Predict inputs: .npz, or .json (an object of names to "
+                        "arrays); rows along the first axis become requests of --batch rows")
+    source.add_argument("--task", action="append", metavar="KIND[:SIGNATURE]",
+                        help="classify or regress requests from --example/--examples (repeat: MultiInference)")
+    source.add_argument("--from-log", action="append", metavar="LOG",
+                        help="requests from PredictionLog files (a server's request log, another warmup file)")
+    parser.add_argument("--batch", type=int, default=1, help="rows or examples per request (default: 1)")
+    parser.add_argument("--sample", type=int, metavar="N", help="keep N records, chosen at random (with --seed)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed for --sample (default: 0)")
+    examples.add_arguments(parser)
+    return parser
+
+
+def predict_records(args):
+    loaded = inputs.parse_inputs([f"@{args.inputs}"])
+    arrays = {name: array for name, (array, _) in loaded.items()}
+    sizes = {len(a) if getattr(a, "ndim", 0) else None for a in arrays.values()}
+    if len(sizes) != 1 or None in sizes:
+        raise common.InputError(f"{args.inputs}: every input needs the same number of rows (first axis) to be split")
+    rows = sizes.pop()
+    for start in range(0, rows, args.batch):
+        entry = common.protos.prediction_log_pb2.PredictionLog()
+        request = entry.predict_log.request
+        common.set_model_spec(request.model_spec, args, args.signature)
+        for name, array in arrays.items():
+            request.inputs[name].CopyFrom(common.make_tensor_proto(array[start:start + args.batch]))
+        yield entry
+
+
+def example_records(args):
+    import grpcMultiTask
+
+    tasks = grpcMultiTask.parse_tasks(args.task)
+    holder = common.protos.input_pb2.Input()
+    examples.build_input(args, holder)
+    kind = holder.WhichOneof("kind")
+    all_examples = list(getattr(holder, kind).examples)
+    for start in range(0, len(all_examples), args.batch):
+        entry = common.protos.prediction_log_pb2.PredictionLog()
+        if len(tasks) == 1:
+            name, signature = tasks[0]
+            body = entry.classify_log if name == "classify" else entry.regress_log
+            request = body.request
+            common.set_model_spec(request.model_spec, args, signature)
+        else:
+            request = entry.multi_inference_log.request
+            for name, signature in tasks:
+                task = request.tasks.add(method_name=grpcMultiTask.METHODS[name])
+                common.set_model_spec(task.model_spec, args, signature)
+        target = getattr(request.input, kind)
+        if kind == "example_list_with_context":
+            target.context.CopyFrom(holder.example_list_with_context.context)
+        target.examples.extend(all_examples[start:start + args.batch])
+        yield entry
+
+
+def log_records(args):
+    for path in args.from_log:
+        try:
+            for offset, data in tfrecord.read(path):
+                source = common.protos.prediction_log_pb2.PredictionLog()
+                try:
+                    source.ParseFromString(data)
+                except Exception:
+                    raise common.InputError(f"{path}: the record at offset {offset} is not a PredictionLog") from None
+                kind = source.WhichOneof("log_type")
+                if kind not in ("predict_log", "classify_log", "regress_log", "multi_inference_log"):
+                    continue
+                entry = common.protos.prediction_log_pb2.PredictionLog()
+                getattr(entry, kind).request.CopyFrom(getattr(source, kind).request)  # warmup replays requests only
+                yield entry
+        except tfrecord.CorruptRecord as e:
+            raise common.InputError(f"{path}: {e}") from None
+        except OSError as e:
+            raise common.InputError(f"cannot read {path}: {e.strerror}") from None
+
+
+def existing_records(path):
+    try:
+        return sum(1 for _ in tfrecord.read(path))
+    except FileNotFoundError:
+        return 0
+    except tfrecord.CorruptRecord as e:
+        raise common.InputError(f"{path} already exists and is damaged: {e}") from None
+
+
+def build(args):
+    if args.batch < 1:
+        raise common.InputError("--batch must be >= 1")
+    if args.task is None and (args.example or args.examples or args.context):
+        raise common.InputError("--example, --examples and --context go with --task")
+    if args.inputs:
+        records = list(predict_records(args))
+    elif args.task:
+        records = list(example_records(args))
+    else:
+        records = list(log_records(args))
+    if args.sample is not None:
+        if args.sample < 1:
+            raise common.InputError("--sample must be >= 1")
+        if args.sample < len(records):
+            picked = sorted(random.Random(args.seed).sample(range(len(records)), args.sample))
+            records = [records[i] for i in picked]
+    if not records:
+        raise common.InputError("no records to write")
+    before = existing_records(args.output)
+    if before + len(records) > MAX_RECORDS:
+        raise common.InputError(f"{args.output} would hold {before + len(records)} records; TF Serving loads at most "
+                                f"{MAX_RECORDS} (use --sample or a larger --batch)")
+    try:
+        tfrecord.append(args.output, [r.SerializeToString() for r in records])
+    except OSError as e:
+        raise common.InputError(f"cannot append to {args.output}: {e.strerror}") from None
+    print(f"appended {len(records)} warmup records to {args.output} ({before + len(records)} in all)")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return common.run(build, args, PROGRAM)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
