@@ -53,9 +53,11 @@ _FLAGS = [
     ("remove_unused_fields_from_bundle_metagraph", bool, True, "Remove unused fields from the metagraph "
      "(accepted)."),
     ("enable_grpc_healthcheck_service", bool, False, "Enable the standard gRPC healthcheck service (accepted)."),
-    ("enable_batching", bool, False, "enable batching (accepted; batching comes in a later release)."),
-    ("enable_per_model_batching_parameters", bool, False, "per-model batching parameters (accepted)."),
-    ("batching_parameters_file", str, "", "BatchingParameters text file (accepted; see --enable_batching)."),
+    ("enable_batching", bool, False, "enable batching"),
+    ("enable_per_model_batching_parameters", bool, False, "per-model batching parameters (accepted; the "
+     "--batching_parameters_file applies to every model)."),
+    ("batching_parameters_file", str, "", "If non-empty, read an ascii BatchingParameters protobuf from the supplied "
+     "file name and use the contained values instead of the defaults."),
     ("enable_model_warmup", bool, True, "Enables model warmup, which triggers lazy initializations (such as TF "
      "optimizations) at load time, to reduce first request latency."),
     ("num_request_iterations_for_warmup", int, 0, "Number of times a request is iterated during warmup replay. "

@@ -122,10 +122,13 @@ class ModelServer:
         tags = tuple(t for t in o.saved_model_tags.split(",") if t)
         session_config = _session_config(o)
 
+        batching = self._batching_options()
+
         def load(name, version, path):
             servable = SavedModelServable(name, version, path, tags, session_config,
                                           tensor_content=o.enable_serialization_as_tensor_content,
-                                          method_name_check=o.enable_signature_method_name_check)
+                                          method_name_check=o.enable_signature_method_name_check,
+                                          batching=batching)
             if o.enable_model_warmup:
                 try:
                     run_warmup(servable, path, o.num_request_iterations_for_warmup)
@@ -137,6 +140,32 @@ class ModelServer:
         retry_seconds = max(o.load_retry_interval_micros, 0) / 1e6
         self.core = ServerCore(load, o.allow_version_labels_for_unavailable_models,
                                o.max_num_load_retries, retry_seconds)
+
+    def _batching_options(self):
+        from google.protobuf import text_format
+
+        from . import batching
+
+        o = self.options
+        if o.batching_parameters_file and not o.enable_batching:
+            raise StartupError("INVALID_ARGUMENT: server_options.batching_parameters_file is set without setting "
+                               "server_options.enable_batching to true.")
+        if not o.enable_batching:
+            return None
+        if not o.batching_parameters_file:
+            return batching.Options(cpus=flags.cpu_count())
+        path = o.batching_parameters_file
+        try:
+            return batching.read_parameters(path, flags.cpu_count())
+        except OSError as e:
+            raise StartupError(f"NOT_FOUND: {path}; {e.strerror}") from None
+        except text_format.ParseError as e:
+            detail = str(e).split(" : ", 1)[-1] if e.GetLine() else str(e)
+            raise StartupError(f"INVALID_ARGUMENT: Invalid protobuf file: '{path}'",
+                               preface=f"Error parsing text-format tensorflow.serving.BatchingParameters: "
+                                       f"{e.GetLine() or 0}:{e.GetColumn() or 0}: {detail}") from None
+        except ValueError as e:
+            raise StartupError(f"INVALID_ARGUMENT: {e}") from None
 
     def initial_config(self):
         o = self.options

@@ -28,7 +28,7 @@ class SavedModelServable:
     """
 
     def __init__(self, name, version, path, tags=("serve",), session_config=None,
-                 tensor_content=False, method_name_check=False):
+                 tensor_content=False, method_name_check=False, batching=None):
         self.name = name
         self.version = version
         self.path = path
@@ -48,8 +48,14 @@ class SavedModelServable:
         self.signatures = meta_graph.signature_def
         self._callables = {}
         self._callables_lock = threading.Lock()
+        self._batcher = None
+        if batching is not None:
+            from .batching import Batcher
+            self._batcher = Batcher(self._session_run, batching)
 
     def close(self):
+        if self._batcher is not None:
+            self._batcher.close()
         self._callables.clear()
         self._session.close()
 
@@ -127,6 +133,12 @@ class SavedModelServable:
         return self.run(feeds, [signature.outputs[a].name for a in aliases])
 
     def run(self, feeds, fetch_names):
+        """Run the session, batched with other requests when --enable_batching; returns the fetched arrays."""
+        if self._batcher is not None:
+            return self._batcher.run(feeds, fetch_names)
+        return self._session_run(feeds, fetch_names)
+
+    def _session_run(self, feeds, fetch_names):
         """One session run: feeds is [(tensor name, array)]; returns the fetched arrays in order."""
         run = self._callable(tuple(name for name, _ in feeds), tuple(fetch_names))
         try:

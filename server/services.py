@@ -38,13 +38,19 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, core):
         self.core = core
 
+    def _infer(self, api, request, spec, run):
+        """Run `run(servable, request)` on the servable `spec` asks for, then log it (if configured)."""
+        with self.core.handle(spec) as servable:
+            response = run(servable, request)
+        logged_spec = response.results[0].model_spec if api == "MultiInference" else response.model_spec
+        self.core.request_logger.log(api, spec.name, request, response, logged_spec)
+        return response
+
     @rpc
     def Predict(self, request, context):
         _require_model_spec(request)
-        with self.core.handle(request.model_spec) as servable:
-            response = servable.predict(request, request.model_spec.name)
-        self.core.request_logger.log("Predict", request.model_spec.name, request, response, response.model_spec)
-        return response
+        return self._infer("Predict", request, request.model_spec,
+                           lambda servable, r: servable.predict(r, r.model_spec.name))
 
     @rpc
     def GetModelMetadata(self, request, context):
@@ -60,27 +66,18 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     @rpc
     def Classify(self, request, context):
         _require_model_spec(request)
-        with self.core.handle(request.model_spec) as servable:
-            response = inference.classify(servable, request)
-        self.core.request_logger.log("Classify", request.model_spec.name, request, response, response.model_spec)
-        return response
+        return self._infer("Classify", request, request.model_spec, inference.classify)
 
     @rpc
     def Regress(self, request, context):
         _require_model_spec(request)
-        with self.core.handle(request.model_spec) as servable:
-            response = inference.regress(servable, request)
-        self.core.request_logger.log("Regress", request.model_spec.name, request, response, response.model_spec)
-        return response
+        return self._infer("Regress", request, request.model_spec, inference.regress)
 
     @rpc
     def MultiInference(self, request, context):
         # The servable is the first task's; no task at all reads as an empty ModelSpec (as TF Serving).
         spec = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
-        with self.core.handle(spec) as servable:
-            response = inference.multi_inference(servable, request)
-        self.core.request_logger.log("MultiInference", spec.name, request, response, response.results[0].model_spec)
-        return response
+        return self._infer("MultiInference", request, spec, inference.multi_inference)
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):

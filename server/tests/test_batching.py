@@ -1,0 +1,118 @@
+"""--enable_batching: concurrent requests merged into one run, each request gets its own rows back."""
+
+import subprocess
+import threading
+
+import numpy as np
+import pytest
+from server_helpers import Client, rpc_error, values
+
+from server.testing import EXECUTABLE, ServerProcess
+
+KERNEL = np.array([[1.5377980470657349], [3.204693078994751]], np.float32)  # Toy version 1, linear
+BIAS = np.float32(2.858245849609375)
+
+
+@pytest.fixture(scope="module")
+def server(toy_models, tmp_path_factory):
+    parameters = tmp_path_factory.mktemp("batching") / "batching.config"
+    parameters.write_text("max_batch_size { value: 4 }\nbatch_timeout_micros { value: 20000 }\n"
+                          "max_enqueued_batches { value: 100 }\nnum_batch_threads { value: 1 }\n"
+                          "allowed_batch_sizes: 2\nallowed_batch_sizes: 4\n")
+    with ServerProcess(f"--model_config_file={toy_models}/toy_labels.config",
+                       "--allow_version_labels_for_unavailable_models", "--enable_batching",
+                       f"--batching_parameters_file={parameters}") as s:
+        yield s
+
+
+def test_each_request_gets_its_own_rows_in_order(server):
+    client = Client(server.target)
+    errors, checked = [], []
+
+    def send(worker):
+        rng = np.random.default_rng(worker)
+        try:
+            for _ in range(15):
+                rows = int(rng.integers(1, 4))
+                x = rng.uniform(-10, 10, size=(rows, 2)).astype(np.float32)
+                got = np.array(values(client.predict(version=1, inputs={"input_1": x}), "output_1"))
+                np.testing.assert_allclose(got, (x @ KERNEL + BIAS).ravel(), rtol=1e-5, atol=1e-5)
+                checked.append(rows)
+        except Exception as e:  # asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    assert len(checked) == 120 and set(checked) == {1, 2, 3}
+    client.close()
+
+
+def test_guide_outputs_unchanged_with_batching(server):
+    client = Client(server.target)
+    assert values(client.predict(version=1), "output_1") == [10.805429458618164, 14.010123252868652]
+    client.close()
+
+
+def test_too_large_a_request(server):
+    client = Client(server.target)
+    assert rpc_error(client.predict, version=1, inputs={"input_1": np.zeros((5, 2), np.float32)}) == (
+        "INVALID_ARGUMENT", "Task size 5 is larger than maximum input batch size 4")
+    client.close()
+
+
+def test_full_queue_is_unavailable(toy_models, tmp_path):
+    parameters = tmp_path / "small.config"
+    parameters.write_text("max_batch_size { value: 2 }\nbatch_timeout_micros { value: 1000000 }\n"
+                          "max_enqueued_batches { value: 1 }\nnum_batch_threads { value: 1 }\n")
+    with ServerProcess("--model_name=Toy", f"--model_base_path={toy_models}/Toy", "--enable_batching",
+                       f"--batching_parameters_file={parameters}") as server:
+        client = Client(server.target)
+        import grpc
+        from tensorflow_serving.apis import predict_pb2
+        import tensorflow as tf
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "Toy"
+        request.inputs["input_1"].CopyFrom(tf.make_tensor_proto(np.zeros((1, 2), np.float32)))
+        waiting = client.predictions.Predict.future(request, timeout=30)  # one row: waits up to 1 s for more
+        seen = None
+        while seen is None and not waiting.done():  # poll until the first request sits in the queue
+            try:
+                client.predict(inputs={"input_1": np.zeros((2, 2), np.float32)}, timeout=30)
+            except grpc.RpcError as e:
+                seen = (e.code().name, e.details())
+        assert seen == ("UNAVAILABLE", "The batch scheduling queue to which this task was submitted is full")
+        assert waiting.result().outputs["dense"].float_val
+        client.close()
+
+
+@pytest.mark.parametrize("flags, last_line", [
+    (["--batching_parameters_file=/x"], "Failed to start server. Error: INVALID_ARGUMENT: "
+     "server_options.batching_parameters_file is set without setting server_options.enable_batching to true."),
+    (["--enable_batching", "--batching_parameters_file=/nope"],
+     "Failed to start server. Error: NOT_FOUND: /nope; No such file or directory"),
+])
+def test_batching_start_up_errors(toy_models, flags, last_line):
+    result = subprocess.run([EXECUTABLE, "--model_name=Toy", f"--model_base_path={toy_models}/Toy", *flags],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 255 and result.stderr.splitlines()[-1] == last_line
+
+
+def test_shared_batching_config_and_a_bad_one(toy_models, tmp_path):
+    import os
+    testdata = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "tfs-testdata"))
+    with ServerProcess("--model_name=Toy", f"--model_base_path={toy_models}/Toy", "--enable_batching",
+                       f"--batching_parameters_file={testdata}/batching_config.txt") as server:
+        client = Client(server.target)
+        assert values(client.predict(), "dense") == [0.9901617765426636, 0.9934704303741455]
+        client.close()
+    bad = tmp_path / "bad.config"
+    bad.write_text("max_batch_size: 4\n")
+    result = subprocess.run([EXECUTABLE, "--model_name=Toy", f"--model_base_path={toy_models}/Toy",
+                             "--enable_batching", f"--batching_parameters_file={bad}"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 255
+    assert result.stderr.splitlines()[-2].startswith("Error parsing text-format tensorflow.serving.BatchingParameters: 1:")
