@@ -1,0 +1,209 @@
+"""grpcBench.py: counts, JSON report, duration, open-loop rate, errors by code, bad flags.
+
+Subprocesses against the real local server, loopback only, each run a few seconds at most.
+No absolute performance number is asserted: only what the flags promise.
+"""
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+from script_helpers import PYTHON_DIR, run_script
+
+from server.testing import ServerProcess
+
+SCRIPT = "grpcBench.py"
+LATENCY_KEYS = ["min", "p50", "p90", "p99", "p99.9", "max"]
+
+
+def bench_json(run, *args):
+    result = run(SCRIPT, "--format", "json", *args)
+    assert len(result.out.splitlines()) == 1, result
+    return result, json.loads(result.out)
+
+
+def test_help():
+    result = run_script(SCRIPT, "--help")
+    assert (result.code, result.err) == (0, "")
+    assert "example:\n  python3 grpcBench.py" in result.out
+    for flag in ("--server", "--model", "--signature", "--input", "--dtype", "--requests", "--duration",
+                 "--concurrency", "--rate", "--warmup", "--histogram", "--format"):
+        assert flag in result.out
+
+
+def test_counts_add_up_in_the_text_report(run):
+    result = run(SCRIPT, "-v", "1", "--requests", "200", "--concurrency", "3")
+    assert (result.code, result.err) == (0, ""), result
+    assert "Predict Toy (version 1) at localhost:" in result.out
+    assert "closed loop, concurrency 3, after 10 warmup requests" in result.out
+    assert re.search(r"^requests     200: ok 200, errors 0$", result.out, re.M), result.out
+    assert re.search(r"^throughput   [\d.]+ req/s", result.out, re.M)
+    header = next(line for line in result.out.splitlines() if line.startswith("latency ms"))
+    assert header.split()[2:] == LATENCY_KEYS
+    assert "errors by code" not in result.out
+
+
+def test_json_report(run):
+    result, report = bench_json(run, "-l", "stable", "-n", "150", "-c", "2", "--warmup", "3",
+                                "-i", "input_1=[[1.0, 2.0]]")  # -i: checked against the signature first
+    assert (result.code, result.err) == (0, "")
+    assert {k: report[k] for k in ("model", "version", "version_label", "signature", "loop", "concurrency",
+                                   "rate", "duration", "warmup", "requests", "ok", "errors", "interrupted")} == {
+        "model": "Toy", "version": None, "version_label": "stable", "signature": "serving_default",
+        "loop": "closed", "concurrency": 2, "rate": None, "duration": None, "warmup": 3, "requests": 150,
+        "ok": 150, "errors": {}, "interrupted": False}
+    assert report["server"].startswith("localhost:")
+    latency = report["latency_ms"]
+    assert list(latency) == LATENCY_KEYS
+    values = [latency[k] for k in LATENCY_KEYS]
+    assert 0 < values[0] and values == sorted(values)
+    assert report["elapsed_s"] > 0
+    assert report["throughput_rps"] == pytest.approx(150 / report["elapsed_s"], rel=1e-3)
+    assert report["ok_rps"] == report["throughput_rps"]
+    assert report["offered_rps"] is None and report["schedule_lag_ms"] is None
+
+
+def test_failures_are_counted_by_code_and_exit_1(run):
+    result, report = bench_json(run, "-v", "9", "-n", "40", "-c", "2", "--warmup", "0")
+    assert result.code == 1
+    assert (report["requests"], report["ok"], report["errors"]) == (40, 0, {"NOT_FOUND": 40})
+    assert report["latency_ms"] is None
+    assert result.err == ("grpcBench.py: error: 40 of 40 requests failed, the first with: NOT_FOUND: "
+                          "Servable not found for request: Specific(Toy, 9)\n")
+    text = run(SCRIPT, "-v", "9", "-n", "5", "--warmup", "0")
+    assert text.code == 1 and "latency ms   (no ok request)" in text.out
+    assert re.search(r"^errors by code\n  NOT_FOUND +5$", text.out, re.M), text.out
+
+
+def test_a_failing_warmup_stops_before_measuring(run):
+    result = run(SCRIPT, "-v", "9", "-n", "5")
+    assert (result.code, result.out) == (1, "")
+    assert result.err == "grpcBench.py: error: NOT_FOUND: Servable not found for request: Specific(Toy, 9)\n"
+
+
+def test_duration(run):
+    result, report = bench_json(run, "--duration", "1", "--concurrency", "2", "--warmup", "2")
+    assert result.code == 0, result
+    assert report["duration"] == 1.0 and report["requests"] == report["ok"] > 0
+    assert 1.0 <= report["elapsed_s"] < 5.0  # sends for 1 s, then waits for the last answers
+
+
+def test_open_loop_keeps_its_rate(run):
+    result, report = bench_json(run, "--rate", "50", "--duration", "2")
+    assert result.code == 0, result
+    assert report["loop"] == "open" and report["concurrency"] is None and report["rate"] == 50.0
+    assert report["requests"] == report["ok"] == 100  # sends at t0 + i/50 for i/50 < 2 s
+    assert report["throughput_rps"] == pytest.approx(50, rel=0.2)
+    assert report["offered_rps"] == pytest.approx(50, rel=0.2)
+    assert report["schedule_lag_ms"] >= 0
+    text = run(SCRIPT, "--rate", "40", "--requests", "20", "--warmup", "0")
+    assert text.code == 0 and re.search(r"^requests     20: ok 20, errors 0$", text.out, re.M), text
+    assert "open loop, 40 req/s scheduled, after 0 warmup requests" in text.out
+    assert re.search(r"^offered      [\d.]+ req/s, sends late by [\d.]+ ms at worst", text.out, re.M), text.out
+
+
+def _connected(port):
+    """Whether a client holds an established TCP connection to `port` (Linux /proc)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # remote port, ESTABLISHED
+                return True
+    return False
+
+
+def test_errors_by_code_when_the_server_stops_mid_run(toy_models):
+    server = ServerProcess(f"--model_config_file={toy_models}/toy_labels.config",
+                           "--allow_version_labels_for_unavailable_models")
+    with server:
+        environment = {k: v for k, v in os.environ.items() if k != "TFS_SERVER"}
+        bench = subprocess.Popen([sys.executable, SCRIPT, "-s", server.target, "--duration", "6", "--concurrency",
+                                  "4", "--warmup", "0", "--format", "json"], cwd=PYTHON_DIR, env=environment,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            # The bench is sending once it holds a connection (no warmup: its first request is measured).
+            deadline = time.monotonic() + 20
+            while not _connected(server.port) and time.monotonic() < deadline:
+                assert bench.poll() is None, bench.communicate()
+                time.sleep(0.02)
+            assert bench.poll() is None
+            server.stop()
+            out, err = bench.communicate(timeout=60)
+        finally:
+            if bench.poll() is None:
+                bench.kill()
+                bench.wait()
+    report = json.loads(out)
+    assert bench.returncode == 1, (out, err)
+    assert report["errors"].get("UNAVAILABLE", 0) > 0, report
+    assert report["ok"] + sum(report["errors"].values()) == report["requests"]
+    assert err.startswith(f"grpcBench.py: error: {report['requests'] - report['ok']} of {report['requests']} "
+                          "requests failed, the first with: ")
+    assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--requests", "0"), "argument -n/--requests: must be >= 1, not 0"),
+    (("--concurrency", "x"), "argument -c/--concurrency: not a whole number: 'x'"),
+    (("--rate", "-5"), "argument -r/--rate: the rate must be > 0, not -5"),
+    (("--duration", "nan"), "argument -d/--duration: the duration must be > 0, not nan"),
+    (("--warmup", "-1"), "argument --warmup: must be >= 0, not -1"),
+    (("-n", "5", "-d", "1"), "argument -d/--duration: not allowed with argument -n/--requests"),
+    (("-c", "2", "-r", "10"), "argument -r/--rate: not allowed with argument -c/--concurrency"),
+])
+def test_bad_flags_exit_2(args, message):
+    result = run_script(SCRIPT, "-s", "localhost:1", *args)  # nothing is sent: no server needed
+    assert (result.code, result.out) == (2, "")
+    assert result.err.splitlines()[-1] == f"grpcBench.py: error: {message}"
+    assert result.err.startswith("usage: grpcBench.py")  # the suite's two-line usage error
+    assert len(result.err.splitlines()) == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (("-i", "input_1=[[1.0,"), "-i input_1: not valid JSON"),
+    (("--dtype", "input_1=float32"), "--dtype applies to inputs given with -i"),
+])
+def test_bad_inputs_exit_2_in_one_line(args, message):
+    result = run_script(SCRIPT, "-s", "localhost:1", *args)
+    assert (result.code, result.out) == (2, "")
+    assert result.err.startswith(f"grpcBench.py: error: {message}") and len(result.err.splitlines()) == 1
+
+
+def test_histogram(run, tmp_path):
+    bad_dir = run_script(SCRIPT, "-s", "localhost:1", "--histogram", str(tmp_path / "no" / "h.png"))
+    assert (bad_dir.code, bad_dir.out) == (2, "")
+    assert bad_dir.err == f"grpcBench.py: error: --histogram {tmp_path}/no/h.png: no such directory: {tmp_path}/no\n"
+    path = tmp_path / "latency.png"
+    result = run(SCRIPT, "-n", "100", "--histogram", str(path))
+    if importlib.util.find_spec("matplotlib") is None:  # not a requirement: a clear error, nothing sent
+        assert (result.code, result.out) == (2, "")
+        assert result.err == ("grpcBench.py: error: --histogram needs matplotlib, which is not installed "
+                              "(pip install matplotlib)\n")
+        assert not path.exists()
+    else:
+        assert (result.code, result.err) == (0, ""), result
+        assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_bench_does_not_start_tensorflow():
+    result = run_script("-c", "import sys, grpcBench; print('tensorflow.python' in sys.modules, "
+                              "'matplotlib' in sys.modules)")
+    assert (result.code, result.out) == (0, "False False\n"), result
+
+
+def test_percentiles_are_nearest_rank():
+    code = ("import grpcBench; p = grpcBench.percentiles([i / 1000 for i in range(1, N + 1)]); "
+            "print([round(v) for v in p.values()])")
+    for n, expected in ((1, [1] * 6), (100, [1, 50, 90, 99, 100, 100]), (1000, [1, 500, 900, 990, 999, 1000])):
+        result = run_script("-c", code.replace("N", str(n)))
+        assert (result.code, result.out) == (0, f"{expected}\n"), result
