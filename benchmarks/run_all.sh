@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Every benchmark in one run; each prints its table and writes it to benchmarks/results/, and this
+# joins them into benchmarks/results/all.md.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+py=.venv/bin/python
+"$py" benchmarks/bench_cli.py
+"$py" benchmarks/bench_codec.py
+"$py" benchmarks/bench_loadgen.py
+"$py" benchmarks/bench_server.py
+"$py" benchmarks/bench_flavours.py
+{
+    echo "# Benchmarks, $(date -u +%Y-%m-%d), $(nproc) CPUs, $(uname -m)"
+    for table in cli codec loadgen server flavours; do echo; cat "benchmarks/results/$table.md"; done
+} > benchmarks/results/all.md
+echo "== written benchmarks/results/all.md"
