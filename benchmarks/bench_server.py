@@ -10,7 +10,6 @@ Writes benchmarks/results/server.md. Client (grpcBench.py) and server share this
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile

@@ -13,7 +13,7 @@ import time
 
 import grpc
 import numpy as np
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from . import status
 
@@ -73,14 +73,6 @@ class Options:
             if self.allowed_batch_sizes[-1] != self.max_batch_size:
                 raise ValueError("The last entry in allowed_batch_sizes must match max_batch_size; last entry was "
                                  f"{self.allowed_batch_sizes[-1]}; expected {self.max_batch_size}")
-
-
-def read_parameters(path, cpus):
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    parameters = BatchingParameters()
-    text_format.Parse(text, parameters)
-    return Options(parameters, cpus)
 
 
 class _Task:

@@ -5,7 +5,6 @@ Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 255 when start-up fails 
 """
 
 import logging
-import os
 import signal
 import sys
 import threading
@@ -42,10 +41,9 @@ def _setup_logging():
     root.propagate = False
 
 
-def read_config_file(path):
-    """The ModelServerConfig in a text file; StartupError with TF Serving's messages if it does not parse."""
+def read_text_proto(path, message):
+    """Parse the text-format file `path` into `message`; StartupError with TF Serving's messages if it can't be."""
     from google.protobuf import text_format
-    from tensorflow_serving.config import model_server_config_pb2
 
     try:
         with open(path, encoding="utf-8") as f:
@@ -54,16 +52,22 @@ def read_config_file(path):
         raise StartupError(f"NOT_FOUND: {path}; {e.strerror}") from None
     except UnicodeDecodeError:
         raise StartupError(f"INVALID_ARGUMENT: Invalid protobuf file: '{path}'") from None
-    config = model_server_config_pb2.ModelServerConfig()
     try:
-        text_format.Parse(text, config)
+        text_format.Parse(text, message)
     except text_format.ParseError as e:
         detail = str(e).split(" : ", 1)[-1] if e.GetLine() else str(e)
         raise StartupError(
             f"INVALID_ARGUMENT: Invalid protobuf file: '{path}'",
-            preface=f"Error parsing text-format tensorflow.serving.ModelServerConfig: "
+            preface=f"Error parsing text-format {message.DESCRIPTOR.full_name}: "
                     f"{e.GetLine() or 0}:{e.GetColumn() or 0}: {detail}") from None
-    return config
+    return message
+
+
+def read_config_file(path):
+    """The ModelServerConfig in a text file."""
+    from tensorflow_serving.config import model_server_config_pb2
+
+    return read_text_proto(path, model_server_config_pb2.ModelServerConfig())
 
 
 def single_model_config(name, base_path):
@@ -142,8 +146,6 @@ class ModelServer:
                                o.max_num_load_retries, retry_seconds)
 
     def _batching_options(self):
-        from google.protobuf import text_format
-
         from . import batching
 
         o = self.options
@@ -154,16 +156,9 @@ class ModelServer:
             return None
         if not o.batching_parameters_file:
             return batching.Options(cpus=flags.cpu_count())
-        path = o.batching_parameters_file
+        parameters = read_text_proto(o.batching_parameters_file, batching.BatchingParameters())
         try:
-            return batching.read_parameters(path, flags.cpu_count())
-        except OSError as e:
-            raise StartupError(f"NOT_FOUND: {path}; {e.strerror}") from None
-        except text_format.ParseError as e:
-            detail = str(e).split(" : ", 1)[-1] if e.GetLine() else str(e)
-            raise StartupError(f"INVALID_ARGUMENT: Invalid protobuf file: '{path}'",
-                               preface=f"Error parsing text-format tensorflow.serving.BatchingParameters: "
-                                       f"{e.GetLine() or 0}:{e.GetColumn() or 0}: {detail}") from None
+            return batching.Options(parameters, flags.cpu_count())
         except ValueError as e:
             raise StartupError(f"INVALID_ARGUMENT: {e}") from None
 

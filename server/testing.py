@@ -93,3 +93,13 @@ class ServerProcess:
     def __exit__(self, *exc):
         self.stop()
         os.unlink(self._log.name)
+
+
+def wait_until(check, timeout=30.0, what="condition"):
+    """Poll `check()` until it is true; AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -3,22 +3,11 @@
 import os
 import shutil
 import threading
-import time
 
 import pytest
 from server_helpers import Client, model_config, rpc_error, values
 
-from server.testing import ServerProcess
-
-
-def wait_until(check, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+from server.testing import ServerProcess, wait_until
 
 
 def break_version(path):
@@ -39,7 +28,7 @@ def models_dir(toy_models, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(models_dir):
-    with ServerProcess(f"--model_name=Toy", f"--model_base_path={models_dir}/Toy",
+    with ServerProcess("--model_name=Toy", f"--model_base_path={models_dir}/Toy",
                        "--file_system_poll_wait_seconds=1", "--max_num_load_retries=0") as s:
         yield s
 

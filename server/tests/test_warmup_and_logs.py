@@ -5,28 +5,18 @@ import shutil
 import struct
 import sys
 import threading
-import time
 
 import numpy as np
 import pytest
 from server_helpers import Client, model_config, rpc_error, values
 from tensorflow_serving.apis import classification_pb2, prediction_log_pb2
 
-from server.testing import REPO, ServerProcess
+from server.testing import REPO, ServerProcess, wait_until
 
 sys.path.insert(0, os.path.join(REPO, "python"))
 import tfrecord  # noqa: E402  the project's TFRecord framing (the scripts' module)
 
 TESTDATA = os.path.abspath(os.path.join(REPO, "..", "shared", "tfs-testdata"))
-
-
-def wait_until(check, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 def counter_log(signature, delta=None):
