@@ -170,10 +170,11 @@ def predict_request(args, prediction_stub, default_output_filter=()):
     request = common.protos.predict_pb2.PredictRequest()
     common.set_model_spec(request.model_spec, args, args.signature)
     if args.input:
-        arrays = apply_dtypes(parse_inputs(args.input), parse_dtypes(args.dtype))
+        dtypes = parse_dtypes(args.dtype)
+        arrays = apply_dtypes(parse_inputs(args.input), dtypes)
         signature = _signature(prediction_stub, args)
         if signature is not None:
-            arrays = check_against_signature(arrays, parse_dtypes(args.dtype), signature, args.model)
+            arrays = check_against_signature(arrays, dtypes, signature, args.model)
         else:
             arrays = {alias: array for alias, (array, _) in arrays.items()}
     else:

@@ -54,9 +54,6 @@ class FileCollector:
         with self._lock:
             os.write(self._fd, record)
 
-    def close(self):
-        os.close(self._fd)
-
 
 class RequestLogger:
     """The request loggers of the served config, rebuilt on each reload (unchanged configs keep theirs)."""

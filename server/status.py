@@ -2,8 +2,7 @@
 
 import grpc
 
-# tensorflow.error.Code values; identical to gRPC's numeric codes.
-OK = grpc.StatusCode.OK
+# tensorflow.error.Code values are identical to gRPC's numeric codes.
 CODE_NUMBER = {c: c.value[0] for c in grpc.StatusCode}
 
 _MESSAGE_LIMIT = 1024  # TF Serving truncates longer gRPC error messages (grpc_status_util.cc)

@@ -43,10 +43,6 @@ def dtype_name(dtype_enum: int) -> str:
     return name[3:].lower() if name.startswith("DT_") else name
 
 
-def numpy_dtype(dtype_enum: int):
-    return _DTYPES[dtype_enum][0] if dtype_enum in _DTYPES else None
-
-
 class ParseError(ValueError):
     pass
 

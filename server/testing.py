@@ -58,9 +58,6 @@ class ServerProcess:
                     pass
         raise RuntimeError(f"server not ready after {timeout}s:\n{self.log()}")
 
-    def wait_exit(self, timeout=90.0):
-        return self.process.wait(timeout)
-
     def log(self):
         with open(self._log.name, encoding="utf-8", errors="replace") as f:
             return f.read()
