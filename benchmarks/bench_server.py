@@ -1,6 +1,14 @@
 #!/usr/bin/env python3
-"""Local server Predict throughput: Toy and half_plus_two, concurrency 1, 8, 32, with and without batching,
-against the ceiling (the same SavedModel signature called in-process in a loop). One run, one table.
+"""Local server Predict throughput: Toy, half_plus_two and Wide, concurrency 1, 8, 32, with and without
+batching, against two bounds. One run, one table.
+
+- ceiling: the same SavedModel signature called in-process in a loop (no gRPC at all);
+- gRPC floor: a gRPC Python server with the same thread pool whose Predict returns a ready-made
+  response (all of gRPC's cost, none of the model's). A server cannot beat it at any concurrency.
+
+Toy and half_plus_two cost ~40 us a run, so gRPC's ~0.5 ms per call bounds them and batching has
+nothing to amortize. Wide (two 4096x4096 float32 layers, built here with fixed weights) costs
+~2.7 ms a row alone and ~13 ms for 32 rows: the kind of model batching exists for.
 
     .venv/bin/python benchmarks/bench_server.py [--seconds 3]
 
@@ -18,7 +26,9 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from server.testing import ServerProcess  # noqa: E402
+import numpy as np  # noqa: E402
+
+from server.testing import ServerProcess, free_port  # noqa: E402
 
 TESTDATA = os.path.abspath(os.path.join(REPO, "..", "shared", "tfs-testdata"))
 MODELS = {
@@ -26,14 +36,61 @@ MODELS = {
     "half_plus_two": (os.path.join(TESTDATA, "saved_model_half_plus_two_cpu"), ["-i", "x=[[1.0], [2.0]]"], "x",
                       [[1.0], [2.0]], "y"),
 }
-BATCHING = "max_batch_size { value: 64 }\nbatch_timeout_micros { value: 500 }\nmax_enqueued_batches { value: 1000 }\n" \
-           "num_batch_threads { value: 2 }\n"
+WIDE = 4096
+CONCURRENCY = (1, 8, 32)
+# One batch thread filling batches of up to 32 for 2 ms: the setting that served Wide best here
+# (64 rows / 2 threads / 0.5 ms and 32 / 1 / 5 ms measured lower).
+BATCHING = "max_batch_size { value: 32 }\nbatch_timeout_micros { value: 2000 }\nmax_enqueued_batches { value: 1000 }\n" \
+           "num_batch_threads { value: 1 }\n"
+
+
+def build_wide(path):
+    """Wide: y = relu(x @ W1) @ W2, x [batch, 4096], weights fixed by seed."""
+    from server.quiet_tf import import_tensorflow
+    tf = import_tensorflow()
+    rng = np.random.default_rng(0)
+    scale = np.float32(1 / np.sqrt(WIDE))
+
+    class Wide(tf.Module):
+        def __init__(self):
+            self.w1 = tf.Variable(rng.standard_normal((WIDE, WIDE), np.float32) * scale)
+            self.w2 = tf.Variable(rng.standard_normal((WIDE, WIDE), np.float32) * scale)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, WIDE], tf.float32, name="x")])
+        def __call__(self, x):
+            return {"y": tf.matmul(tf.nn.relu(tf.matmul(x, self.w1)), self.w2)}
+
+    model = Wide()
+    tf.saved_model.save(model, os.path.join(path, "1"), signatures=model.__call__)
+
+
+def serve_floor(port, workers):
+    """The gRPC floor: Predict answers a ready-made response; no model, no parsing beyond gRPC's."""
+    from concurrent import futures
+
+    import grpc
+    sys.path.insert(0, os.path.join(REPO, "python"))
+    from tfs_protos import predict_pb2, prediction_service_pb2_grpc
+
+    response = predict_pb2.PredictResponse()
+    response.outputs["y"].dtype = 1
+    response.outputs["y"].float_val.extend([3.0, 4.0])
+
+    class Floor(prediction_service_pb2_grpc.PredictionServiceServicer):
+        def Predict(self, request, context):
+            return response
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
+                         options=[("grpc.max_receive_message_length", 2**31 - 1)])
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Floor(), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    print("ready", flush=True)
+    server.wait_for_termination()
 
 
 def ceiling(seconds):
     """Calls/s of the signature in-process, one thread: the server's upper bound for one request stream."""
-    import numpy as np
-
     from server.quiet_tf import import_tensorflow
     import_tensorflow()
     from server.servable import SavedModelServable
@@ -45,7 +102,7 @@ def ceiling(seconds):
         path = folders[version]
         servable = SavedModelServable(name, version, path)
         signature = servable.signatures["serving_default"]
-        feeds = [(signature.inputs[alias].name, np.array(value, np.float32))]
+        feeds = [(signature.inputs[alias].name, np.array(value() if callable(value) else value, np.float32))]
         fetch = [signature.outputs[output].name]
         for _ in range(200):
             servable.run(feeds, fetch)
@@ -66,12 +123,35 @@ def bench(target, model, args, concurrency, seconds):
     return report["ok_rps"], report["latency_ms"]["p50"]
 
 
+def floor(workers, seconds):
+    """grpcBench.py against the gRPC floor server, at each concurrency."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, __file__, "--serve-floor", str(port), "--workers", str(workers)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().strip() == "ready"
+        return {c: bench(f"127.0.0.1:{port}", "Floor", [], c, seconds)[0] for c in CONCURRENCY}
+    finally:
+        server.kill()
+        server.wait()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--serve-floor", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=4 * os.cpu_count(), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    ceilings = ceiling(args.seconds)
+    if args.serve_floor:
+        return serve_floor(args.serve_floor, args.workers)
     with tempfile.TemporaryDirectory() as tmp:
+        wide = os.path.join(tmp, "Wide")
+        build_wide(wide)
+        row = os.path.join(tmp, "wide_row.npy")
+        np.save(row, np.full((1, WIDE), 0.5, np.float32))
+        MODELS["Wide"] = (wide, ["-i", f"x=@{row}"], "x", np.full((1, WIDE), 0.5, np.float32), "y")
+        ceilings = ceiling(args.seconds)
+        floors = floor(args.workers, args.seconds)
         config = os.path.join(tmp, "models.config")
         with open(config, "w") as f:
             f.write("model_config_list {\n" + "".join(
@@ -85,19 +165,22 @@ def main():
         for label, flags in (("off", []), ("on", ["--enable_batching", f"--batching_parameters_file={batching}"])):
             with ServerProcess(f"--model_config_file={config}", *flags) as server:
                 for model, (_, request_args, *_rest) in MODELS.items():
-                    for concurrency in (1, 8, 32):
+                    for concurrency in CONCURRENCY:
                         rps, p50 = bench(server.target, model, request_args, concurrency, args.seconds)
                         rows.append((model, label, concurrency, rps, p50))
-    lines = [f"Local server Predict, {args.seconds:g} s per cell, {os.cpu_count()} CPUs shared by client and server; "
-             "ceiling = the signature called in-process, one thread", "",
-             "| model | batching | concurrency | req/s | p50 ms | vs no batching | vs ceiling |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [f"Local server Predict, {args.seconds:g} s per cell, {os.cpu_count()} CPUs shared by client and server. "
+             "ceiling = the signature called in-process (one thread, no gRPC); gRPC floor = a gRPC Python server "
+             "answering a ready-made response at that concurrency", "",
+             "| model | batching | concurrency | req/s | p50 ms | vs no batching | vs ceiling | vs gRPC floor |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     base = {(m, c): r for m, b, c, r, _ in rows if b == "off"}
     for model, label, concurrency, rps, p50 in rows:
         lines.append(f"| {model} | {label} | {concurrency} | {rps:.0f} | {p50:.2f} | "
-                     f"{rps / base[(model, concurrency)]:.2f}x | {rps / ceilings[model]:.2f}x |")
-    lines += ["", "| model | ceiling calls/s |", "|---|---:|"]
-    lines += [f"| {m} | {c:.0f} |" for m, c in ceilings.items()]
+                     f"{rps / base[(model, concurrency)]:.2f}x | {rps / ceilings[model]:.2f}x | "
+                     f"{rps / floors[concurrency]:.2f}x |")
+    lines += ["", "| bound | req/s or calls/s |", "|---|---:|"]
+    lines += [f"| ceiling, {m} | {c:.0f} |" for m, c in ceilings.items()]
+    lines += [f"| gRPC floor, concurrency {c} | {r:.0f} |" for c, r in floors.items()]
     table = "\n".join(lines) + "\n"
     print(table)
     os.makedirs(os.path.join(REPO, "benchmarks", "results"), exist_ok=True)
@@ -106,4 +189,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

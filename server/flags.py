@@ -12,7 +12,7 @@ _FLAGS = [
     ("grpc_socket_path", str, "", "If non-empty, listen to a UNIX socket for gRPC API on the given path."),
     ("grpc_channel_arguments", str, "", "A comma separated list of arguments to be passed to the grpc "
      "server. (e.g. grpc.max_connection_age_ms=2000)"),
-    ("grpc_max_threads", int, 0, "Max grpc server threads to handle grpc messages (0: 4 x CPUs)."),
+    ("grpc_max_threads", int, 0, "Max grpc server threads to handle grpc messages (0: 2 x CPUs; TF Serving's is 4 x CPUs)."),
     ("rest_api_port", int, 8501, "Port to listen on for HTTP/REST API; 0 disables it (REST is not served yet)."),
     ("rest_api_num_threads", int, 0, "Number of threads for HTTP/REST API processing (accepted)."),
     ("rest_api_timeout_in_ms", int, 30000, "Timeout for HTTP/REST API calls (accepted)."),
