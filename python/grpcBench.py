@@ -365,7 +365,7 @@ def bench(args):
     if args.rate is None and args.concurrency is None:
         args.concurrency = 1
     pyplot = _pyplot(args.histogram) if args.histogram else None
-    with common.channel(args.server) as channel:
+    with common.channel(args) as channel:
         stub = common.protos.prediction_service_pb2_grpc.PredictionServiceStub(channel)
         payload = inputs.predict_request(args, stub).SerializeToString()
         call = channel.unary_unary(PREDICT, request_serializer=None, response_deserializer=None)

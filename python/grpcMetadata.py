@@ -23,7 +23,7 @@ def metadata(args):
     request = common.protos.get_model_metadata_pb2.GetModelMetadataRequest()
     common.set_model_spec(request.model_spec, args)
     request.metadata_field.append("signature_def")
-    with common.channel(args.server) as channel:
+    with common.channel(args) as channel:
         stub = common.protos.prediction_service_pb2_grpc.PredictionServiceStub(channel)
         response = stub.GetModelMetadata(request, timeout=args.timeout)
     if args.summary:

@@ -17,16 +17,47 @@ def build_parser():
     parser.add_argument("--wait", type=float, metavar="SECONDS",
                         help="poll until the version (or, without -v, every version listed) is AVAILABLE; "
                              "exit 1 with the last state seen if that takes longer than SECONDS")
+    parser.add_argument("--health", nargs="?", const="", metavar="SERVICE",
+                        help="ask the gRPC health service instead (grpc.health.v1; TF Serving's "
+                             "--enable_grpc_healthcheck_service): the whole server by default, or SERVICE such "
+                             "as PredictionService; prints SERVING and exits 0, else prints the status, exits 1")
     return parser
 
 
+def health(args):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with common.channel(args) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            response = stub.Check(health_pb2.HealthCheckRequest(service=args.health), timeout=args.timeout)
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.UNIMPLEMENTED:
+                raise common.ServerError(f"the server at {args.server} has no health service (TF Serving starts "
+                                         "it with --enable_grpc_healthcheck_service)") from None
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                raise common.ServerError(f"the health service at {args.server} knows no service "
+                                         f"{args.health!r} (try PredictionService or ModelService)") from None
+            raise
+    state = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+    if args.format == "json":
+        common.dump_json({"service": args.health, "status": state})
+    else:
+        print(state)
+    return response.status == health_pb2.HealthCheckResponse.SERVING
+
+
 def model_status(args):
+    if args.health is not None:
+        if not health(args):
+            raise SystemExit(common.EXIT_RPC_ERROR)
+        return
     if args.version_label:
         raise common.InputError("GetModelStatus takes a version number, not a label (TF Serving ignores "
                                 "labels here): use -v")
     request = common.protos.get_model_status_pb2.GetModelStatusRequest()
     common.set_model_spec(request.model_spec, args)
-    with common.channel(args.server) as channel:
+    with common.channel(args) as channel:
         stub = common.protos.model_service_pb2_grpc.ModelServiceStub(channel)
         if args.wait is None:
             common.show(stub.GetModelStatus(request, timeout=args.timeout), args)

@@ -44,7 +44,7 @@ def parse_tasks(specs):
 def multi_task(args):
     tasks = parse_tasks(args.task)
     protos = common.protos
-    with common.channel(args.server) as channel:
+    with common.channel(args) as channel:
         stub = protos.prediction_service_pb2_grpc.PredictionServiceStub(channel)
         if len(tasks) == 1:
             kind, signature = tasks[0]

@@ -121,7 +121,7 @@ def reload(args):
     if args.versions and args.latest is not None:
         raise common.InputError("--versions and --latest are exclusive")
     config = parse_config_file(args.config) if args.config else None
-    with common.channel(args.server) as channel:
+    with common.channel(args) as channel:
         stub = common.protos.model_service_pb2_grpc.ModelServiceStub(channel)
         if config is None:
             config = one_model_config(args, stub)

@@ -19,7 +19,7 @@ def build_parser():
 
 
 def predict(args):
-    with common.channel(args.server) as channel:
+    with common.channel(args) as channel:
         stub = common.protos.prediction_service_pb2_grpc.PredictionServiceStub(channel)
         request = inputs.predict_request(args, stub)
         response = stub.Predict(request, timeout=args.timeout)

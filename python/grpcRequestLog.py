@@ -35,7 +35,7 @@ def request_log(args):
     if args.read:
         return read_log(args)
     log = common.protos.prediction_log_pb2.PredictionLog()
-    with common.channel(args.server) as channel:
+    with common.channel(args) as channel:
         stub = common.protos.prediction_service_pb2_grpc.PredictionServiceStub(channel)
         default_filter = ("output_1",) if not args.input else ()  # the guide's request
         log.predict_log.request.CopyFrom(inputs.predict_request(args, stub, default_filter))

@@ -13,41 +13,10 @@ import time
 
 import grpc
 import numpy as np
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from . import status
+from . import local_protos, status
 
-# BatchingParameters (tensorflow_serving/servables/tensorflow/session_bundle_config.proto) is not in
-# the tensorflow-serving-api package: the same message is declared here, for the same text format.
-_FIELDS = [("max_batch_size", "Int64Value", 1), ("batch_timeout_micros", "Int64Value", 2),
-           ("max_enqueued_batches", "Int64Value", 3), ("num_batch_threads", "Int64Value", 4),
-           ("thread_pool_name", "StringValue", 5), ("allowed_batch_sizes", None, 6),
-           ("pad_variable_length_inputs", "bool", 7), ("enable_large_batch_splitting", "BoolValue", 9),
-           ("max_execution_batch_size", "Int64Value", 10)]
-
-
-def _message_class():
-    pool = descriptor_pool.DescriptorPool()
-    from google.protobuf import wrappers_pb2
-    pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
-    proto = descriptor_pb2.FileDescriptorProto(name="local/batching_parameters.proto", package="tensorflow.serving",
-                                               dependency=["google/protobuf/wrappers.proto"], syntax="proto3")
-    message = proto.message_type.add(name="BatchingParameters")
-    for name, kind, number in _FIELDS:
-        field = message.field.add(name=name, number=number, label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
-        if kind is None:
-            field.type, field.label = descriptor_pb2.FieldDescriptorProto.TYPE_INT64, \
-                descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
-        elif kind == "bool":
-            field.type = descriptor_pb2.FieldDescriptorProto.TYPE_BOOL
-        else:
-            field.type = descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE
-            field.type_name = f".google.protobuf.{kind}"
-    pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters"))
-
-
-BatchingParameters = _message_class()
+BatchingParameters = local_protos.BatchingParameters
 
 
 class Options:

@@ -52,7 +52,9 @@ _FLAGS = [
     ("enable_profiler", bool, True, "Enable profiler service (accepted)."),
     ("remove_unused_fields_from_bundle_metagraph", bool, True, "Remove unused fields from the metagraph "
      "(accepted)."),
-    ("enable_grpc_healthcheck_service", bool, False, "Enable the standard gRPC healthcheck service (accepted)."),
+    ("enable_grpc_healthcheck_service", bool, False, "Enable the standard gRPC healthcheck service."),
+    ("ssl_config_file", str, "", "If non-empty, read an ascii SSLConfig protobuf from the supplied file name and set "
+     "up a secure gRPC channel"),
     ("enable_batching", bool, False, "enable batching"),
     ("enable_per_model_batching_parameters", bool, False, "per-model batching parameters (accepted; the "
      "--batching_parameters_file applies to every model)."),
@@ -67,7 +69,6 @@ _FLAGS = [
 ]
 # TF Serving flags this server cannot honour: an error at start-up when set to anything but the default.
 _UNSUPPORTED = [
-    ("ssl_config_file", str, "", "TLS is not implemented yet; refusing to serve in plaintext"),
     ("use_alts_credentials", bool, False, "ALTS credentials are not supported"),
     ("platform_config_file", str, "", "platform configs are not supported; use --model_config_file"),
     ("prefer_tflite_model", bool, False, "TensorFlow Lite models are not supported"),

@@ -14,6 +14,10 @@ from concurrent import futures
 from . import flags, status
 
 SERVER_VERSION = "0.1.0"
+# The names TF Serving registers with the health service, and the same with their package.
+HEALTH_SERVICES = ("ModelService", "PredictionService",
+                   "tensorflow.serving.ModelService", "tensorflow.serving.PredictionService")
+HEALTH_SERVING, HEALTH_NOT_SERVING = 1, 2  # grpc.health.v1.HealthCheckResponse.ServingStatus
 log = logging.getLogger("tensorflow_serving.model_servers")
 
 
@@ -115,6 +119,7 @@ class ModelServer:
         self.grpc_server = None
         self.core = None
         self.batching = None
+        self.health = None
         self._stop = threading.Event()
         self._config_text = None
 
@@ -211,9 +216,12 @@ class ModelServer:
         if o.grpc_socket_path:
             addresses.append((f"unix:{o.grpc_socket_path}",
                               f"Running gRPC ModelServer at UNIX socket {o.grpc_socket_path} ..."))
+        credentials = self._server_credentials()
+        self._add_health_service()
         for address, _ in addresses:
             try:
-                bound = self.grpc_server.add_insecure_port(address)
+                bound = (self.grpc_server.add_secure_port(address, credentials) if credentials
+                         else self.grpc_server.add_insecure_port(address))
             except RuntimeError as e:
                 raise StartupError(f"UNAVAILABLE: Failed to BuildAndStart gRPC server: cannot bind "
                                    f"{address}: {e}") from None
@@ -222,9 +230,50 @@ class ModelServer:
         self.grpc_server.start()
         for _, message in addresses:
             log.info("%s", message)
+        if self.health is not None:
+            self._update_health()
+            self._every(0.5, self._update_health)
         if o.rest_api_port:
             log.info("HTTP/REST API on port %d is not served yet; use the gRPC API.", o.rest_api_port)
         self._start_pollers()
+
+    def _server_credentials(self):
+        """TLS credentials from --ssl_config_file (TF Serving's SSLConfig text, PEM contents inline); None: plaintext."""
+        path = self.options.ssl_config_file
+        if not path:
+            return None
+        import grpc
+
+        from .local_protos import SSLConfig
+        config = read_text_proto(path, SSLConfig())
+        for field in ("server_key", "server_cert") + (("custom_ca",) if config.custom_ca else ()):
+            if "-----BEGIN " not in getattr(config, field):
+                raise StartupError(f"INVALID_ARGUMENT: {path}: {field} must hold a PEM block (-----BEGIN ...), "
+                                   "the file's contents, not its path")
+        if config.client_verify and not config.custom_ca:
+            raise StartupError(f"INVALID_ARGUMENT: {path}: client_verify needs custom_ca, the CA that signs the "
+                               "clients' certificates")
+        return grpc.ssl_server_credentials([(config.server_key.encode(), config.server_cert.encode())],
+                                           root_certificates=config.custom_ca.encode() or None,
+                                           require_client_auth=config.client_verify)
+
+    def _add_health_service(self):
+        """grpc.health.v1 with TF Serving's service names; "" (overall) SERVING once every model is AVAILABLE."""
+        if not self.options.enable_grpc_healthcheck_service:
+            return
+        from grpc_health.v1 import health, health_pb2_grpc
+
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)
+        for name in HEALTH_SERVICES:
+            self.health.set(name, HEALTH_SERVING)
+        self.health.set("", HEALTH_NOT_SERVING)
+
+    def _update_health(self):
+        config = self.core.config
+        names = [m.name for m in config.model_config_list.config] if config is not None else []
+        ready = all(self.core.manager.available_versions(name) for name in names)
+        self.health.set("", HEALTH_SERVING if ready else HEALTH_NOT_SERVING)
 
     def _start_pollers(self):
         o = self.options
@@ -268,6 +317,8 @@ class ModelServer:
         self._stop.set()
         if self.core is not None:
             self.core.manager.stopping.set()
+        if self.health is not None:
+            self.health.enter_graceful_shutdown()  # every service NOT_SERVING: balancers stop sending
         if self.grpc_server is not None:
             self.grpc_server.stop(grace).wait()
         if self.core is not None:

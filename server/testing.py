@@ -21,9 +21,11 @@ def free_port():
 class ServerProcess:
     """`tensorflow_model_server` with the given flags; `start()` returns once it answers gRPC."""
 
-    def __init__(self, *flags, cwd=None):
+    def __init__(self, *flags, cwd=None, credentials=None, server_name=None):
+        """credentials (grpc.ChannelCredentials) and server_name: how to reach a TLS server when polling it."""
         self.flags = list(flags)
         self.cwd = cwd or REPO
+        self.credentials, self.server_name = credentials, server_name
         self.port = None
         self.process = None
         self._log = tempfile.NamedTemporaryFile(prefix="tfs-server-", suffix=".log", delete=False)
@@ -50,13 +52,22 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            with grpc.insecure_channel(self.target) as channel:
+            with self.channel() as channel:
                 try:
                     grpc.channel_ready_future(channel).result(timeout=0.25)
                     return
                 except grpc.FutureTimeoutError:
                     pass
         raise RuntimeError(f"server not ready after {timeout}s:\n{self.log()}")
+
+    def channel(self):
+        """A channel to the server, over TLS when it was given credentials."""
+        import grpc
+
+        if self.credentials is None:
+            return grpc.insecure_channel(self.target)
+        options = [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
+        return grpc.secure_channel(self.target, self.credentials, options=options)
 
     def log(self):
         with open(self._log.name, encoding="utf-8", errors="replace") as f:
