@@ -18,15 +18,24 @@ from .servable import CLASSIFY_METHOD, DEFAULT_SIGNATURE, REGRESS_METHOD
 
 def examples_tensor(input_proto):
     kind = input_proto.WhichOneof("kind")
+    context = b""
     if kind == "example_list":
         examples = [e.SerializeToString() for e in input_proto.example_list.examples]
     elif kind == "example_list_with_context":
         context = input_proto.example_list_with_context.context.SerializeToString()
-        examples = [context + e.SerializeToString() for e in input_proto.example_list_with_context.examples]
+        examples = [e.SerializeToString() for e in input_proto.example_list_with_context.examples]
     else:
         examples = []
     if not examples:
         raise status.invalid_argument("Input is empty.")
+    # The context is copied into every example: a large one times many examples must not exhaust memory.
+    size = len(context) * len(examples) + sum(len(e) for e in examples)
+    if size > tensors.MAX_TENSOR_BYTES:
+        raise status.invalid_argument(
+            f"Input is too large: its {len(examples)} serialized examples would take {size} bytes, more than "
+            f"the {tensors.MAX_TENSOR_BYTES} a request tensor may take")
+    if context:
+        examples = [context + e for e in examples]
     array = np.empty(len(examples), dtype=object)
     array[:] = examples
     return array

@@ -107,8 +107,9 @@ class SavedModelServable:
             proto = request_inputs[alias]
             try:
                 value = tensors.to_ndarray(proto)
-            except tensors.ParseError:
-                raise status.invalid_argument(f"tensor parsing error: {alias}") from None
+            except tensors.ParseError as e:
+                detail = f": {e.detail}" if e.detail else ""
+                raise status.invalid_argument(f"tensor parsing error: {alias}{detail}") from None
             if info.dtype and proto.dtype != info.dtype:
                 raise tensors.error_from_dtype(len(feeds), info.dtype, proto.dtype)
             feeds.append((info.name, value))

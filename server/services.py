@@ -12,12 +12,84 @@ from . import inference, status
 log = logging.getLogger("tensorflow_serving.model_servers")
 
 
+class MalformedRequest:
+    """What a request whose bytes do not parse deserializes to: `rpc` answers it INVALID_ARGUMENT.
+
+    gRPC Python answers a request its deserializer raises on with INTERNAL "Exception deserializing
+    request!" (C++ gRPC, hence TF Serving, with INTERNAL too); a client's garbage is its own error.
+    """
+
+    def __init__(self, message):
+        self.message = message
+
+
+def _lenient(deserializer):
+    """`deserializer` (a generated Message.FromString) that returns a MalformedRequest instead of raising."""
+    if deserializer is None or getattr(deserializer, "lenient", False):
+        return deserializer
+    message_class = getattr(deserializer, "__self__", None)
+    name = message_class.DESCRIPTOR.full_name if hasattr(message_class, "DESCRIPTOR") else "request message"
+
+    def deserialize(data):
+        try:
+            return deserializer(data)
+        except Exception as e:  # DecodeError; whatever the parser raises, the server answers and goes on
+            reason = str(e)
+            if reason.startswith("Error parsing message with type"):  # "...'name': Wire format was corrupt"
+                reason = reason.rsplit("': ", 1)[-1]
+            return MalformedRequest(f"Could not parse the request ({len(data)} bytes) as a {name}: {reason}")
+
+    deserialize.lenient = True
+    return deserialize
+
+
+def _lenient_handler(handler):
+    if handler is None or handler.request_deserializer is None:
+        return handler
+    return handler._replace(request_deserializer=_lenient(handler.request_deserializer))
+
+
+class _LenientGenericHandler(grpc.GenericRpcHandler):
+    """A generated service's handler whose methods deserialize with `_lenient` (built once per method)."""
+
+    def __init__(self, inner):
+        self._inner = inner
+        self._handlers = {}
+
+    def service(self, handler_call_details):
+        handler = self._handlers.get(handler_call_details.method)
+        if handler is None:
+            handler = _lenient_handler(self._inner.service(handler_call_details))
+            if handler is not None:  # only the service's own methods: a client's made-up names are not kept
+                self._handlers[handler_call_details.method] = handler
+        return handler
+
+
+class _Registrar:
+    """Stands for the grpc.Server while a generated add_*Servicer_to_server runs, making its methods lenient."""
+
+    def __init__(self, server):
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers):
+        self._server.add_generic_rpc_handlers(tuple(_LenientGenericHandler(h) for h in handlers))
+
+    def add_registered_method_handlers(self, service_name, method_handlers):  # newer generated code
+        self._server.add_registered_method_handlers(
+            service_name, {name: _lenient_handler(h) for name, h in method_handlers.items()})
+
+    def __getattr__(self, name):
+        return getattr(self._server, name)
+
+
 def rpc(method):
     """Answer a ServingError with its code and message; anything else is INTERNAL, and logged."""
 
     @functools.wraps(method)
     def wrapper(self, request, context):
         try:
+            if isinstance(request, MalformedRequest):
+                raise status.invalid_argument(request.message)
             return method(self, request, context)
         except status.ServingError as e:
             log.debug("%s failed: %s", method.__name__, e.message)
@@ -118,3 +190,40 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         response = model_management_pb2.ReloadConfigResponse()
         status.fill_status_proto(response.status, None)
         return response
+
+
+_GENERATED_ADD = {
+    PredictionService: (prediction_service_pb2_grpc, "add_PredictionServiceServicer_to_server"),
+    ModelService: (model_service_pb2_grpc, "add_ModelServiceServicer_to_server"),
+}
+
+
+def add_to_server(core, server):
+    """Register PredictionService and ModelService on `server` with the generated code's method table;
+    a request whose bytes do not parse is answered INVALID_ARGUMENT (see MalformedRequest)."""
+    registrar = _Registrar(server)
+    for servicer_class, (module, name) in _GENERATED_ADD.items():
+        getattr(module, name)(servicer_class(core), registrar)
+
+
+def _route_generated_add_functions():
+    """Make the generated add_*Servicer_to_server register *these* servicers leniently.
+
+    For callers that register the services with the generated functions directly (main.py does, until it
+    calls add_to_server); servicers of other classes are registered exactly as the generated code does.
+    """
+    for servicer_class, (module, name) in _GENERATED_ADD.items():
+        original = getattr(module, name)
+        if getattr(original, "routes_lenient", False):
+            continue
+
+        def add(servicer, server, original=original, servicer_class=servicer_class):
+            if isinstance(servicer, servicer_class) and not isinstance(server, _Registrar):
+                server = _Registrar(server)
+            return original(servicer, server)
+
+        add.routes_lenient = True
+        setattr(module, name, add)
+
+
+_route_generated_add_functions()

@@ -11,7 +11,12 @@ from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
 from . import status
 
-_MAX_ELEMENTS = 2**31  # far beyond any sane request; guards numpy from absurd shapes
+# A request tensor may decode to at most this many bytes. TF Serving has no such limit (its allocator
+# fails past the machine's memory), but a few bytes on the wire (a huge shape, one value that fills
+# it) must not make the server allocate gigabytes: 1 GiB is far beyond any sane input.
+MAX_TENSOR_BYTES = 1 << 30
+_MAX_RANK = 64  # numpy's limit (TF's is 254); past it numpy cannot hold the array
+_STRING_OVERHEAD = 32  # per element of a string tensor: the numpy reference and TF's tstring
 
 # DataType -> (numpy dtype, typed field, TF's DataTypeString)
 _DTYPES = {
@@ -44,56 +49,89 @@ def dtype_name(dtype_enum: int) -> str:
 
 
 class ParseError(ValueError):
-    pass
+    """A tensor C++ Tensor::FromProto would not parse; `detail` (our own limits) is added to TF's message."""
+
+    def __init__(self, reason, detail=None):
+        super().__init__(reason)
+        self.detail = detail
 
 
 def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
-    """Decode a request tensor; raise ParseError where C++ Tensor::FromProto would fail."""
+    """Decode a request tensor; raise ParseError where C++ Tensor::FromProto would fail.
+
+    Also refuses, before allocating anything, a tensor that would take more than MAX_TENSOR_BYTES.
+    """
     if proto.dtype not in _DTYPES:
         raise ParseError(f"unsupported dtype {proto.dtype}")
     np_dtype, field, _ = _DTYPES[proto.dtype]
     if proto.tensor_shape.unknown_rank:
         raise ParseError("unknown rank")
     shape = tuple(d.size for d in proto.tensor_shape.dim)
+    if len(shape) > _MAX_RANK:
+        raise ParseError(f"rank {len(shape)} is more than {_MAX_RANK}")
     if any(s < 0 for s in shape):
         raise ParseError("negative dimension")
     count = 1
     for s in shape:
         count *= s
-        if count > _MAX_ELEMENTS:
-            raise ParseError("too many elements")
+    if count >= 2**63:  # TF's TensorShape: the element count must fit an int64
+        raise ParseError("too many elements")
     if proto.dtype == types_pb2.DT_STRING:
-        values = list(proto.string_val)
-        out = np.empty(count, dtype=object)
-        if count:
-            out[:] = _fill(values, count, b"")
-        return out.reshape(shape)
+        return _strings(proto.string_val, count, shape)
+    itemsize = np.dtype(np_dtype).itemsize
+    _check_size(count * itemsize, shape)
     if proto.tensor_content:
-        itemsize = np.dtype(np_dtype).itemsize
         if len(proto.tensor_content) != count * itemsize:
             raise ParseError("tensor_content size does not match the shape")
-        return np.frombuffer(proto.tensor_content, dtype=np_dtype).reshape(shape).copy()
+        return _reshape(np.frombuffer(proto.tensor_content, dtype=np_dtype).copy(), shape)
     values = getattr(proto, field)
     if proto.dtype in (types_pb2.DT_COMPLEX64, types_pb2.DT_COMPLEX128):
         flat = np.asarray(values, dtype=np.float64)
         pairs = flat[: len(flat) // 2 * 2].reshape(-1, 2)
-        values = pairs[:, 0] + 1j * pairs[:, 1]
+        array = (pairs[:, 0] + 1j * pairs[:, 1]).astype(np_dtype)
     elif proto.dtype in (types_pb2.DT_HALF, types_pb2.DT_BFLOAT16):
-        values = np.asarray(values, dtype=np.uint32).astype(np.uint16).view(np_dtype)
-    array = np.asarray(values).astype(np_dtype, copy=False) if len(values) else np.zeros(0, np_dtype)
-    if len(array) == count:
-        return array.reshape(shape)
-    return _fill(array, count, np.zeros(1, np_dtype)[0]).astype(np_dtype).reshape(shape)
+        # half_val holds the 16 bits in an int32, as C++ reads them (a negative value keeps its low bits)
+        array = np.asarray(values, dtype=np.int64).astype(np.uint16).view(np_dtype)
+    elif len(values):
+        array = np.asarray(values).astype(np_dtype, copy=False)
+    else:
+        array = np.zeros(0, np_dtype)
+    if len(array) != count:
+        array = _fill(array, count, np_dtype)
+    return _reshape(array, shape)
 
 
-def _fill(values, count, zero):
+def _strings(values, count, shape):
+    """A string tensor as a numpy object array, filled as C++ does; its size counted before it is built."""
+    head = values[:count]
+    last = values[-1] if len(values) else b""
+    _check_size(count * _STRING_OVERHEAD + sum(len(v) for v in head) + (count - len(head)) * len(last), shape)
+    out = np.empty(count, dtype=object)
+    out[:len(head)] = head
+    out[len(head):] = last
+    return _reshape(out, shape)
+
+
+def _check_size(size, shape):
+    if size > MAX_TENSOR_BYTES:
+        raise ParseError("too large", f"shape [{','.join(str(d) for d in shape)}] would take {size} bytes, "
+                                      f"more than the {MAX_TENSOR_BYTES} a request tensor may take")
+
+
+def _reshape(flat, shape):
+    try:
+        return flat.reshape(shape)
+    except ValueError as e:  # a shape numpy cannot hold (e.g. [0, 2**62]: no elements, dims too large)
+        raise ParseError(str(e)) from None
+
+
+def _fill(array, count, np_dtype):
     """C++ FromProtoField: repeat the last value to fill the shape, drop extras, zeros if empty."""
-    if len(values) == 0:
-        return np.full(count, zero, dtype=object if isinstance(zero, bytes) else None)
-    if len(values) >= count:
-        return np.asarray(values[:count], dtype=object if isinstance(values[0], bytes) else None)
-    tail = [values[-1]] * (count - len(values))
-    return np.asarray(list(values) + tail, dtype=object if isinstance(values[0], bytes) else None)
+    n = min(len(array), count)
+    out = np.empty(count, np_dtype)
+    out[:n] = array[:n]
+    out[n:] = array[-1] if len(array) else 0
+    return out
 
 
 def to_proto(array, as_tensor_content: bool = False) -> tensor_pb2.TensorProto:
