@@ -180,9 +180,8 @@ class ModelServer:
 
     def start(self):
         import grpc
-        from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-        from .services import ModelService, PredictionService
+        from . import services
 
         o = self.options
         if o.port == 0 and not o.grpc_socket_path:
@@ -207,9 +206,7 @@ class ModelServer:
                           ("grpc.so_reuseport", 0)] + channel_args
         self.grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
                                        options=server_options)
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionService(self.core), self.grpc_server)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(self.core), self.grpc_server)
+        services.add_to_server(self.core, self.grpc_server)
         addresses = []
         if o.port:
             addresses.append((f"0.0.0.0:{o.port}", f"Running gRPC ModelServer at 0.0.0.0:{o.port} ..."))

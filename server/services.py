@@ -204,26 +204,3 @@ def add_to_server(core, server):
     registrar = _Registrar(server)
     for servicer_class, (module, name) in _GENERATED_ADD.items():
         getattr(module, name)(servicer_class(core), registrar)
-
-
-def _route_generated_add_functions():
-    """Make the generated add_*Servicer_to_server register *these* servicers leniently.
-
-    For callers that register the services with the generated functions directly (main.py does, until it
-    calls add_to_server); servicers of other classes are registered exactly as the generated code does.
-    """
-    for servicer_class, (module, name) in _GENERATED_ADD.items():
-        original = getattr(module, name)
-        if getattr(original, "routes_lenient", False):
-            continue
-
-        def add(servicer, server, original=original, servicer_class=servicer_class):
-            if isinstance(servicer, servicer_class) and not isinstance(server, _Registrar):
-                server = _Registrar(server)
-            return original(servicer, server)
-
-        add.routes_lenient = True
-        setattr(module, name, add)
-
-
-_route_generated_add_functions()

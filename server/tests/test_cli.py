@@ -23,8 +23,8 @@ def run(*flags, timeout=120):
                                 "Run tensorflow_model_server --help for the list of flags.\n"),
     (["--model_base_path"], "flag --model_base_path needs a value: --model_base_path=VALUE\n"
                             "Run tensorflow_model_server --help for the list of flags.\n"),
-    (["--ssl_config_file=ssl.config"], "--ssl_config_file is not supported by this server: TLS is not "
-     "implemented yet; refusing to serve in plaintext\nRun tensorflow_model_server --help for the list of flags.\n"),
+    (["--use_alts_credentials=true"], "--use_alts_credentials is not supported by this server: ALTS credentials "
+     "are not supported\nRun tensorflow_model_server --help for the list of flags.\n"),
     (["--grpc_channel_arguments=grpc.foo"], "--grpc_channel_arguments: expected key=value, got 'grpc.foo'\n"
      "Run tensorflow_model_server --help for the list of flags.\n"),
 ])
