@@ -9,6 +9,7 @@ repo="$PWD"
 venv="$repo/.venv"
 py="$venv/bin/python"
 port="${TFS_PORT:-8500}"
+rest_port="${TFS_REST_PORT:-8501}"
 state="$repo/.run"
 
 setup() {
@@ -44,8 +45,9 @@ start_server() {
         echo "== a server already answers on localhost:$port; using it" >&2
         return
     fi
-    echo "== starting server/tensorflow_model_server on port $port (log: .run/server.log)" >&2
-    nohup server/tensorflow_model_server --port="$port" --rest_api_port=0 \
+    echo "== starting server/tensorflow_model_server on port $port, REST on $rest_port (log: .run/server.log)" >&2
+    nohup server/tensorflow_model_server --port="$port" --rest_api_port="$rest_port" \
+        --monitoring_config_file=models/config/monitoring.config \
         --model_config_file=models/save/toy_labels.config \
         --allow_version_labels_for_unavailable_models > "$state/server.log" 2>&1 &
     echo $! > "$state/server.pid"

@@ -13,10 +13,13 @@ _FLAGS = [
     ("grpc_channel_arguments", str, "", "A comma separated list of arguments to be passed to the grpc "
      "server. (e.g. grpc.max_connection_age_ms=2000)"),
     ("grpc_max_threads", int, 0, "Max grpc server threads to handle grpc messages (0: 2 x CPUs; TF Serving's is 4 x CPUs)."),
-    ("rest_api_port", int, 8501, "Port to listen on for HTTP/REST API; 0 disables it (REST is not served yet)."),
-    ("rest_api_num_threads", int, 0, "Number of threads for HTTP/REST API processing (accepted)."),
-    ("rest_api_timeout_in_ms", int, 30000, "Timeout for HTTP/REST API calls (accepted)."),
-    ("rest_api_enable_cors_support", bool, False, "Enable CORS headers in response (accepted)."),
+    ("rest_api_port", int, 8501, "Port to listen on for HTTP/REST API. If set to zero HTTP/REST API will not be "
+     "exported. This port must be different than the one specified in --port. (TF Serving's binary defaults "
+     "to 0; its Docker image, like this server, uses 8501.)"),
+    ("rest_api_num_threads", int, 0, "Number of threads for HTTP/REST API processing. If not set, will be auto set "
+     "based on number of CPUs."),
+    ("rest_api_timeout_in_ms", int, 30000, "Timeout for HTTP/REST API calls."),
+    ("rest_api_enable_cors_support", bool, False, "Enable CORS headers in response"),
     ("model_config_file", str, "", "If non-empty, read an ascii ModelServerConfig protobuf from the supplied "
      "file name, and serve the models in that file. (If used, --model_name, --model_base_path are ignored.)"),
     ("model_config_file_poll_wait_seconds", int, 0, "Interval in seconds between each poll of the filesystem "
@@ -64,7 +67,8 @@ _FLAGS = [
      "optimizations) at load time, to reduce first request latency."),
     ("num_request_iterations_for_warmup", int, 0, "Number of times a request is iterated during warmup replay. "
      "This value is used only if > 0."),
-    ("monitoring_config_file", str, "", "MonitoringConfig text file (accepted; metrics come with the REST API)."),
+    ("monitoring_config_file", str, "", "If non-empty, read an ascii MonitoringConfig protobuf from the supplied "
+     "file name"),
     ("version", bool, False, "Display version"),
 ]
 # TF Serving flags this server cannot honour: an error at start-up when set to anything but the default.
@@ -98,6 +102,11 @@ def usage(program="tensorflow_model_server"):
     return "\n".join(lines) + "\n"
 
 
+def _shown(text):
+    """A user's argument in an error line: one line, whatever it holds."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def _convert(name, kind, text):
     if kind is bool:
         if text in ("true", "1"):
@@ -109,7 +118,7 @@ def _convert(name, kind, text):
             return kind(text)
         except ValueError:
             pass
-    raise FlagError(f"Couldn't interpret value {text} for flag {name}.")
+    raise FlagError(f"Couldn't interpret value {_shown(text)} for flag {name}.")
 
 
 def parse(argv):
@@ -124,10 +133,10 @@ def parse(argv):
         if arg in ("--help", "-h", "--helpfull"):
             return Options(), True
         if not arg.startswith("--") or arg == "--":
-            raise FlagError(f"unknown argument: {arg}")
+            raise FlagError(f"unknown argument: {_shown(arg)}")
         name, has_value, text = arg[2:].partition("=")
         if name not in _TYPES:
-            raise FlagError(f"unknown argument: {arg}")
+            raise FlagError(f"unknown argument: {_shown(arg)}")
         kind, _ = _TYPES[name]
         if not has_value:
             if kind is bool:

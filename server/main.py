@@ -5,6 +5,7 @@ Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 255 when start-up fails 
 """
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -64,6 +65,12 @@ def read_text_proto(path, message):
             f"INVALID_ARGUMENT: Invalid protobuf file: '{path}'",
             preface=f"Error parsing text-format {message.DESCRIPTOR.full_name}: "
                     f"{e.GetLine() or 0}:{e.GetColumn() or 0}: {detail}") from None
+    except (ValueError, RecursionError) as e:
+        # protobuf lets these out of Parse: an enum number beyond int32 ("Value out of range"),
+        # Any fields nested hundreds deep (custom_model_config holding a ModelServerConfig...).
+        detail = "messages nested too deeply" if isinstance(e, RecursionError) else " ".join(str(e).split())
+        raise StartupError(f"INVALID_ARGUMENT: Invalid protobuf file: '{path}'",
+                           preface=f"Error parsing text-format {message.DESCRIPTOR.full_name}: {detail}") from None
     return message
 
 
@@ -120,13 +127,15 @@ class ModelServer:
         self.core = None
         self.batching = None
         self.health = None
+        self.rest_server = None
         self._stop = threading.Event()
         self._config_text = None
 
     def build_core(self):
         from .core import ServerCore
+        from .metrics import METRICS
         from .servable import SavedModelServable
-        from .warmup import run_warmup
+        from .warmup import run_warmup, warmup_path
 
         o = self.options
         tags = tuple(t for t in o.saved_model_tags.split(",") if t)
@@ -135,16 +144,27 @@ class ModelServer:
         batching = self.batching = self._batching_options()
 
         def load(name, version, path):
-            servable = SavedModelServable(name, version, path, tags, session_config,
-                                          tensor_content=o.enable_serialization_as_tensor_content,
-                                          method_name_check=o.enable_signature_method_name_check,
-                                          batching=batching)
+            started = time.perf_counter()
+            try:
+                servable = SavedModelServable(name, version, path, tags, session_config,
+                                              tensor_content=o.enable_serialization_as_tensor_content,
+                                              method_name_check=o.enable_signature_method_name_check,
+                                              batching=batching)
+            except BaseException:
+                METRICS.load(path, False, time.perf_counter() - started)
+                raise
+            METRICS.load(path, True, time.perf_counter() - started)
             if o.enable_model_warmup:
+                started, outcome = time.perf_counter(), "OK"
                 try:
                     run_warmup(servable, path, o.num_request_iterations_for_warmup)
-                except BaseException:
+                except BaseException as e:
+                    outcome = e.code.name if isinstance(e, status.ServingError) else "UNKNOWN"
                     servable.close()
                     raise
+                finally:
+                    if os.path.exists(warmup_path(path)):  # as TF Serving: timed only when there is warmup data
+                        METRICS.warmup(path, outcome, time.perf_counter() - started)
             return servable
 
         retry_seconds = max(o.load_retry_interval_micros, 0) / 1e6
@@ -231,8 +251,35 @@ class ModelServer:
             self._update_health()
             self._every(0.5, self._update_health)
         if o.rest_api_port:
-            log.info("HTTP/REST API on port %d is not served yet; use the gRPC API.", o.rest_api_port)
+            self._start_rest()
         self._start_pollers()
+
+    def _start_rest(self):
+        """TF Serving's REST API (and the metrics page, if configured) on --rest_api_port."""
+        from . import rest, services
+        from .metrics import Page
+
+        o = self.options
+        page = None
+        if o.monitoring_config_file:
+            from .local_protos import MonitoringConfig
+            monitoring = read_text_proto(o.monitoring_config_file, MonitoringConfig())
+            if monitoring.prometheus_config.enable:
+                page = Page(monitoring.prometheus_config.path)
+        if o.rest_api_port == o.port:
+            log.error("server_options.http_port cannot be same as grpc_port. Please use a different port for "
+                      "HTTP/REST API. Skipped exporting HTTP/REST API.")
+            return
+        api = rest.RestApi(services.PredictionService(self.core), services.ModelService(self.core), page,
+                           timeout_seconds=o.rest_api_timeout_in_ms / 1000 if o.rest_api_timeout_in_ms > 0 else None,
+                           cors=o.rest_api_enable_cors_support)
+        try:
+            self.rest_server = rest.RestServer(api, o.rest_api_port, threads=o.rest_api_num_threads
+                                               or 4 * flags.cpu_count()).start()
+        except OSError as e:
+            log.error("Failed to start HTTP Server at localhost:%d (%s)", o.rest_api_port, e.strerror)
+            return
+        log.info("Exporting HTTP/REST API at:localhost:%d ...", o.rest_api_port)
 
     def _server_credentials(self):
         """TLS credentials from --ssl_config_file (TF Serving's SSLConfig text, PEM contents inline); None: plaintext."""
@@ -316,6 +363,8 @@ class ModelServer:
             self.core.manager.stopping.set()
         if self.health is not None:
             self.health.enter_graceful_shutdown()  # every service NOT_SERVING: balancers stop sending
+        if self.rest_server is not None:
+            self.rest_server.stop()
         if self.grpc_server is not None:
             self.grpc_server.stop(grace).wait()
         if self.core is not None:

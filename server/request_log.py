@@ -17,6 +17,7 @@ import grpc
 from tensorflow_serving.apis import prediction_log_pb2
 
 from . import status
+from .metrics import METRICS
 
 log = logging.getLogger("tensorflow_serving.core")
 
@@ -114,5 +115,6 @@ class RequestLogger:
         body.response.CopyFrom(response)
         try:
             collector.write(record.SerializeToString())
+            METRICS.request_logged(model_name)
         except OSError as e:  # a full disk must not fail the request
             log.error("Failed to write the request log %s: %s", collector.path, e.strerror)

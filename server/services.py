@@ -2,12 +2,14 @@
 
 import functools
 import logging
+import time
 
 import grpc
-from tensorflow_serving.apis import (get_model_status_pb2, model_management_pb2, model_pb2, model_service_pb2_grpc,
-                                     prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (get_model_status_pb2, inference_pb2, model_management_pb2, model_pb2,
+                                     model_service_pb2_grpc, prediction_service_pb2_grpc)
 
 from . import inference, status
+from .metrics import METRICS
 
 log = logging.getLogger("tensorflow_serving.model_servers")
 
@@ -87,18 +89,36 @@ def rpc(method):
 
     @functools.wraps(method)
     def wrapper(self, request, context):
+        started, code = time.perf_counter(), grpc.StatusCode.OK
         try:
             if isinstance(request, MalformedRequest):
                 raise status.invalid_argument(request.message)
             return method(self, request, context)
         except status.ServingError as e:
+            code = e.code
             log.debug("%s failed: %s", method.__name__, e.message)
             context.abort(e.code, e.grpc_message())
         except Exception as e:  # the server keeps serving whatever one request does
+            code = grpc.StatusCode.INTERNAL
             log.exception("%s failed", method.__name__)
             context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+        finally:
+            if method.__name__ in _INFERENCE_APIS:
+                METRICS.request(_model_name(request), method.__name__, getattr(context, "entrypoint", "GRPC"),
+                                code.name, time.perf_counter() - started)
 
     return wrapper
+
+
+_INFERENCE_APIS = frozenset({"Predict", "Classify", "Regress", "MultiInference"})
+
+
+def _model_name(request):
+    if isinstance(request, MalformedRequest):
+        return ""
+    if isinstance(request, inference_pb2.MultiInferenceRequest):
+        return request.tasks[0].model_spec.name if request.tasks else ""
+    return request.model_spec.name
 
 
 def _require_model_spec(request):

@@ -1,0 +1,123 @@
+"""The server's metrics under TF Serving's (and TensorFlow's) names, exposed in Prometheus text by prometheus_client.
+
+TF Serving's exporter turns "/tensorflow/serving/request_count" into ":tensorflow:serving:request_count"; the
+same names are used here so that dashboards and alerts written for TF Serving work unchanged. Latencies are
+histograms in microseconds with TF's buckets (10 x 1.8^i, 33 of them).
+"""
+
+import threading
+import time
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import Metric
+
+try:  # no "<name>_created" series: TF Serving has none
+    from prometheus_client import disable_created_metrics
+    disable_created_metrics()
+except ImportError:  # older prometheus_client
+    pass
+
+DEFAULT_PATH = "/monitoring/prometheus/metrics"
+_LATENCY_BUCKETS = tuple(10 * 1.8 ** i for i in range(33)) + (float("inf"),)
+
+
+class _Counters:
+    """Counters printed under their exact names: prometheus_client's Counter would rename every one to
+    "<name>_total", and dashboards made for TF Serving query ":tensorflow:serving:request_count"."""
+
+    def __init__(self):
+        self._families = {}  # name -> (help, label names, {label values: count})
+        self._lock = threading.Lock()
+
+    def declare(self, name, documentation, labels):
+        self._families[name] = (documentation, labels, {})
+
+    def add(self, name, values, amount=1):
+        with self._lock:
+            counts = self._families[name][2]
+            counts[values] = counts.get(values, 0) + amount
+
+    def value(self, name, values):
+        with self._lock:
+            return self._families[name][2].get(values, 0)
+
+    def collect(self):
+        with self._lock:
+            families = [(name, doc, labels, dict(counts)) for name, (doc, labels, counts) in self._families.items()]
+        for name, documentation, labels, counts in families:
+            if not counts:
+                continue
+            metric = Metric(name, documentation, "unknown")  # printed as "untyped", under the exact name
+            for values, count in sorted(counts.items()):
+                metric.add_sample(name, dict(zip(labels, values)), count)
+            yield metric
+
+
+class Metrics:
+    REQUEST_COUNT = ":tensorflow:serving:request_count"
+    REQUEST_LOG_COUNT = ":tensorflow:serving:request_log_count"
+    LOAD_ATTEMPT_COUNT = ":tensorflow:cc:saved_model:load_attempt_count"
+    LOAD_LATENCY = ":tensorflow:cc:saved_model:load_latency"
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.counters = _Counters()
+        self.counters.declare(self.REQUEST_COUNT, "The total number of requests.", ("model_name", "status"))
+        self.counters.declare(self.REQUEST_LOG_COUNT, "The total number of requests logged from the model server "
+                              "sliced down by model_name and status code.", ("model_name", "status_code"))
+        self.counters.declare(self.LOAD_ATTEMPT_COUNT, "The number of times a SavedModel was successfully loaded.",
+                              ("model_path", "status"))
+        self.counters.declare(self.LOAD_LATENCY, "Latency in microseconds for SavedModels that were successfully "
+                              "loaded.", ("model_path",))
+        self.registry.register(self.counters)
+
+        def histogram(name, documentation, labels):
+            return Histogram(name, documentation, labels, registry=self.registry, buckets=_LATENCY_BUCKETS)
+
+        self.request_latency = histogram(":tensorflow:serving:request_latency", "Distribution of wall time (in "
+                                         "microseconds) for Tensorflow Serving request.",
+                                         ("model_name", "API", "entrypoint"))
+        self.warmup_latency = histogram(":tensorflow:serving:model_warmup_latency", "Distribution of wall time (in "
+                                        "microseconds) for warming up the model.", ("model_path", "status"))
+
+    def request(self, model_name, api, entrypoint, status_name, seconds):
+        self.counters.add(self.REQUEST_COUNT, (model_name, status_name))
+        self.request_latency.labels(model_name, api, entrypoint).observe(seconds * 1e6)
+
+    def load(self, model_path, ok, seconds):
+        self.counters.add(self.LOAD_ATTEMPT_COUNT, (model_path, "success" if ok else "fail"))
+        if ok:
+            self.counters.add(self.LOAD_LATENCY, (model_path,), int(seconds * 1e6))
+
+    def warmup(self, model_path, status_name, seconds):
+        self.warmup_latency.labels(model_path, status_name).observe(seconds * 1e6)
+
+    def request_logged(self, model_name, status_name="OK"):
+        self.counters.add(self.REQUEST_LOG_COUNT, (model_name, status_name))
+
+    def exposition(self):
+        return generate_latest(self.registry)
+
+
+METRICS = Metrics()  # one per process, as TF's metric registry
+
+
+class Page:
+    """The metrics page at the configured path (rest.py serves it)."""
+
+    content_type = "text/plain; version=0.0.4; charset=utf-8"
+
+    def __init__(self, path):
+        self.path = path or DEFAULT_PATH
+
+    def exposition(self):
+        return METRICS.exposition()
+
+
+class Timer:
+    def __enter__(self):
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.started
