@@ -55,6 +55,7 @@ class _Counters:
 
 class Metrics:
     REQUEST_COUNT = ":tensorflow:serving:request_count"
+    REQUEST_COUNT_BY_VERSION = ":tensorflow:serving:request_count_by_version"  # ours: TF Serving has no version label
     REQUEST_LOG_COUNT = ":tensorflow:serving:request_log_count"
     LOAD_ATTEMPT_COUNT = ":tensorflow:cc:saved_model:load_attempt_count"
     LOAD_LATENCY = ":tensorflow:cc:saved_model:load_latency"
@@ -63,6 +64,8 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.counters = _Counters()
         self.counters.declare(self.REQUEST_COUNT, "The total number of requests.", ("model_name", "status"))
+        self.counters.declare(self.REQUEST_COUNT_BY_VERSION, "Requests by model, version (empty when none was "
+                              "resolved), API and status.", ("model_name", "version", "API", "status"))
         self.counters.declare(self.REQUEST_LOG_COUNT, "The total number of requests logged from the model server "
                               "sliced down by model_name and status code.", ("model_name", "status_code"))
         self.counters.declare(self.LOAD_ATTEMPT_COUNT, "The number of times a SavedModel was successfully loaded.",
@@ -80,8 +83,9 @@ class Metrics:
         self.warmup_latency = histogram(":tensorflow:serving:model_warmup_latency", "Distribution of wall time (in "
                                         "microseconds) for warming up the model.", ("model_path", "status"))
 
-    def request(self, model_name, api, entrypoint, status_name, seconds):
+    def request(self, model_name, api, entrypoint, status_name, seconds, version=""):
         self.counters.add(self.REQUEST_COUNT, (model_name, status_name))
+        self.counters.add(self.REQUEST_COUNT_BY_VERSION, (model_name, str(version), api, status_name))
         self.request_latency.labels(model_name, api, entrypoint).observe(seconds * 1e6)
 
     def load(self, model_path, ok, seconds):

@@ -89,11 +89,12 @@ def rpc(method):
 
     @functools.wraps(method)
     def wrapper(self, request, context):
-        started, code = time.perf_counter(), grpc.StatusCode.OK
+        started, code, response = time.perf_counter(), grpc.StatusCode.OK, None
         try:
             if isinstance(request, MalformedRequest):
                 raise status.invalid_argument(request.message)
-            return method(self, request, context)
+            response = method(self, request, context)
+            return response
         except status.ServingError as e:
             code = e.code
             log.debug("%s failed: %s", method.__name__, e.message)
@@ -105,7 +106,7 @@ def rpc(method):
         finally:
             if method.__name__ in _INFERENCE_APIS:
                 METRICS.request(_model_name(request), method.__name__, getattr(context, "entrypoint", "GRPC"),
-                                code.name, time.perf_counter() - started)
+                                code.name, time.perf_counter() - started, _version(response))
 
     return wrapper
 
@@ -119,6 +120,15 @@ def _model_name(request):
     if isinstance(request, inference_pb2.MultiInferenceRequest):
         return request.tasks[0].model_spec.name if request.tasks else ""
     return request.model_spec.name
+
+
+def _version(response):
+    """The version that answered (the first task's, for MultiInference); "" for a failure."""
+    if response is None:
+        return ""
+    spec = response.results[0].model_spec if isinstance(response, inference_pb2.MultiInferenceResponse) \
+        and response.results else getattr(response, "model_spec", None)
+    return spec.version.value if spec is not None and spec.HasField("version") else ""
 
 
 def _require_model_spec(request):

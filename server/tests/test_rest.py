@@ -181,6 +181,8 @@ def test_metrics_count_requests_by_model_and_status(rest):
     counts = samples(page, ":tensorflow:serving:request_latency_count")
     assert counts['API="Predict",entrypoint="REST",model_name="Toy_double"'] >= 4
     assert "# TYPE :tensorflow:serving:request_latency histogram" in page
+    by_version = samples(page, ":tensorflow:serving:request_count_by_version")
+    assert by_version['API="Predict",model_name="Toy_double",status="OK",version="1"'] >= 3
     loads = samples(page, ":tensorflow:cc:saved_model:load_attempt_count")
     assert any(key.endswith('status="success"') and "Toy_double" in key for key in loads)
 
