@@ -38,8 +38,9 @@ shape holds are padded with the last one). Differences from TF, all where TF
 fails or is wrong: big-endian input arrays are written little-endian (TF writes
 their raw bytes), a string tensor with no values decodes to ``b""`` elements
 (TF gives ``""``), and the typed fields of every float8 type, ``*_ref`` dtypes,
-and int_val values out of the dtype's range (wrapped) are accepted. Errors are
-ValueError / TypeError with a message.
+and int_val values out of the dtype's range (wrapped) are accepted; padding a few
+values out to more than 2 GB (a tiny proto with a huge shape) is refused. Errors are
+ValueError / TypeError with a message, whatever the input.
 
 Helpers: ``as_datatype_enum(dtype)`` -> DataType int, ``dtype_name(enum)`` ->
 "float32", ``numpy_dtype(enum)`` -> numpy dtype (object for strings).
@@ -194,7 +195,7 @@ def as_datatype_enum(dtype):
     if enum is not None and not isinstance(dtype, (np.dtype, type)):
         return _check_enum(int(enum), dtype)
     if dtype is None or isinstance(dtype, (bool, np.bool_)):
-        raise TypeError(f"Cannot convert {dtype!r} to a TensorFlow DType.")
+        raise TypeError(f"Cannot convert {_brief(dtype)} to a TensorFlow DType.")
     if isinstance(dtype, (int, np.integer)):
         return _check_enum(int(dtype), dtype)
     if isinstance(dtype, str):
@@ -205,17 +206,23 @@ def as_datatype_enum(dtype):
         return _PY_TYPE_ENUM[dtype]
     try:
         np_dtype = np.dtype(dtype)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, SyntaxError):  # numpy reads "i4,(" with Python's parser
         np_dtype = None
     enum = None if np_dtype is None else _np_enum(np_dtype)
     if enum is None:
-        raise TypeError(f"Cannot convert {dtype!r} to a TensorFlow DType.")
+        raise TypeError(f"Cannot convert {_brief(dtype)} to a TensorFlow DType.")
     return enum
+
+
+def _brief(value, limit=200):
+    """repr(value) for an error message: one line (numpy prints arrays over several), at most `limit` chars."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _check_enum(enum, original):
     if enum % _REF not in _ENUM_NAME or not 0 < enum < 2 * _REF:
-        raise TypeError(f"Cannot convert {original!r} to a TensorFlow DType "
+        raise TypeError(f"Cannot convert {_brief(original)} to a TensorFlow DType "
                         "(not a known DataType value).")
     return enum
 
@@ -257,11 +264,16 @@ def numpy_dtype(enum):
 # make_tensor_proto
 
 def _flatten(values):
-    if isinstance(values, (list, tuple)):
-        for item in values:
-            yield from _flatten(item)
-    else:
-        yield values
+    # Iterative: a list nested thousands deep must not hit Python's recursion limit.
+    stack = [iter((values,))]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, (list, tuple)):
+                stack.append(iter(item))
+                break
+            yield item
+        else:
+            stack.pop()
 
 
 # Element types tf.make_tensor_proto accepts in lists for each kind of dtype
@@ -296,7 +308,7 @@ def _check_elements(values, enum):
     for v in _flatten(values):
         if not (isinstance(v, expected) or (
                 isinstance(v, np.ndarray) and issubclass(v.dtype.type, expected))):
-            raise TypeError(f"Expected {_ENUM_NAME[enum]}, but got {v!r} of type "
+            raise TypeError(f"Expected {_ENUM_NAME[enum]}, but got {_brief(v)} of type "
                             f"'{type(v).__name__}'.")
 
 
@@ -307,7 +319,7 @@ def _as_bytes(v):
         return v.encode("utf-8")
     if isinstance(v, (bytes, bytearray, memoryview)):
         return bytes(v)
-    raise TypeError(f"Expected binary or unicode string, got {v!r}")
+    raise TypeError(f"Expected binary or unicode string, got {_brief(v)}")
 
 
 def _is_array_like(values):
@@ -331,11 +343,11 @@ def _shape_list(shape):
             raise ValueError("shape must have a known rank.")
         shape = [d.size for d in shape.dim]
     if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
-        raise TypeError(f"shape must be a sequence of ints, got {shape!r}.")
+        raise TypeError(f"shape must be a sequence of ints, got {_brief(shape)}.")
     try:
         dims = [int(d) for d in shape]
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"shape must be a sequence of ints, got {shape!r}.") from e
+    except (TypeError, ValueError, OverflowError) as e:  # OverflowError: int(float("inf"))
+        raise TypeError(f"shape must be a sequence of ints, got {_brief(shape)}.") from e
     if any(d < 0 for d in dims):
         raise ValueError(f"shape must not contain negative dimensions, got {dims}.")
     return dims
@@ -372,27 +384,18 @@ def make_tensor_proto(values, dtype=None, shape=None):
 
     if _is_array_like(values):
         values = np.asarray(values)
-    if isinstance(values, (np.ndarray, np.generic)):
-        nparray = values if np_dt is None else values.astype(np_dt)
-    else:
-        if values is None:
-            raise ValueError("None values not supported.")
-        if shape is not None and math.prod(_shape_list(shape)) == 0:
-            nparray = np.empty(_shape_list(shape), dtype=np_dt)
-        else:
-            if enum is not None:
-                _check_elements(values, enum)
-            if np_dt is not None and np.issubdtype(np_dt, np.number):
-                nparray = np.array(values).astype(np_dt)  # wraps out-of-range ints, as TF
-            else:
-                nparray = np.array(values, dtype=np_dt)
-        if enum is None:  # prefer float32 and int32, as TF
-            if nparray.dtype == np.float64:
-                nparray = nparray.astype(np.float32)
-            elif nparray.dtype == np.int64:
-                down = nparray.astype(np.int32)
-                if np.array_equal(down, nparray):
-                    nparray = down
+    try:
+        nparray = _as_nparray(values, enum, np_dt, shape)
+    except OverflowError as e:  # e.g. [10**30] as int32: numpy cannot even wrap it
+        raise ValueError(f"Values out of range for dtype {_ENUM_NAME[enum]}: {e}.") from None
+    if enum is None and not isinstance(values, (np.ndarray, np.generic)):
+        # prefer float32 and int32, as TF
+        if nparray.dtype == np.float64:
+            nparray = nparray.astype(np.float32)
+        elif nparray.dtype == np.int64:
+            down = nparray.astype(np.int32)
+            if np.array_equal(down, nparray):
+                nparray = down
 
     actual = _np_enum(nparray.dtype)
     if actual is None:
@@ -427,18 +430,44 @@ def make_tensor_proto(values, dtype=None, shape=None):
 
     if actual == DT_STRING:
         if isinstance(values, (np.ndarray, np.generic)):
+            if nparray.dtype.kind == "U" and _bad_code_points(nparray):
+                raise ValueError("A unicode array holds code points that are not Unicode "
+                                 "(surrogates or beyond U+10FFFF).")
             items = nparray.ravel().tolist()
         else:  # from the given values, so numpy does not trim trailing NULs
             items = _flatten(values)
         try:
             proto.string_val.extend([_as_bytes(v) for v in items])
         except TypeError as e:
-            raise TypeError(f"Failed to convert elements of {values!r} to a TensorProto: "
+            raise TypeError(f"Failed to convert elements of {_brief(values)} to a TensorProto: "
                             f"{e}. Cast them to one supported type.") from None
         return proto
 
+    if not nparray.dtype.isnative:  # _write_field views the bits (float16, complex) in native order
+        nparray = nparray.astype(nparray.dtype.newbyteorder("="))
     _write_field(proto, actual, nparray.ravel())
     return proto
+
+
+def _as_nparray(values, enum, np_dt, shape):
+    if isinstance(values, (np.ndarray, np.generic)):
+        return values if np_dt is None else values.astype(np_dt)
+    if values is None:
+        raise ValueError("None values not supported.")
+    if shape is not None and math.prod(_shape_list(shape)) == 0:
+        return np.empty(_shape_list(shape), dtype=np_dt)
+    if enum is not None:
+        _check_elements(values, enum)
+    if np_dt is not None and np.issubdtype(np_dt, np.number):
+        return np.array(values).astype(np_dt)  # wraps out-of-range ints, as TF
+    return np.array(values, dtype=np_dt)
+
+
+def _bad_code_points(array):
+    """Whether a numpy unicode array (made from raw bytes) holds what no str can: numpy then fails
+    with SystemError instead of an error of its own."""
+    codes = np.frombuffer(np.ascontiguousarray(array).tobytes(), np.dtype("u4").newbyteorder(array.dtype.byteorder))
+    return bool(((codes > 0x10FFFF) | ((codes >= 0xD800) & (codes <= 0xDFFF))).any())
 
 
 def _write_field(proto, enum, flat):
@@ -494,6 +523,7 @@ def make_ndarray(tensor):
         if n > size:
             raise ValueError(f"TensorProto has {n} string values for shape {shape}.")
         if n < size:
+            _check_fill(n, size, dt, shape, enum)
             values.extend([values[-1] if values else b""] * (size - n))
         array = np.empty(size, dtype=object)
         array[:] = values
@@ -520,11 +550,20 @@ def make_ndarray(tensor):
     n = values.size
     if n == size:
         return values.reshape(shape)
-    if n == 0:
-        return np.zeros(shape, dtype=dt)
     if n > size:
         raise ValueError(f"TensorProto has {n} {field} values for shape {shape}.")
+    _check_fill(n, size, dt, shape, enum)
+    if n == 0:
+        return np.zeros(shape, dtype=dt)
     array = np.empty(size, dtype=dt)
     array[:n] = values
     array[n:] = values[-1]
     return array.reshape(shape)
+
+
+def _check_fill(n, size, dt, shape, enum):
+    """Refuse to pad a few values out to more than 2 GB: a 20-byte proto must not take gigabytes."""
+    # 2 GB: no tensor_content can be larger, so a real tensor this big could not be sent anyway.
+    if size * dt.itemsize >= _MAX_CONTENT:
+        raise ValueError(f"TensorProto of shape {shape} and dtype {_ENUM_NAME[enum]} has {n} values "
+                         f"to fill {size * dt.itemsize} bytes; refusing to decode more than 2 GB.")

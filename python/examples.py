@@ -5,6 +5,7 @@ Feature types are inferred per value (int, then float, else bytes) and can be fo
 """
 
 import csv
+import functools
 import json
 import os
 
@@ -12,6 +13,20 @@ import common
 from common import InputError
 
 TYPES = ("int", "float", "bytes")
+
+
+def _one_line(function):
+    """Its InputError messages on one line, whatever names, paths or values they quote."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except InputError as e:
+            text = str(e)
+            if "\n" not in text and "\r" not in text:
+                raise
+            raise InputError(text.replace("\r", "\\r").replace("\n", "\\n")) from None
+    return wrapper
 
 
 def parse_feature_types(specs):
@@ -38,19 +53,38 @@ def _infer(value):
                 convert(text)
                 return kind
             except ValueError:
-                pass
+                if kind == "int" and _long_decimal(text):  # beyond int()'s 4300 digits: still an int
+                    return kind
         return "bytes"
     raise InputError(f"a feature value must be a number or a string, not {type(value).__name__}: {value!r}")
+
+
+def _long_decimal(text):
+    return isinstance(text, str) and text.strip().lstrip("+-").replace("_", "").isdecimal()
+
+
+def _int64(name, value):
+    try:
+        number = int(value)
+    except ValueError:
+        if not _long_decimal(value):
+            raise
+        number = None
+    if number is None or not -2**63 <= number < 2**63:
+        shown = str(value) if len(str(value)) <= 30 else str(value)[:30] + "..."
+        raise InputError(f"feature {name!r}: {shown} does not fit in an int64 feature "
+                         f"(force another type with --feature-type {name}=float or {name}=bytes)")
+    return number
 
 
 def _convert(name, values, kind):
     try:
         if kind == "int":
-            return [int(v) if not isinstance(v, (str, bytes)) else int(v) for v in values]
+            return [_int64(name, v) for v in values]
         if kind == "float":
             return [float(v) for v in values]
         return [v if isinstance(v, bytes) else str(v).encode() for v in values]
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: int(float("inf"))
         raise InputError(f"feature {name!r}: cannot read {values!r} as {kind}") from None
 
 
@@ -62,6 +96,10 @@ def make_example(features, forced, where):
     for name, raw in features.items():
         if not isinstance(name, str) or not name:
             raise InputError(f"{where}: feature names must be non-empty strings")
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON): protobuf map keys are UTF-8
+            raise InputError(f"{where}: feature name {name!r} is not valid Unicode") from None
         values = raw if isinstance(raw, list) else [raw]
         if not values:
             kind = forced.get(name, "float")
@@ -90,6 +128,7 @@ def parse_pairs(text, where):
     return features
 
 
+@_one_line
 def from_file(path, forced):
     if not os.path.exists(path):
         raise InputError(f"--examples: file not found: {path}")
@@ -106,6 +145,8 @@ def from_file(path, forced):
                 examples.append(example)
         except tfrecord.CorruptRecord as e:
             raise InputError(f"{path}: {e}") from None
+        except OSError as e:
+            raise InputError(f"--examples: cannot read {path}: {e.strerror or e}") from None
         return examples
     if path.endswith(".csv"):
         try:
@@ -129,7 +170,9 @@ def from_file(path, forced):
             data = json.load(f)
     except json.JSONDecodeError as e:
         raise InputError(f"{path} is not valid JSON: {e}") from None
-    except (OSError, UnicodeDecodeError) as e:
+    except RecursionError:
+        raise InputError(f"{path}: the JSON is nested too deeply") from None
+    except (OSError, ValueError) as e:  # ValueError: bad UTF-8, an integer of more than 4300 digits
         raise InputError(f"--examples: cannot read {path}: {e}") from None
     if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
         raise InputError(f'{path}: a JSON file must hold a list of feature maps, e.g. [{{"age": 31, "income": 5.2}}]')
@@ -148,6 +191,7 @@ def add_arguments(parser):
                         help="force a feature's type: int, float or bytes (default: inferred from the values)")
 
 
+@_one_line
 def build_input(args, message):
     """Fill `message` (a tensorflow.serving.Input) from the flags."""
     forced = parse_feature_types(args.feature_type)

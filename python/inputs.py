@@ -3,16 +3,48 @@
 Inputs are checked against the model's signature (dtype, aliases) before anything is sent.
 """
 
+import functools
 import json
+import math
 import os
+import tokenize
+import warnings
+import zipfile
+import zlib
 
 import numpy as np
 
 import common
 from common import InputError
-from codec import make_tensor_proto, numpy_dtype
+from codec import _bad_code_points, as_datatype_enum, make_tensor_proto, numpy_dtype
 
 GUIDE_INPUT = {"input_1": np.array([[1.0, 2.0], [1.0, 3.0]], dtype=np.float32)}
+_MAX_DIMS = 32  # numpy 1.x's limit (2.x's is 64): deeper JSON gets a clear error rather than numpy's
+_MAX_BYTES = 1 << 31  # a tensor cannot be larger in a request (protobuf's 2 GB limit)
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _one_line(function):
+    """Its InputError messages on one line, whatever names, paths or values they quote."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except InputError as e:
+            text = str(e)
+            if "\n" not in text and "\r" not in text:
+                raise
+            raise InputError(text.replace("\r", "\\r").replace("\n", "\\n")) from None
+    return wrapper
+
+
+def _sendable(dtype):
+    """Whether a TensorProto can carry arrays of this numpy dtype."""
+    try:
+        as_datatype_enum(dtype)
+    except TypeError:
+        return False
+    return True
 
 
 def _dtype(name):
@@ -22,10 +54,12 @@ def _dtype(name):
         import ml_dtypes
         return np.dtype(ml_dtypes.bfloat16)
     try:
-        dtype = np.dtype(name)
-    except TypeError:
+        with warnings.catch_warnings():  # a deprecated spelling must not add a line to stderr
+            warnings.simplefilter("ignore")
+            dtype = np.dtype(name)
+    except (TypeError, ValueError, SyntaxError):  # numpy reads "i4,(" with Python's parser: SyntaxError
         dtype = None
-    if dtype is None or dtype.kind not in "biufc":
+    if dtype is None or dtype.kind not in "biufc" or not _sendable(dtype):  # (float128 is not)
         raise InputError(f"unknown dtype {name!r}: use e.g. float32, float64, int32, int64, bool, string")
     return dtype
 
@@ -40,21 +74,125 @@ def parse_dtypes(specs):
     return dtypes
 
 
+def _json_leaves(name, value):
+    """The values of nested JSON lists, in order, checked; iterative, so any depth is an InputError."""
+    leaves, stack = [], [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, list):
+            if depth >= _MAX_DIMS:
+                raise InputError(f"input {name!r}: the JSON is nested more than {_MAX_DIMS} levels deep")
+            stack.extend((v, depth + 1) for v in reversed(item))
+        elif isinstance(item, (bool, float)):
+            leaves.append(item)
+        elif isinstance(item, int):
+            if not -2**63 <= item < 2**63:
+                raise InputError(f"input {name!r}: {_short(str(item), 40)} does not fit in int64 "
+                                 "(write it with a decimal point to send it as a float)")
+            leaves.append(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:  # "\ud800" in JSON: a lone surrogate has no UTF-8
+                raise InputError(f"input {name!r}: the string {item!r} is not valid Unicode") from None
+            leaves.append(item)
+        else:
+            found = "null" if item is None else "an object" if isinstance(item, dict) else type(item).__name__
+            raise InputError(f"input {name!r}: JSON values must be numbers, strings or booleans in nested lists, "
+                             f"not {found}")
+    return leaves
+
+
 def _from_json_value(name, value):
     """JSON values become arrays the way tf.make_tensor_proto types Python lists."""
+    leaves = _json_leaves(name, value)
     try:
         array = np.array(value)
     except ValueError:
         raise InputError(f"input {name!r}: the JSON is not a rectangular array (rows of different lengths?)") from None
     if array.dtype.kind == "f":
-        return array.astype(np.float32)
+        with np.errstate(over="ignore"):  # beyond float32 is inf, as TF converts it (1e39 -> inf)
+            return array.astype(np.float32)
     if array.dtype.kind in "iu":
-        return array.astype(np.int32) if np.all(np.abs(array) < 2**31) else array.astype(np.int64)
+        fits = array.size == 0 or (array.min() >= -2**31 and array.max() < 2**31)
+        return array.astype(np.int32) if fits else array.astype(np.int64)
     if array.dtype.kind == "U":
-        return np.vectorize(lambda s: s.encode(), otypes=[object])(array)
+        # From the JSON's own strings, not numpy's: numpy drops trailing NULs ("a\u0000" -> "a").
+        encoded = np.empty(len(leaves), dtype=object)
+        encoded[:] = [(v if isinstance(v, str) else str(v)).encode("utf-8") for v in leaves]
+        return encoded.reshape(array.shape)
     if array.dtype.kind == "b":
         return array
     raise InputError(f"input {name!r}: JSON values must be numbers, strings or booleans in nested lists")
+
+
+def _read_npy(f, size, where):
+    """The array in the .npy stream f of `size` bytes; never unpickles, never allocates more than f holds."""
+    from numpy.lib import format as npy_format
+
+    start = f.read(8)
+    if start[:6] != _NPY_MAGIC or len(start) < 8:
+        raise InputError(f"{where} is not a .npy file (it does not start with \\x93NUMPY)")
+    version = (start[6], start[7])
+    if version not in ((1, 0), (2, 0)):  # 3.0 only adds UTF-8 names of structured dtypes: not sendable anyway
+        raise InputError(f"{where}: unsupported .npy format version {version[0]}.{version[1]}")
+    read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+    try:
+        with warnings.catch_warnings():  # (a deprecated descr such as "a" must not add a line to stderr)
+            warnings.simplefilter("ignore")
+            shape, fortran_order, dtype = read_header(f)  # a dict literal, parsed with literal_eval
+    except (ValueError, TypeError, SyntaxError, RecursionError, tokenize.TokenError) as e:
+        # (numpy re-tokenizes version 1.0 headers: "{" alone is a TokenError, not its ValueError)
+        raise InputError(f"{where}: not a valid .npy header ({' '.join(str(e).split())[:200]})") from None
+    if dtype.hasobject:
+        raise InputError(f"{where} holds Python objects, which only pickle could load: not loaded "
+                         "(save strings as a numpy string array instead)")
+    if not _sendable(dtype):
+        raise InputError(f"{where} holds {dtype} values, which a request cannot carry "
+                         "(use e.g. float32, int64, bool or strings)")
+    if any(d < 0 for d in shape):
+        raise InputError(f"{where}: its header has a negative dimension {shape}")
+    if dtype.itemsize == 0:  # S0/U0: numpy would make S1 arrays of any size out of no data
+        raise InputError(f"{where}: its header has a dtype of size 0 ({dtype})")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes >= _MAX_BYTES:
+        raise InputError(f"{where} holds {nbytes} bytes: a request tensor is at most 2 GB")
+    available = size - f.tell()
+    if nbytes > available:
+        raise InputError(f"{where} is truncated: its header says {shape} {dtype} ({nbytes} bytes), "
+                         f"but {max(available, 0)} bytes follow")
+    data = f.read(nbytes)
+    if len(data) < nbytes:
+        raise InputError(f"{where} is truncated: {len(data)} of {nbytes} bytes of data")
+    array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran_order else "C")
+    if dtype.kind == "U" and _bad_code_points(array):
+        raise InputError(f"{where} holds text that is not valid Unicode "
+                         "(surrogates or code points beyond U+10FFFF)")
+    return array.view(np.uint8).astype(bool) if dtype.kind == "b" else array  # (a bool byte 2 is True: made 1)
+
+
+# What a corrupt zip makes zipfile raise, besides BadZipFile: zlib.error (bad deflate data), EOFError
+# (cut short), NotImplementedError (a compression method it lacks), RuntimeError (an encrypted member).
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, OSError, ValueError)
+
+
+def _load_npz(path, what):
+    """{name: array} from an .npz file, member by member through _read_npy."""
+    arrays = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise InputError(f"{what}: {path} holds {info.filename!r}, which is not an array (.npy)")
+                with archive.open(info) as member:
+                    where = f"{what}: {info.filename}"
+                    arrays[info.filename[:-4]] = _read_npy(member, info.file_size, where)
+    except _ZIP_ERRORS as e:
+        message = e
+        if isinstance(e, zipfile.BadZipFile) and "not a zip" in str(e):
+            message = "not an .npz file (not a zip archive, or cut short)"
+        raise InputError(f"{what}: cannot read {path}: {message}") from None
+    return arrays
 
 
 def _load(path, what):
@@ -62,18 +200,21 @@ def _load(path, what):
         raise InputError(f"{what}: file not found: {path}")
     try:
         if path.endswith(".npz"):
-            with np.load(path, allow_pickle=False) as data:
-                return {k: data[k] for k in data.files}
+            return _load_npz(path, what)
         if path.endswith(".npy"):
-            return np.load(path, allow_pickle=False)
+            with open(path, "rb") as f:
+                return _read_npy(f, os.fstat(f.fileno()).st_size, f"{what}: {path}")
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise InputError(f"{what}: {path} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise InputError(f"{what}: the JSON in {path} is nested too deeply") from None
     except (OSError, ValueError) as e:
         raise InputError(f"{what}: cannot read {path}: {e}") from None
 
 
+@_one_line
 def parse_inputs(specs):
     """{alias: (array, from_json)} from the -i specs, in the order given."""
     found = {}
@@ -82,6 +223,8 @@ def parse_inputs(specs):
             data = _load(spec[1:], f"-i {spec}")
             if spec.endswith(".npz"):
                 found.update({k: (v, False) for k, v in data.items()})
+            elif isinstance(data, np.ndarray):
+                raise InputError(f"-i {spec}: a .npy file holds one array: give its input name, -i NAME={spec}")
             elif isinstance(data, dict):
                 found.update({k: (_from_json_value(k, v), True) for k, v in data.items()})
             else:
@@ -100,8 +243,18 @@ def parse_inputs(specs):
         try:
             found[name] = (_from_json_value(name, json.loads(value)), True)
         except json.JSONDecodeError as e:
-            raise InputError(f"-i {name}: not valid JSON ({e.msg} at column {e.colno}): {value}") from None
+            raise InputError(f"-i {name}: not valid JSON ({e.msg} at column {e.colno}): {_short(value)}") from None
+        except RecursionError:
+            raise InputError(f"-i {name}: the JSON is nested too deeply") from None
+        except ValueError as e:  # an integer of more than 4300 digits (Python's int() limit)
+            raise InputError(f"-i {name}: {_short(str(e), 100)}") from None
     return found
+
+
+def _short(text, limit=200):
+    """User text for an error line: on one line, and not a whole file's worth."""
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def check_against_signature(inputs, dtypes, signature, model):
@@ -118,7 +271,10 @@ def check_against_signature(inputs, dtypes, signature, model):
         if alias in dtypes:
             arrays[alias] = array
             continue
-        want = numpy_dtype(wanted[alias])
+        try:
+            want = numpy_dtype(wanted[alias])
+        except TypeError:  # a dtype numpy cannot hold (variant, resource): the server will judge
+            want = None
         if want is None or np.dtype(want) == array.dtype:
             arrays[alias] = array
         elif from_json and _safe_cast(array, np.dtype(want)):
@@ -143,9 +299,14 @@ def apply_dtypes(inputs, dtypes):
     out = {}
     for alias, (array, from_json) in inputs.items():
         if alias in dtypes:
+            if dtypes[alias] == object and np.asarray(array).dtype.kind not in "OSU":
+                # as tf.make_tensor_proto: numbers are not turned into text
+                raise InputError(f"input {alias!r}: numbers cannot be sent as strings; give strings, "
+                                 'e.g. ["1.5"]')
             try:
-                array = np.asarray(array).astype(dtypes[alias])
-            except (ValueError, TypeError) as e:
+                with np.errstate(invalid="raise"):  # NaN or inf to an int: an error, not garbage
+                    array = np.asarray(array).astype(dtypes[alias])
+            except (ValueError, TypeError, OverflowError, FloatingPointError) as e:
                 raise InputError(f"input {alias!r}: cannot convert to {_name(dtypes[alias])}: {e}") from None
         out[alias] = (array, from_json)
     missing = [a for a in dtypes if a not in out]
@@ -165,6 +326,7 @@ def add_arguments(parser):
                         help="return only this output (repeatable; default: all outputs)")
 
 
+@_one_line
 def predict_request(args, prediction_stub, default_output_filter=()):
     """The PredictRequest the flags describe; inputs checked against the model's signature first."""
     request = common.protos.predict_pb2.PredictRequest()
@@ -182,7 +344,10 @@ def predict_request(args, prediction_stub, default_output_filter=()):
             raise InputError("--dtype applies to inputs given with -i")
         arrays = GUIDE_INPUT
     for alias, array in arrays.items():
-        request.inputs[alias].CopyFrom(make_tensor_proto(array))
+        try:
+            request.inputs[alias].CopyFrom(make_tensor_proto(array))
+        except (TypeError, ValueError) as e:  # the codec's errors; e.g. an array over 2 GB
+            raise InputError(f"input {alias!r}: {' '.join(str(e).split())}") from None
     request.output_filter.extend(args.output_filter or default_output_filter)
     return request
 

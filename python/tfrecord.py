@@ -56,6 +56,23 @@ class CorruptRecord(ValueError):
     pass
 
 
+def _read_at_most(f, length, chunk=1 << 20):
+    """f.read(length) in chunks: a corrupt header saying 2**60 bytes must not allocate them up front.
+
+    (Chunks rather than a check against the file size: pipes have none, and a log may grow meanwhile.)
+    """
+    if length <= chunk:
+        return f.read(length)
+    parts = []
+    while length > 0:
+        part = f.read(min(length, chunk))
+        if not part:
+            break
+        parts.append(part)
+        length -= len(part)
+    return b"".join(parts)
+
+
 def read(path):
     """Yield (offset, data) for each record; CorruptRecord names the offset of a bad one."""
     with open(path, "rb") as f:
@@ -70,7 +87,7 @@ def read(path):
             if masked_crc(length_bytes) != length_crc:
                 raise CorruptRecord(f"corrupt record length at offset {offset} (CRC mismatch)")
             (length,) = struct.unpack("<Q", length_bytes)
-            data = f.read(length)
+            data = _read_at_most(f, length)
             footer = f.read(4)
             if len(data) < length or len(footer) < 4:
                 raise CorruptRecord(f"truncated record at offset {offset}")
