@@ -317,6 +317,11 @@ def _one_line(details, limit=400):
     return text if len(text) <= limit else text[:limit] + "... (--debug shows all)"
 
 
+def _flat(error):
+    """An error on one line, whatever file names, flag values or inputs it quotes."""
+    return str(error).replace("\r", "\\r").replace("\n", "\\n")
+
+
 def run(action, args, program):
     """Run action(args) and turn every expected error into one line on stderr and an exit code."""
     global _running
@@ -340,12 +345,12 @@ def run(action, args, program):
     except ServerError as e:
         if args.debug:
             raise
-        print(f"{program}: error: {e}", file=sys.stderr)
+        print(f"{program}: error: {_flat(e)}", file=sys.stderr)
         return EXIT_RPC_ERROR
     except InputError as e:
         if args.debug:
             raise
-        print(f"{program}: error: {e}", file=sys.stderr)
+        print(f"{program}: error: {_flat(e)}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as e:  # a bug of ours: still one line, the traceback with --debug
         if args.debug:

@@ -5,7 +5,6 @@ Feature types are inferred per value (int, then float, else bytes) and can be fo
 """
 
 import csv
-import functools
 import json
 import os
 
@@ -13,20 +12,6 @@ import common
 from common import InputError
 
 TYPES = ("int", "float", "bytes")
-
-
-def _one_line(function):
-    """Its InputError messages on one line, whatever names, paths or values they quote."""
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except InputError as e:
-            text = str(e)
-            if "\n" not in text and "\r" not in text:
-                raise
-            raise InputError(text.replace("\r", "\\r").replace("\n", "\\n")) from None
-    return wrapper
 
 
 def parse_feature_types(specs):
@@ -128,7 +113,6 @@ def parse_pairs(text, where):
     return features
 
 
-@_one_line
 def from_file(path, forced):
     if not os.path.exists(path):
         raise InputError(f"--examples: file not found: {path}")
@@ -191,7 +175,6 @@ def add_arguments(parser):
                         help="force a feature's type: int, float or bytes (default: inferred from the values)")
 
 
-@_one_line
 def build_input(args, message):
     """Fill `message` (a tensorflow.serving.Input) from the flags."""
     forced = parse_feature_types(args.feature_type)

@@ -3,7 +3,6 @@
 Inputs are checked against the model's signature (dtype, aliases) before anything is sent.
 """
 
-import functools
 import json
 import math
 import os
@@ -22,20 +21,6 @@ GUIDE_INPUT = {"input_1": np.array([[1.0, 2.0], [1.0, 3.0]], dtype=np.float32)}
 _MAX_DIMS = 32  # numpy 1.x's limit (2.x's is 64): deeper JSON gets a clear error rather than numpy's
 _MAX_BYTES = 1 << 31  # a tensor cannot be larger in a request (protobuf's 2 GB limit)
 _NPY_MAGIC = b"\x93NUMPY"
-
-
-def _one_line(function):
-    """Its InputError messages on one line, whatever names, paths or values they quote."""
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except InputError as e:
-            text = str(e)
-            if "\n" not in text and "\r" not in text:
-                raise
-            raise InputError(text.replace("\r", "\\r").replace("\n", "\\n")) from None
-    return wrapper
 
 
 def _sendable(dtype):
@@ -214,7 +199,6 @@ def _load(path, what):
         raise InputError(f"{what}: cannot read {path}: {e}") from None
 
 
-@_one_line
 def parse_inputs(specs):
     """{alias: (array, from_json)} from the -i specs, in the order given."""
     found = {}
@@ -326,7 +310,6 @@ def add_arguments(parser):
                         help="return only this output (repeatable; default: all outputs)")
 
 
-@_one_line
 def predict_request(args, prediction_stub, default_output_filter=()):
     """The PredictRequest the flags describe; inputs checked against the model's signature first."""
     request = common.protos.predict_pb2.PredictRequest()

@@ -222,3 +222,20 @@ def test_no_metrics_page_without_a_monitoring_config(toy_models):
         server.wait_for_log("Exporting HTTP/REST API")
         assert call(port, METRICS)[0] == 404
         assert call(port, "/v1/models/Toy")[0] == 200
+
+
+def test_rest_api_timeout_in_ms_answers_504(tmp_path):
+    from test_hardening import build_slow_model
+    build_slow_model(tmp_path / "Slow" / "1")
+    port = free_port()
+    server = ServerProcess("--model_name=Slow", f"--model_base_path={tmp_path / 'Slow'}", "--rest_api_timeout_in_ms=300")
+    server.flags.append(f"--rest_api_port={port}")
+    with server:
+        server.wait_for_log("Exporting HTTP/REST API")
+        body = json.dumps({"inputs": {"x": [1.0, 2.0], "sleep_us": 0, "marker": str(tmp_path / "fast")}})
+        code, text, _ = call(port, "/v1/models/Slow:predict", body)
+        assert (code, json.loads(text)) == (200, {"outputs": [2.0, 4.0]})
+        body = json.dumps({"inputs": {"x": [1.0], "sleep_us": 1_000_000, "marker": str(tmp_path / "slow")}})
+        code, text, _ = call(port, "/v1/models/Slow:predict", body)
+        assert code == 504, text
+        assert json.loads(text) == {"error": "Timed out after 300 ms (--rest_api_timeout_in_ms)"}
