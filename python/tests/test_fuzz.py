@@ -36,6 +36,7 @@ from script_helpers import run_script
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import codec  # noqa: E402
+import common  # noqa: E402
 import examples  # noqa: E402
 import inputs  # noqa: E402
 import tfrecord  # noqa: E402
@@ -58,7 +59,8 @@ def fuzz_dir(tmp_path_factory):
 
 
 def one_line(error):
-    text = str(error)
+    """The error as the user sees it (common.run prints it flattened) is one non-empty line."""
+    text = common._flat(error) if isinstance(error, (common.InputError, common.ServerError)) else str(error)
     assert text and "\n" not in text and "\r" not in text, repr(text)
     return error
 
