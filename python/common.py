@@ -31,19 +31,9 @@ import grpc  # noqa: E402
 
 import tfs_protos as protos  # noqa: E402  TF Serving's protos, without starting the TensorFlow runtime
 from codec import make_ndarray, make_tensor_proto  # noqa: E402,F401  numpy drop-ins for TF's functions
+import transport  # noqa: E402  TLS, compression, retries: the channel and its flags
 
 DEFAULT_SERVER = "localhost:8500"
-
-# TF Serving answers up to 2 GB; gRPC's default 4 MB receive limit is what users hit first.
-_MAX_MESSAGE = 2**31 - 1
-_CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", _MAX_MESSAGE),
-    ("grpc.max_receive_message_length", _MAX_MESSAGE),
-    # Ping an idle connection no more often than servers accept by default (5 min), never without calls.
-    ("grpc.keepalive_time_ms", 300_000),
-    ("grpc.keepalive_timeout_ms", 20_000),
-    ("grpc.keepalive_permit_without_calls", 0),
-]
 
 
 class InputError(Exception):
@@ -82,47 +72,8 @@ def parser(description, example, model=True, versions=True, signature=False):
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="text: protobuf text format, as the guide prints; json: one JSON document")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    _add_transport_arguments(p)
+    transport.add_arguments(p)
     return p
-
-
-def _env(name, default=None):
-    return os.environ.get(name) or default
-
-
-def _add_transport_arguments(p):
-    """TLS, compression, retries and waiting; each also read from a TFS_* variable for deploy pipelines."""
-    g = p.add_argument_group("transport (each also from the environment variable shown)")
-    g.add_argument("--tls", action="store_true", default=_env("TFS_TLS", "") not in ("", "0", "false"),
-                   help="connect with TLS, trusting the system's CAs unless --ca-cert [$TFS_TLS=1]")
-    g.add_argument("--ca-cert", metavar="PEM", default=_env("TFS_CA_CERT"),
-                   help="CA certificate(s) that signed the server's certificate; implies --tls [$TFS_CA_CERT]")
-    g.add_argument("--client-cert", metavar="PEM", default=_env("TFS_CLIENT_CERT"),
-                   help="client certificate for mutual TLS, with --client-key; implies --tls [$TFS_CLIENT_CERT]")
-    g.add_argument("--client-key", metavar="PEM", default=_env("TFS_CLIENT_KEY"),
-                   help="the client certificate's private key [$TFS_CLIENT_KEY]")
-    g.add_argument("--server-name", metavar="NAME", default=_env("TFS_SERVER_NAME"),
-                   help="the name to check the server's certificate against, when it differs from the "
-                        "address (e.g. connecting by IP); implies --tls [$TFS_SERVER_NAME]")
-    g.add_argument("--compression", choices=("none", "gzip", "deflate"), default=_env("TFS_COMPRESSION", "none"),
-                   help="compress requests (default: %(default)s) [$TFS_COMPRESSION]")
-    g.add_argument("--retries", type=_count, default=_env("TFS_RETRIES", "0"), metavar="N",
-                   help="retry a call answered UNAVAILABLE up to N times, waiting 1, 2, 4... s (at most 10 s) "
-                        "between tries; never a reload; --timeout bounds it all (default: 0) [$TFS_RETRIES]")
-    g.add_argument("--wait-for-ready", action="store_true",
-                   default=_env("TFS_WAIT_FOR_READY", "") not in ("", "0", "false"),
-                   help="wait (up to --timeout) for a server that is not reachable yet, instead of failing "
-                        "at once [$TFS_WAIT_FOR_READY=1]")
-
-
-def _count(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a count: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a count is >= 0, not {value}")
-    return value
 
 
 def _version(text):
@@ -146,50 +97,8 @@ def _seconds(text):
 
 
 def channel(args):
-    """The channel the flags describe: plaintext or TLS, compression, retries and wait-for-ready."""
-    options = list(_CHANNEL_OPTIONS)
-    compression = {"gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}.get(
-        getattr(args, "compression", "none"), grpc.Compression.NoCompression)
-    if getattr(args, "retries", 0):
-        # Notice a restarted server within a second, not after gRPC's reconnect backoff (up to 2 min).
-        options += [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.min_reconnect_backoff_ms", 200),
-                    ("grpc.max_reconnect_backoff_ms", 1000)]
-    if _wants_tls(args):
-        if args.server_name:
-            options.append(("grpc.ssl_target_name_override", args.server_name))
-        result = grpc.secure_channel(args.server, _credentials(args), options=options, compression=compression)
-    else:
-        result = grpc.insecure_channel(args.server, options=options, compression=compression)
-    if getattr(args, "retries", 0) or getattr(args, "wait_for_ready", False):
-        from retry import RetryInterceptor
-        return grpc.intercept_channel(result, RetryInterceptor(args.retries, args.wait_for_ready, report=args))
-    return result
-
-
-def _wants_tls(args):
-    return bool(getattr(args, "tls", False) or getattr(args, "ca_cert", None) or getattr(args, "client_cert", None)
-                or getattr(args, "server_name", None))
-
-
-def _credentials(args):
-    if bool(args.client_cert) != bool(args.client_key):
-        raise InputError("mutual TLS needs both --client-cert and --client-key")
-
-    def pem(flag, path):
-        if not path:
-            return None
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise InputError(f"{flag}: cannot read {path}: {e.strerror}") from None
-        if b"-----BEGIN " not in data:
-            raise InputError(f"{flag}: {path} is not a PEM file (it has no -----BEGIN line)")
-        return data
-
-    return grpc.ssl_channel_credentials(root_certificates=pem("--ca-cert", args.ca_cert),
-                                        private_key=pem("--client-key", args.client_key),
-                                        certificate_chain=pem("--client-cert", args.client_cert))
+    """The channel the flags describe (transport.py: TLS, compression, retries, wait-for-ready)."""
+    return transport.channel(args)
 
 
 def set_model_spec(spec, args, signature=None):
@@ -266,7 +175,7 @@ def json_values(array):
 def rpc_error_message(error, args):
     code, details = error.code(), error.details() or ""
     if code == grpc.StatusCode.UNAVAILABLE:
-        tls_hint = _tls_hint(details, args)
+        tls_hint = transport.tls_hint(details, args)
         if tls_hint:
             return tls_hint
         reason = "connection refused" if "refused" in details.lower() else _one_line(details) or "unavailable"
@@ -280,32 +189,6 @@ def rpc_error_message(error, args):
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details:
         return f"RESOURCE_EXHAUSTED: {details} (the server's message size limit; send less at once)"
     return f"{code.name}: {_one_line(details)}"
-
-
-def _tls_hint(details, args):
-    """A TLS failure, said as what to change; None if the failure is not about TLS."""
-    low = details.lower()
-    where = f"TLS handshake with {args.server} failed"
-    if not _wants_tls(args):
-        if "socket closed" in low or "connection reset" in low or "handshake" in low:
-            return (f"connection with {args.server} closed ({_one_line(details, 160)}): "
-                    "if the server uses TLS, add --tls (and --ca-cert)")
-        return None
-    if "wrong_version_number" in low:
-        return f"{where}: the server does not speak TLS (drop --tls and the certificate flags)"
-    if "hostname verification" in low:
-        return f"{where}: its certificate is not for that name (give the name it has with --server-name)"
-    if "certificate_verify_failed" in low:
-        return f"{where}: its certificate is not signed by a CA we trust (give the CA with --ca-cert)"
-    if "security handshaker" in low or "invalid private key" in low:
-        return f"{where}: --client-cert and --client-key are not a valid certificate and its key"
-    if "socket closed" in low or "connection reset" in low:
-        hint = (" (is the server's CA the one that signed --client-cert?)" if args.client_cert
-                else ": it may want a client certificate (--client-cert and --client-key)")
-        return f"{where}, the server closed the connection{hint}"
-    if "ssl" in low or "handshake" in low or "certificate" in low:
-        return f"{where} ({_one_line(details, 200)})"
-    return None
 
 
 def _one_line(details, limit=400):
