@@ -248,7 +248,6 @@ class ModelServer:
         for _, message in addresses:
             log.info("%s", message)
         if self.health is not None:
-            self._update_health()
             self._every(0.5, self._update_health)
         if o.rest_api_port:
             self._start_rest()
@@ -311,13 +310,17 @@ class ModelServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)
         for name in HEALTH_SERVICES:
             self.health.set(name, HEALTH_SERVING)
-        self.health.set("", HEALTH_NOT_SERVING)
+        self._overall_health = None
+        self._update_health()  # the models are loaded already: right from the first call
 
     def _update_health(self):
         config = self.core.config
         names = [m.name for m in config.model_config_list.config] if config is not None else []
         ready = all(self.core.manager.available_versions(name) for name in names)
-        self.health.set("", HEALTH_SERVING if ready else HEALTH_NOT_SERVING)
+        wanted = HEALTH_SERVING if ready else HEALTH_NOT_SERVING
+        if wanted != self._overall_health:  # set() sends every Watch an update, changed or not
+            self._overall_health = wanted
+            self.health.set("", wanted)
 
     def _start_pollers(self):
         o = self.options

@@ -246,3 +246,30 @@ def test_wait_for_ready_waits_for_a_starting_server(toy_models):
     env_script = run_script("grpcModelStatus.py", "-m", "Toy", "-t", "1", server=f"localhost:{port}",
                             env={"TFS_WAIT_FOR_READY": "1"})
     one_error_line(env_script, 1, "within 1s")
+
+
+def test_health_watchers_see_each_change_once_and_not_serving_on_sigterm(toy_models):
+    import signal
+    import threading
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    server = ServerProcess("--model_name=Toy", f"--model_base_path={TOY}", "--enable_grpc_healthcheck_service").start()
+    seen = []
+    with grpc.insecure_channel(server.target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+
+        def watch():
+            try:
+                for response in stub.Watch(health_pb2.HealthCheckRequest(service="")):
+                    seen.append(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+            except grpc.RpcError as e:
+                seen.append(e.code().name)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        wait_until(lambda: seen == ["SERVING"], timeout=10, what="the first status")
+        assert run_script("grpcModelStatus.py", "--health", server=server.target).code == 0  # a poll or two later
+        server.process.send_signal(signal.SIGTERM)
+        watcher.join(30)
+    assert server.stop() == 0
+    assert seen == ["SERVING", "NOT_SERVING", "UNAVAILABLE"], seen
