@@ -15,7 +15,7 @@ import time
 import pytest
 from script_helpers import PYTHON_DIR, run_script
 
-from server.testing import ServerProcess
+from server.testing import ServerProcess, client_connected
 
 SCRIPT = "grpcBench.py"
 LATENCY_KEYS = ["min", "p50", "p90", "p99", "p99.9", "max"]
@@ -107,21 +107,6 @@ def test_open_loop_keeps_its_rate(run):
     assert re.search(r"^offered      [\d.]+ req/s, sends late by [\d.]+ ms at worst", text.out, re.M), text.out
 
 
-def _connected(port):
-    """Whether a client holds an established TCP connection to `port` (Linux /proc)."""
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                rows = f.read().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # remote port, ESTABLISHED
-                return True
-    return False
-
-
 def test_errors_by_code_when_the_server_stops_mid_run(toy_models):
     server = ServerProcess(f"--model_config_file={toy_models}/toy_labels.config",
                            "--allow_version_labels_for_unavailable_models")
@@ -133,7 +118,7 @@ def test_errors_by_code_when_the_server_stops_mid_run(toy_models):
         try:
             # The bench is sending once it holds a connection (no warmup: its first request is measured).
             deadline = time.monotonic() + 20
-            while not _connected(server.port) and time.monotonic() < deadline:
+            while not client_connected(server.port) and time.monotonic() < deadline:
                 assert bench.poll() is None, bench.communicate()
                 time.sleep(0.02)
             assert bench.poll() is None

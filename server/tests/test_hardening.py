@@ -22,7 +22,7 @@ from server_helpers import Client, model_config, rpc_error, values
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import classification_pb2, inference_pb2, predict_pb2, regression_pb2
 
-from server.testing import REPO, ServerProcess, wait_until
+from server.testing import REPO, ServerProcess, client_connected, wait_until
 
 TESTDATA = os.path.abspath(os.path.join(REPO, "..", "shared", "tfs-testdata"))
 PYTHON_DIR = os.path.join(REPO, "python")
@@ -455,21 +455,6 @@ def test_soak_20000_predicts_at_concurrency_32_no_error_and_flat_memory(toy_mode
         assert_serving(Client(server.target))
 
 
-def connected(port):
-    """Whether some client holds an established TCP connection to `port` (Linux /proc)."""
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                rows = f.read().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # remote port, ESTABLISHED
-                return True
-    return False
-
-
 def test_new_versions_and_reloads_under_load_fail_no_request(models_dir):
     with ServerProcess("--model_name=Toy", f"--model_base_path={models_dir}/Toy", "--file_system_poll_wait_seconds=1",
                        "--max_num_load_retries=0") as server:
@@ -479,7 +464,7 @@ def test_new_versions_and_reloads_under_load_fail_no_request(models_dir):
                                  "--concurrency", "8", "--format", "json"], cwd=PYTHON_DIR, env=environment,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            wait_until(lambda: connected(server.port) or load.poll() is not None, timeout=20, what="the bench")
+            wait_until(lambda: client_connected(server.port) or load.poll() is not None, timeout=20, what="the bench")
             assert load.poll() is None, load.communicate()
             # A new version folder, copied aside then renamed in (a poll never sees it half-written).
             shutil.copytree(models_dir / "Toy" / "2", models_dir / "Toy" / "incoming")
