@@ -6,7 +6,6 @@ histograms in microseconds with TF's buckets (10 x 1.8^i, 33 of them).
 """
 
 import threading
-import time
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import Metric
@@ -117,11 +116,3 @@ class Page:
     def exposition(self):
         return METRICS.exposition()
 
-
-class Timer:
-    def __enter__(self):
-        self.started = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.seconds = time.perf_counter() - self.started

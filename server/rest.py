@@ -6,7 +6,6 @@ only turns JSON into requests and responses into JSON (rest_json.py), and status
 """
 
 import http.server
-import json
 import logging
 import re
 import socketserver
@@ -134,20 +133,15 @@ class RestApi:
         return rest_json.regress_response(self.prediction.Regress(request, _Context()))
 
     def _signature_for(self, spec, document):
-        """The SignatureDef the request names (its input types decode the JSON), from the version spec resolves to."""
-        name = document.get("signature_name", "") if isinstance(document, dict) else ""
-        if not isinstance(name, str):
-            raise status.invalid_argument(f"JSON Value: {json.dumps(document, separators=(',', ':'))} not formatted "
-                                          "correctly. 'signature_name' key must be a string value.")
-        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
-        request.model_spec.CopyFrom(spec)
-        response = self.prediction.GetModelMetadata(request, _Context())
-        signatures = get_model_metadata_pb2.SignatureDefMap()
-        response.metadata["signature_def"].Unpack(signatures)
-        key = name or "serving_default"
-        if key not in signatures.signature_def:
-            raise status.invalid_argument(f'Serving signature name: "{key}" not found in signature def')
-        return signatures.signature_def[key]
+        """The SignatureDef the request names (its input types decode the JSON), from the version spec resolves to.
+
+        rest_json.parse has checked that the document is an object and its signature_name a string.
+        """
+        key = document.get("signature_name") or "serving_default"
+        with self.prediction.core.handle(spec) as servable:
+            if key not in servable.signatures:
+                raise status.invalid_argument(f'Serving signature name: "{key}" not found in signature def')
+            return servable.signatures[key]
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
