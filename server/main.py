@@ -15,6 +15,9 @@ from concurrent import futures
 from . import flags, status
 
 SERVER_VERSION = "0.1.0"
+SHUTDOWN_GRACE_SECONDS = 5.0  # requests in flight at SIGTERM get this long to finish
+# Not a TF Serving flag: how long a kept-alive REST connection may stay idle before it is closed.
+REST_IDLE_TIMEOUT_VARIABLE = "TFS_REST_IDLE_TIMEOUT_SECONDS"
 # The names TF Serving registers with the health service, and the same with their package.
 HEALTH_SERVICES = ("ModelService", "PredictionService",
                    "tensorflow.serving.ModelService", "tensorflow.serving.PredictionService")
@@ -255,7 +258,7 @@ class ModelServer:
 
     def _start_rest(self):
         """TF Serving's REST API (and the metrics page, if configured) on --rest_api_port."""
-        from . import rest, services
+        from . import rest, rest_server, services
         from .metrics import Page
 
         o = self.options
@@ -273,8 +276,9 @@ class ModelServer:
                            timeout_seconds=o.rest_api_timeout_in_ms / 1000 if o.rest_api_timeout_in_ms > 0 else None,
                            cors=o.rest_api_enable_cors_support)
         try:
-            self.rest_server = rest.RestServer(api, o.rest_api_port, threads=o.rest_api_num_threads
-                                               or 4 * flags.cpu_count()).start()
+            self.rest_server = rest_server.RestServer(api, o.rest_api_port, threads=o.rest_api_num_threads
+                                                      or 4 * flags.cpu_count(), grace=SHUTDOWN_GRACE_SECONDS,
+                                                      idle_timeout=_rest_idle_timeout()).start()
         except OSError as e:
             log.error("Failed to start HTTP Server at localhost:%d (%s)", o.rest_api_port, e.strerror)
             return
@@ -360,18 +364,34 @@ class ModelServer:
         if self.core is not None:
             self.core.manager.stopping.set()
 
-    def stop(self, grace=5.0):
+    def stop(self, grace=SHUTDOWN_GRACE_SECONDS):
+        """Stop accepting on every port at once, let requests in flight finish (`grace` s), then unload."""
         self._stop.set()
         if self.core is not None:
             self.core.manager.stopping.set()
         if self.health is not None:
             self.health.enter_graceful_shutdown()  # every service NOT_SERVING: balancers stop sending
+        grpc_stopped = self.grpc_server.stop(grace) if self.grpc_server is not None else None
         if self.rest_server is not None:
             self.rest_server.stop()
-        if self.grpc_server is not None:
-            self.grpc_server.stop(grace).wait()
+        if grpc_stopped is not None:
+            grpc_stopped.wait()
         if self.core is not None:
             self.core.manager.unload_all()
+
+
+def _rest_idle_timeout():
+    from .rest_server import IDLE_TIMEOUT_SECONDS
+
+    text = os.environ.get(REST_IDLE_TIMEOUT_VARIABLE, "")
+    try:
+        seconds = float(text) if text else IDLE_TIMEOUT_SECONDS
+    except ValueError:
+        seconds = -1
+    if not seconds > 0 or seconds == float("inf"):
+        raise StartupError(f"INVALID_ARGUMENT: ${REST_IDLE_TIMEOUT_VARIABLE} must be a number of seconds > 0, "
+                           f"not {text!r}")
+    return seconds
 
 
 def _file_text(path):

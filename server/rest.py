@@ -5,20 +5,16 @@ answers with the same checks, the same messages and the same request logging as 
 only turns JSON into requests and responses into JSON (rest_json.py), and status codes into HTTP.
 """
 
-import http.server
 import logging
 import re
-import socketserver
-import threading
 import urllib.parse
-from concurrent import futures
 
 import grpc
 from google.protobuf import json_format
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
                                      predict_pb2, regression_pb2)
 
-from . import rest_json, status
+from . import rest_json, servable, status
 
 log = logging.getLogger("tensorflow_serving.model_servers")
 
@@ -38,6 +34,13 @@ _POST = re.compile(r"(?i)/v1/models/(?P<name>[^/:]+)" + _VERSION_OR_LABEL + r":(
 _GET = re.compile(r"(?i)/v1/models(?:/(?P<name>[^/:]+))?" + _VERSION_OR_LABEL + r"(?:/(?P<metadata>metadata))?")
 _REST = re.compile(r"(?i)/v1/.*")
 NOT_FOUND_PAGE = "<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>\n</BODY></HTML>\n"
+# model_servers/http_rest_api_util.cc AddCORSHeaders, on every REST answer with --rest_api_enable_cors_support.
+CORS_HEADERS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, GET",
+                "Access-Control-Allow-Headers": "Content-Type"}
+_CORS_ORIGIN = re.compile(r"https?://")
+# What TensorFlow says when a run overstays RunOptions.timeout_in_ms (DirectSession); also said when a
+# run that TensorFlow cannot cancel (a batched one) overstays it.
+TIMED_OUT = "Timed out waiting for notification"
 
 
 class _Context:
@@ -58,20 +61,29 @@ class RestApi:
     def __init__(self, prediction, model, metrics_page=None, timeout_seconds=None, cors=False):
         self.prediction, self.model, self.metrics_page = prediction, model, metrics_page
         self.timeout_seconds, self.cors = timeout_seconds, cors
-        self._runner = futures.ThreadPoolExecutor(thread_name_prefix="rest-run") if timeout_seconds else None
 
-    def handle(self, method, uri, body):
+    def handle(self, method, uri, body, origin=None):
+        """(HTTP status, body, content type, extra headers) of one request; `origin`: its Origin header."""
         page = self.metrics_page
         if page is not None and uri.split("?", 1)[0] == page.path:
             if uri != page.path:
-                return 400, f"Unexpected path: {uri}. Should be {page.path}", "text/plain"
-            return 200, page.exposition(), page.content_type
+                return 400, f"Unexpected path: {uri}. Should be {page.path}", "text/plain", {}
+            return 200, page.exposition(), page.content_type, {}
         if not _REST.fullmatch(uri):
-            return 404, NOT_FOUND_PAGE, "text/html"
+            return 404, NOT_FOUND_PAGE, "text/html", {}
+        headers = CORS_HEADERS if self.cors else {}
+        if method == "OPTIONS":  # a CORS preflight (model_servers/http_server.cc): no body, either way
+            if origin and _CORS_ORIGIN.search(origin):
+                return 200, "", None, headers
+            return 400, "", None, headers  # FAILED_PRECONDITION: Origin header is missing in CORS preflight
         try:
-            return 200, self._dispatch(method, uri, body), "application/json"
+            return 200, self._dispatch(method, uri, body), "application/json", headers
         except status.ServingError as e:
-            return HTTP_STATUS.get(e.code, 500), rest_json.error(e.message), "application/json"
+            return HTTP_STATUS.get(e.code, 500), rest_json.error(e.message), "application/json", headers
+
+    def timed_out(self):
+        """The answer to a call that ran past --rest_api_timeout_in_ms."""
+        return 504, rest_json.error(TIMED_OUT), "application/json", CORS_HEADERS if self.cors else {}
 
     def _dispatch(self, method, uri, body):
         if method == "POST" and (match := _POST.fullmatch(uri)) and match["verb"] in ("predict", "classify", "regress"):
@@ -83,15 +95,12 @@ class RestApi:
         raise status.invalid_argument(f"Malformed request: {method} {uri}")
 
     def _run(self, call):
-        """The call, bounded by --rest_api_timeout_in_ms (DEADLINE_EXCEEDED, HTTP 504, when it runs over)."""
-        if self._runner is None:
+        """The call, its session runs bounded by --rest_api_timeout_in_ms as TF Serving bounds them: TensorFlow
+        cancels a run that overstays it (DEADLINE_EXCEEDED, HTTP 504) and the thread is free again."""
+        if not self.timeout_seconds:
             return call()
-        future = self._runner.submit(call)
-        try:
-            return future.result(self.timeout_seconds)
-        except futures.TimeoutError:
-            raise status.ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Timed out after "
-                                      f"{self.timeout_seconds * 1000:g} ms (--rest_api_timeout_in_ms)") from None
+        with servable.run_timeout(self.timeout_seconds * 1000):
+            return call()
 
     def _spec(self, spec, match):
         spec.name = urllib.parse.unquote(match["name"])
@@ -142,65 +151,3 @@ class RestApi:
             if key not in servable.signatures:
                 raise status.invalid_argument(f'Serving signature name: "{key}" not found in signature def')
             return servable.signatures[key]
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def _serve(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        api = self.server.api
-        code, text, content_type = api.handle(self.command, self.path, body)
-        data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text  # rest_json carries
-        # bytes that are not UTF-8 (as rapidjson passes them through) as surrogates
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        if api.cors:
-            self.send_header("Access-Control-Allow-Origin", "*")
-            self.send_header("Access-Control-Allow-Methods", "POST, GET")
-            self.send_header("Access-Control-Allow-Headers", "Content-Type")
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
-
-    def log_message(self, format, *args):  # no access log on stderr, as TF Serving
-        pass
-
-
-class _HttpServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    """Requests run on a pool of --rest_api_num_threads threads."""
-
-    daemon_threads = True
-    allow_reuse_address = False  # a busy port must fail, as for gRPC
-
-    def __init__(self, address, threads):
-        self._pool = futures.ThreadPoolExecutor(threads, thread_name_prefix="httprestserver")
-        super().__init__(address, _Handler)
-
-    def process_request(self, request, client_address):
-        self._pool.submit(self.process_request_thread, request, client_address)
-
-    def server_close(self):
-        super().server_close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-class RestServer:
-    """The HTTP server on a port (all interfaces, as TF Serving), in a thread; `stop()` ends it."""
-
-    def __init__(self, api, port, threads=4, host="0.0.0.0"):
-        self._server = _HttpServer((host, port), threads)
-        self._server.api = api
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="rest", daemon=True)
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._server.shutdown()
-        self._server.server_close()

@@ -1,5 +1,7 @@
 """One loaded SavedModel version: its session, signatures and the Predict/metadata calls on it."""
 
+import contextlib
+import contextvars
 import logging
 import threading
 import time
@@ -17,6 +19,22 @@ DEFAULT_SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
+
+# The run timeout of the calling thread's request, in ms (0: none). TF Serving's REST handler puts
+# --rest_api_timeout_in_ms in the RunOptions of every session run (model_servers/http_rest_api_handler.cc),
+# so TensorFlow cancels a run that overstays it and its thread is free again.
+_RUN_TIMEOUT_MS = contextvars.ContextVar("run_timeout_ms", default=0)
+
+
+@contextlib.contextmanager
+def run_timeout(milliseconds):
+    """Session runs made by this thread inside the block are cancelled by TensorFlow after `milliseconds`
+    (DEADLINE_EXCEEDED). Batched runs are shared by many requests and keep no per-request timeout."""
+    token = _RUN_TIMEOUT_MS.set(max(int(milliseconds), 0))
+    try:
+        yield
+    finally:
+        _RUN_TIMEOUT_MS.reset(token)
 
 
 class SavedModelServable:
@@ -141,20 +159,22 @@ class SavedModelServable:
 
     def _session_run(self, feeds, fetch_names):
         """One session run: feeds is [(tensor name, array)]; returns the fetched arrays in order."""
-        run = self._callable(tuple(name for name, _ in feeds), tuple(fetch_names))
+        run = self._callable(tuple(name for name, _ in feeds), tuple(fetch_names), _RUN_TIMEOUT_MS.get())
         try:
             return run(*(value for _, value in feeds))
         except tf.errors.OpError as e:
             raise status.from_tf_error(e) from None
 
-    def _callable(self, feed_names, fetch_names):
-        key = (feed_names, fetch_names)
+    def _callable(self, feed_names, fetch_names, timeout_ms=0):
+        key = (feed_names, fetch_names, timeout_ms)
         run = self._callables.get(key)
         if run is None:
             with self._callables_lock:
                 run = self._callables.get(key)
                 if run is None:
                     options = config_pb2.CallableOptions(feed=feed_names, fetch=fetch_names)
+                    if timeout_ms:
+                        options.run_options.timeout_in_ms = timeout_ms
                     try:
                         run = self._session._make_callable_from_options(options)
                     except (tf.errors.OpError, ValueError, KeyError) as e:

@@ -21,9 +21,11 @@ def free_port():
 class ServerProcess:
     """`tensorflow_model_server` with the given flags; `start()` returns once it answers gRPC."""
 
-    def __init__(self, *flags, cwd=None, credentials=None, server_name=None):
-        """credentials (grpc.ChannelCredentials) and server_name: how to reach a TLS server when polling it."""
+    def __init__(self, *flags, cwd=None, credentials=None, server_name=None, env=None):
+        """credentials (grpc.ChannelCredentials) and server_name: how to reach a TLS server when polling it;
+        env: variables added to the server's environment."""
         self.flags = list(flags)
+        self.env = dict(os.environ, **env) if env else None
         self.cwd = cwd or REPO
         self.credentials, self.server_name = credentials, server_name
         self.port = None
@@ -38,7 +40,7 @@ class ServerProcess:
         port_flags = [f for f in self.flags if f.startswith("--port")]
         self.port = int(port_flags[0].split("=")[1]) if port_flags else free_port()
         flags = self.flags if port_flags else [f"--port={self.port}"] + self.flags
-        self.process = subprocess.Popen([EXECUTABLE, "--rest_api_port=0", *flags], cwd=self.cwd,
+        self.process = subprocess.Popen([EXECUTABLE, "--rest_api_port=0", *flags], cwd=self.cwd, env=self.env,
                                         stdout=self._log, stderr=subprocess.STDOUT)
         if expect_ready:
             self.wait_ready(timeout)

@@ -1,0 +1,375 @@
+"""The REST API's HTTP server under real clients and real faults: keep-alive (HTTP/1.1 and 1.0), idle and
+slow connections, chunked and gzip bodies, bad framing, HEAD, clients that go away, the timeout, SIGTERM
+with a request in flight, and a restart on the same ports. Real server, real sockets, real clients."""
+
+import contextlib
+import gzip
+import http.client
+import json
+import signal
+import socket
+import statistics
+import threading
+import time
+
+import pytest
+import requests
+
+from server.testing import ServerProcess, free_port, wait_until
+
+PREDICT = "/v1/models/Toy:predict"
+BODY = json.dumps({"instances": [[1.0, 2.0], [1.0, 3.0]]}).encode()
+ANSWER = {"predictions": [[0.990161777], [0.99347043]]}  # Toy version 3, the latest
+
+
+def start(*flags, env=None, rest_port=None):
+    """A server with `flags` and REST on a free port (or `rest_port`), once REST answers."""
+    server = ServerProcess(*flags, env=env)
+    server.rest_port = rest_port or free_port()
+    server.flags.append(f"--rest_api_port={server.rest_port}")  # after ServerProcess's --rest_api_port=0
+    server.start()
+    server.wait_for_log(r"Exporting HTTP/REST API at:localhost:\d+ \.\.\.")
+    return server
+
+
+@contextlib.contextmanager
+def serving(*flags, **kwargs):
+    server = start(*flags, **kwargs)
+    try:
+        yield server
+    finally:
+        server.__exit__()
+
+
+@pytest.fixture(scope="module")
+def toy(toy_models):
+    with serving("--model_name=Toy", f"--model_base_path={toy_models}/Toy",
+                 env={"TFS_REST_IDLE_TIMEOUT_SECONDS": "2"}) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def slow_model(tmp_path_factory):
+    from test_hardening import build_slow_model
+    root = tmp_path_factory.mktemp("slow")
+    build_slow_model(root / "Slow" / "1")
+    return root / "Slow"
+
+
+def slow_body(sleep_us, marker):
+    return json.dumps({"inputs": {"x": [1.0, 2.0], "sleep_us": sleep_us, "marker": str(marker)}}).encode()
+
+
+def raw(port, data, timeout=10.0):
+    """Send `data` on a new connection, read one whole response (or what came in `timeout`): the bytes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+                head, _, body = answer.partition(b"\r\n\r\n")
+                length = [line for line in head.lower().split(b"\r\n") if line.startswith(b"content-length:")]
+                if _ and length and len(body) >= int(length[0].split(b":")[1]):
+                    break
+        except socket.timeout:
+            pass
+    return answer
+
+
+def http_request(method="POST", path=PREDICT, body=BODY, version="HTTP/1.1", extra=""):
+    return (f"{method} {path} {version}\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n{extra}\r\n").encode() + body
+
+
+def read_answer(reader, head=False):
+    """(status line, headers, body) of one response read from a socket's file; `head`: no body follows."""
+    status = reader.readline().decode().strip()
+    headers = {}
+    while (line := reader.readline().decode().strip()):
+        name, value = line.split(":", 1)
+        headers[name.strip().lower()] = value.strip()
+    body = b"" if head else reader.read(int(headers.get("content-length", 0)))
+    return status, headers, body
+
+
+# -- keep-alive ---------------------------------------------------------------------------------------
+
+def test_a_requests_session_keeps_its_connection_and_pays_no_per_request_delay(toy):
+    """Kept-alive requests cost about what requests on new connections do (http.server's Nagle + delayed
+    ACK made every kept-alive request take ~44 ms against ~1 ms on a new connection)."""
+    url = f"http://localhost:{toy.rest_port}{PREDICT}"
+
+    def timed(send, n=60):
+        times = []
+        for _ in range(n):
+            started = time.perf_counter()
+            response = send()
+            times.append(time.perf_counter() - started)
+            assert response.status_code == 200 and response.json() == ANSWER
+        return statistics.median(times[5:])
+
+    with requests.Session() as session:
+        kept = timed(lambda: session.post(url, data=BODY))
+        assert len(session.adapters["http://"].poolmanager.pools) == 1
+    fresh = timed(lambda: requests.post(url, data=BODY, headers={"Connection": "close"}))
+    assert kept < max(2 * fresh, 0.005), (kept, fresh)
+
+
+def test_http_client_keep_alive_loop_on_one_connection(toy):
+    connection = http.client.HTTPConnection("localhost", toy.rest_port, timeout=10)
+    connection.connect()
+    local = connection.sock.getsockname()
+    for _ in range(50):
+        connection.request("POST", PREDICT, body=BODY, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        assert response.status == 200 and json.loads(response.read()) == ANSWER
+        assert connection.sock is not None and connection.sock.getsockname() == local  # the same connection
+    connection.close()
+
+
+def test_http_1_0_keep_alive_is_kept_and_answered(toy):
+    """`ab -k` speaks HTTP/1.0 with Connection: keep-alive; http.server hung on it."""
+    with socket.create_connection(("127.0.0.1", toy.rest_port), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        for _ in range(3):
+            sock.sendall(http_request(version="HTTP/1.0", extra="Connection: keep-alive\r\n"))
+            status, headers, body = read_answer(reader)
+            assert status.endswith("200 OK") and json.loads(body) == ANSWER
+            assert headers.get("connection", "").lower() == "keep-alive"
+        sock.sendall(http_request(version="HTTP/1.0"))  # no keep-alive: answered, then closed
+        status, _, body = read_answer(reader)
+        assert status.endswith("200 OK") and json.loads(body) == ANSWER
+        assert reader.read() == b""
+
+
+def test_idle_connections_are_closed_after_the_idle_timeout(toy):
+    """TFS_REST_IDLE_TIMEOUT_SECONDS=2 in this server: idle, kept-alive and half-sent connections all close."""
+    never = socket.create_connection(("127.0.0.1", toy.rest_port), timeout=15)
+    kept = socket.create_connection(("127.0.0.1", toy.rest_port), timeout=15)
+    kept.sendall(http_request())
+    status, _, _ = read_answer(kept.makefile("rb"))
+    assert status.endswith("200 OK")
+    half = socket.create_connection(("127.0.0.1", toy.rest_port), timeout=15)
+    half.sendall(b"POST /v1/models/Toy:predict HTTP/1.1\r\nHost: local")
+    started = time.monotonic()
+    for sock in (never, kept, half):
+        assert sock.recv(100) == b""  # closed by the server
+        sock.close()
+    assert time.monotonic() - started < 10
+
+
+def test_300_idle_connections_and_100_slow_clients_do_not_lock_out_a_new_client(toy):
+    """Each held one of the --rest_api_num_threads threads of http.server, so the ninth client timed out."""
+    idle = []
+    for i in range(300):
+        sock = socket.create_connection(("127.0.0.1", toy.rest_port), timeout=10)
+        if i % 2:  # half made a request and keep the connection
+            sock.sendall(http_request())
+            assert read_answer(sock.makefile("rb"))[0].endswith("200 OK")
+        idle.append(sock)
+    slow = [socket.create_connection(("127.0.0.1", toy.rest_port), timeout=10) for _ in range(100)]
+    stop = threading.Event()
+    head = b"POST /v1/models/Toy:predict HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n"
+
+    def trickle():  # headers a byte at a time, every slow client in turn
+        for byte in head:
+            for sock in slow:
+                if stop.is_set():
+                    return
+                sock.send(bytes([byte]))
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=trickle)
+    thread.start()
+    try:
+        for _ in range(5):
+            response = requests.post(f"http://localhost:{toy.rest_port}{PREDICT}", data=BODY, timeout=5)
+            assert response.status_code == 200 and response.json() == ANSWER
+        assert thread.is_alive()  # the slow clients were still sending while the new ones were served
+    finally:
+        stop.set()
+        thread.join()
+        for sock in idle + slow:
+            sock.close()
+
+
+# -- framing ------------------------------------------------------------------------------------------
+
+def test_a_chunked_body_is_read_and_the_connection_stays_in_step(toy):
+    connection = http.client.HTTPConnection("localhost", toy.rest_port, timeout=10)
+    for _ in range(2):  # a second request on the connection: the chunk sizes were read as a new request
+        connection.request("POST", PREDICT, body=iter([BODY[:10], BODY[10:]]), encode_chunked=True,
+                           headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+        response = connection.getresponse()
+        assert response.status == 200 and json.loads(response.read()) == ANSWER
+    connection.close()
+
+
+def test_a_gzip_body_is_decompressed(toy):
+    response = requests.post(f"http://localhost:{toy.rest_port}{PREDICT}", data=gzip.compress(BODY),
+                             headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
+    assert response.status_code == 200 and response.json() == ANSWER
+
+
+def test_a_body_that_is_not_gzip_is_a_400_with_no_traceback(toy):
+    mark = len(toy.log())
+    response = requests.post(f"http://localhost:{toy.rest_port}{PREDICT}", data=BODY,
+                             headers={"Content-Encoding": "gzip"})
+    assert response.status_code == 400
+    assert response.json() == {"error": "Could not read the request body: Can not decode content-encoding: gzip"}
+    assert requests.post(f"http://localhost:{toy.rest_port}{PREDICT}", data=BODY).status_code == 200
+    assert "Traceback" not in toy.log()[mark:]
+
+
+def test_a_gzip_bomb_is_a_413_at_100_mib(toy):
+    """A 100 KiB body that inflates past TF Serving's 100 MiB bound (net_http/compression/gzip_zlib.h)."""
+    bomb = gzip.compress(b" " * (101 * 2**20), compresslevel=9)
+    assert len(bomb) < 200_000
+    response = requests.post(f"http://localhost:{toy.rest_port}{PREDICT}", data=bomb,
+                             headers={"Content-Encoding": "gzip"})
+    assert response.status_code == 413
+    assert response.json() == {"error": "Request body is larger than the REST API's limit of 104857600 bytes "
+                                        "once decompressed; send large tensors over gRPC"}
+
+
+@pytest.mark.parametrize("length, status", [
+    ("abc", 400), ("-1", 400), ("1, 1", 400), ("99999999999999999999", 400),  # not a length
+    (str(2**63), 413), (str(300 * 2**20), 413),  # beyond the body limit: refused before a byte is read
+])
+def test_bad_content_length_is_answered_at_once_with_no_traceback(toy, length, status):
+    mark = len(toy.log())
+    started = time.monotonic()
+    answer = raw(toy.rest_port, f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n{{}}".encode())
+    assert answer.split(b"\r\n", 1)[0].split(b" ", 2)[1] == str(status).encode(), answer
+    assert time.monotonic() - started < 5  # answered and closed, not held until the client gives up
+    if status == 413:
+        assert b"limit of 268435456 bytes; send large tensors over gRPC" in answer
+    log = toy.log()[mark:]
+    assert "Traceback" not in log and len(log.splitlines()) <= 1
+    assert requests.get(f"http://localhost:{toy.rest_port}/v1/models/Toy").status_code == 200
+
+
+def test_head_is_answered_without_a_body(toy):
+    """TF Serving answers HEAD like any other method (400 Malformed request here), and sends no body."""
+    with socket.create_connection(("127.0.0.1", toy.rest_port), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        sock.sendall(b"HEAD /v1/models/Toy HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, headers, _ = read_answer(reader, head=True)
+        assert status.endswith("400 Bad Request") and int(headers["content-length"]) > 0
+        sock.sendall(b"GET /v1/models/Toy HTTP/1.1\r\nHost: x\r\n\r\n")  # a body after HEAD would be read here
+        status, _, body = read_answer(reader)
+        assert status.endswith("200 OK") and json.loads(body)["model_version_status"][0]["state"] == "AVAILABLE"
+
+
+def test_cors_preflight(toy_models):
+    """model_servers/http_server.cc: OPTIONS with an http(s) Origin is 200, without one 400; no body."""
+    with serving("--model_name=Toy", f"--model_base_path={toy_models}/Toy", "--rest_api_enable_cors_support") as server:
+        url = f"http://localhost:{server.rest_port}{PREDICT}"
+        response = requests.options(url, headers={"Origin": "https://example.com",
+                                                  "Access-Control-Request-Method": "POST"})
+        assert (response.status_code, response.content) == (200, b"")
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
+        assert response.headers["Access-Control-Allow-Methods"] == "POST, GET"
+        assert response.headers["Access-Control-Allow-Headers"] == "Content-Type"
+        response = requests.options(url)
+        assert (response.status_code, response.content) == (400, b"")
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
+        assert requests.post(url, data=BODY).headers["Access-Control-Allow-Origin"] == "*"
+
+
+# -- clients that go away, timeouts, shutdown -----------------------------------------------------------
+
+def test_a_client_that_disconnects_before_its_answer_costs_one_log_line_at_most(slow_model, tmp_path):
+    with serving("--model_name=Slow", f"--model_base_path={slow_model}") as server:
+        mark = len(server.log())
+        for i in range(3):
+            marker = tmp_path / f"started-{i}"
+            sock = socket.create_connection(("127.0.0.1", server.rest_port))
+            body = slow_body(300_000, marker)
+            sock.sendall(f"POST /v1/models/Slow:predict HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+                         .encode() + body)
+            wait_until(marker.exists, what="the run to start")
+            sock.close()
+        time.sleep(1)  # let the runs end and their answers meet the closed sockets  # noqa: fixed wait: nothing to poll
+        response = requests.post(f"http://localhost:{server.rest_port}/v1/models/Slow:predict",
+                                 data=slow_body(0, tmp_path / "after"))
+        assert response.status_code == 200
+        log = server.log()[mark:]
+        assert "Traceback" not in log and len(log.splitlines()) <= 3, log
+
+
+def test_timed_out_runs_free_their_threads_for_the_requests_behind_them(slow_model, tmp_path):
+    """--rest_api_timeout_in_ms=1000 and 2 threads: six 10 s runs and three tiny ones. TensorFlow cancels
+    each slow run at 1 s (TF Serving's RunOptions timeout), so the tiny ones are served within seconds;
+    before, timed-out work kept its thread and all nine got 504."""
+    with serving("--model_name=Slow", f"--model_base_path={slow_model}", "--rest_api_timeout_in_ms=1000",
+                 "--rest_api_num_threads=2") as server:
+        url = f"http://localhost:{server.rest_port}/v1/models/Slow:predict"
+        results = {}
+
+        def send(name, sleep_us):
+            started = time.monotonic()
+            response = requests.post(url, data=slow_body(sleep_us, tmp_path / name), timeout=60)
+            results[name] = (response.status_code, response.json(), time.monotonic() - started)
+
+        threads = [threading.Thread(target=send, args=(f"slow{i}", 10_000_000)) for i in range(6)]
+        threads += [threading.Thread(target=send, args=(f"tiny{i}", 0)) for i in range(3)]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.02)  # noqa: fixed wait: only spaces the sends, so the slow ones queue first
+        for thread in threads:
+            thread.join()
+        for i in range(6):
+            assert results[f"slow{i}"][:2] == (504, {"error": "Timed out waiting for notification"})
+        for i in range(3):
+            status, body, seconds = results[f"tiny{i}"]
+            assert (status, body) == (200, {"outputs": [2.0, 4.0]})
+            assert seconds < 10, results  # a slow run that kept its thread would hold it for 10 s
+
+
+def test_sigterm_lets_a_rest_request_in_flight_finish_before_the_models_unload(slow_model, tmp_path):
+    """Before, the models unloaded while REST still ran: the request got `404 Servable not found`."""
+    server = start("--model_name=Slow", f"--model_base_path={slow_model}")
+    result = {}
+
+    def send():
+        response = requests.post(f"http://localhost:{server.rest_port}/v1/models/Slow:predict",
+                                 data=slow_body(1_500_000, tmp_path / "started"), timeout=30)
+        result["answer"] = (response.status_code, response.json())
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    wait_until((tmp_path / "started").exists, what="the run to start")
+    server.process.send_signal(signal.SIGTERM)
+    thread.join()
+    assert server.process.wait(30) == 0
+    assert result["answer"] == (200, {"outputs": [2.0, 4.0]})
+    server.__exit__()
+
+
+def test_a_restart_on_the_same_ports_serves_rest_at_once(toy_models):
+    """Connections the old server closed sit in TIME_WAIT; without SO_REUSEADDR the new one logged
+    `Failed to start HTTP Server ... (Address already in use)` and ran without REST."""
+    grpc_port, rest_port = free_port(), free_port()
+    flags = (f"--port={grpc_port}", "--model_name=Toy", f"--model_base_path={toy_models}/Toy")
+    first = start(*flags, rest_port=rest_port)
+    with requests.Session() as session:  # kept-alive connections the server closes at shutdown
+        for _ in range(3):
+            assert session.post(f"http://localhost:{rest_port}{PREDICT}", data=BODY).status_code == 200
+        assert first.stop() == 0
+    first.__exit__()
+    with serving(*flags, rest_port=rest_port) as second:
+        assert "Failed to start HTTP Server" not in second.log()
+        assert requests.post(f"http://localhost:{rest_port}{PREDICT}", data=BODY).json() == ANSWER
+
+
+def test_a_bad_idle_timeout_variable_fails_start_up(toy_models):
+    server = ServerProcess("--model_name=Toy", f"--model_base_path={toy_models}/Toy",
+                           env={"TFS_REST_IDLE_TIMEOUT_SECONDS": "soon"})
+    server.flags.append(f"--rest_api_port={free_port()}")
+    server.start(expect_ready=False)
+    assert server.process.wait(60) == 255
+    assert ("Failed to start server. Error: INVALID_ARGUMENT: $TFS_REST_IDLE_TIMEOUT_SECONDS must be a number of "
+            "seconds > 0, not 'soon'") in server.log()
+    server.__exit__()
