@@ -7,7 +7,6 @@ that many run at once, and a hundred slow or idle clients hold no thread at all.
 """
 
 import asyncio
-import json
 import logging
 import threading
 from concurrent import futures
@@ -17,7 +16,7 @@ from concurrent import futures
 # bodies and caps their size itself, where uvicorn would leave both to us.
 from aiohttp import http_exceptions, web
 
-from . import rest
+from . import rest_json
 
 log = logging.getLogger("tensorflow_serving.model_servers")
 
@@ -107,10 +106,9 @@ class RestServer:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
 
-    def _make_request(self, message, payload, protocol, writer, task, _cls=web.BaseRequest):
-        gzip = "gzip" in message.headers.get("Content-Encoding", "").lower()
-        return _cls(message, payload, protocol, writer, task, self._loop,
-                    client_max_size=MAX_GZIP_BODY_BYTES if gzip else MAX_BODY_BYTES)
+    def _make_request(self, message, payload, protocol, writer, task):
+        return web.BaseRequest(message, payload, protocol, writer, task, self._loop,
+                               client_max_size=_body_limit(message.headers))
 
     async def _handle(self, request):
         try:
@@ -118,14 +116,15 @@ class RestServer:
                 raise web.HTTPRequestEntityTooLarge(MAX_BODY_BYTES, request.content_length)
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return self._too_large(request)
+            limit = _body_limit(request.headers)
+            inflated = " once decompressed" if limit == MAX_GZIP_BODY_BYTES else ""
+            # The rest of the body is not read: the connection closes after this answer.
+            return _error(413, f"Request body is larger than the REST API's limit of {limit} bytes{inflated}; "
+                               "send large tensors over gRPC")
         except web.RequestPayloadError as e:  # a gzip body that does not inflate, bad chunk framing
             # (TF Serving reads a body it cannot inflate as empty: "The document is empty"; this says why)
             detail = " ".join(str(getattr(e.__cause__, "message", e)).split())
-            response = web.Response(status=400, text=json.dumps({"error": f"Could not read the request body: {detail}"}),
-                                    content_type="application/json")
-            response.force_close()
-            return response
+            return _error(400, f"Could not read the request body: {detail}")
         code, text, content_type, headers = await self._call(request.method, request.raw_path, body,
                                                              request.headers.get("Origin"))
         data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text  # rest_json carries
@@ -148,12 +147,12 @@ class RestServer:
                 return self.api.handle(method, path, body, origin)
             except Exception as e:  # a bug of ours: INTERNAL (500), logged, and the server serves on
                 log.exception("REST %s %s failed", method, path)
-                return 500, rest.rest_json.error(f"Internal error: {type(e).__name__}: {e}"), "application/json", {}
+                return 500, rest_json.error(f"Internal error: {type(e).__name__}: {e}"), "application/json", {}
 
         try:
             call = asyncio.wrap_future(self._pool.submit(run))
         except RuntimeError:  # the pool is shut down: the server is stopping
-            return 503, rest.rest_json.error("Server is shutting down"), "application/json", {}
+            return 503, rest_json.error("Server is shutting down"), "application/json", {}
         timeout = self.api.timeout_seconds
         if not timeout:
             return await call
@@ -165,13 +164,13 @@ class RestServer:
         except asyncio.TimeoutError:
             return self.api.timed_out()
 
-    def _too_large(self, request):
-        limit = MAX_GZIP_BODY_BYTES if "gzip" in request.headers.get("Content-Encoding", "").lower() \
-            else MAX_BODY_BYTES
-        message = (f"Request body is larger than the REST API's limit of {limit} bytes"
-                   f"{' once decompressed' if limit == MAX_GZIP_BODY_BYTES else ''}; "
-                   "send large tensors over gRPC")
-        # The rest of the body is not read: the connection closes after this answer.
-        response = web.Response(status=413, text=json.dumps({"error": message}), content_type="application/json")
-        response.force_close()
-        return response
+
+def _body_limit(headers):
+    return MAX_GZIP_BODY_BYTES if "gzip" in headers.get("Content-Encoding", "").lower() else MAX_BODY_BYTES
+
+
+def _error(code, message):
+    """An answer to a request whose body could not be read, in TF Serving's error JSON; the connection closes."""
+    response = web.Response(status=code, text=rest_json.error(message), content_type="application/json")
+    response.force_close()
+    return response

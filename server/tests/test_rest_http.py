@@ -244,7 +244,7 @@ def test_bad_content_length_is_answered_at_once_with_no_traceback(toy, length, s
     assert answer.split(b"\r\n", 1)[0].split(b" ", 2)[1] == str(status).encode(), answer
     assert time.monotonic() - started < 5  # answered and closed, not held until the client gives up
     if status == 413:
-        assert b"limit of 268435456 bytes; send large tensors over gRPC" in answer
+        assert b"limit of 268435456 bytes; send large tensors over gRPC" in answer  # in TF Serving's error JSON
     log = toy.log()[mark:]
     assert "Traceback" not in log and len(log.splitlines()) <= 1
     assert requests.get(f"http://localhost:{toy.rest_port}/v1/models/Toy").status_code == 200
