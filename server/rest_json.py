@@ -1,10 +1,11 @@
 """JSON <-> protobuf for the REST API, byte for byte as TF Serving writes it.
 
-TF Serving parses request bodies with rapidjson (kParseNanAndInfFlag) and writes every answer
-with rapidjson's PrettyWriter (tensorflow_serving/util/json_tensor.cc); the metadata answer is
-protobuf's JSON printer output concatenated by hand (model_servers/http_rest_api_util.cc).
-This module reproduces both: the messages (word for word, typos included), the number formats
-and the whitespace.
+TF Serving parses request bodies with rapidjson 1.1.0 (kParseIterativeFlag | kParseNanAndInfFlag |
+kParseStopWhenDoneFlag: any depth, and nothing after the first value is read) and writes every
+answer with rapidjson's PrettyWriter (tensorflow_serving/util/json_tensor.cc); the metadata answer
+is protobuf's JSON printer output concatenated by hand (model_servers/http_rest_api_util.cc).
+This module reproduces both as tensorflow/serving's current source has them: the messages (word
+for word, typos included), the number formats and the whitespace.
 
 Strings: JSON text is bytes to rapidjson, which does not validate UTF-8. Here a JSON string is a
 Python str decoded with "surrogateescape", so invalid bytes survive as U+DC80..U+DCFF and
@@ -31,8 +32,6 @@ _INT32 = (-(1 << 31), (1 << 31) - 1)
 _UINT32 = (0, (1 << 32) - 1)
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 _UINT64 = (0, (1 << 64) - 1)
-_FLT_MAX = float(np.finfo(np.float32).max)
-_RAPIDJSON_FLT_MAX = 3.4028234e38  # the bound of rapidjson's Value::IsFloat()
 
 
 def _unimplemented(message):
@@ -94,9 +93,22 @@ def _json_type(v):
     return "Number"
 
 
+class _Object(dict):
+    """A JSON object whose names repeat. Lookups see the first member of a name, as rapidjson's
+    FindMember; `members` keeps every (name, value) in document order, as rapidjson's Value does
+    (MemberCount() counts them all, Accept() writes them all)."""
+    __slots__ = ("members",)
+
+
+def _members(v):
+    """Every member of an object, repeated names included."""
+    members = getattr(v, "members", None)
+    return v.items() if members is None else members
+
+
 def _is_b64(v):
-    """An object {"b64": <string>} and nothing else."""
-    return isinstance(v, dict) and len(v) == 1 and isinstance(v.get("b64"), str)
+    """IsValBase64Object: an object {"b64": <string>} and nothing else (MemberCount() == 1)."""
+    return isinstance(v, dict) and len(v) == 1 and isinstance(v.get("b64"), str) and len(_members(v)) == 1
 
 
 def _to_bytes(s):
@@ -158,20 +170,129 @@ def _decimals(array, is_float):
     return out
 
 
+# rapidjson's Writer::Double (rapidjson 1.1.0, the version tensorflow_serving/workspace.bzl pins):
+# internal/dtoa.h Grisu2 digits (not always the shortest ones) and Prettify's layout. Written here
+# from the algorithm (Loitsch's Grisu2 with 64-bit "DIY" floats), with 64-bit unsigned arithmetic.
+
+_U64 = (1 << 64) - 1
+
+
+def _cached_powers():
+    """10^k for k = -348, -340, ..., 340 as (64-bit significand, binary exponent), rounded to nearest."""
+    powers = []
+    for k in range(-348, 341, 8):
+        if k >= 0:
+            n = 10 ** k
+            shift = n.bit_length() - 64
+            f = (n + (1 << (shift - 1))) >> shift if shift > 0 else n << -shift
+            e = shift
+        else:
+            d = 10 ** -k
+            s = 63 + d.bit_length()
+            f = ((1 << s) + d // 2) // d
+            if f >> 64:
+                s -= 1
+                f = ((1 << s) + d // 2) // d
+            e = -s
+        if f >> 64:  # rounding carried into a 65th bit
+            f, e = f >> 1, e + 1
+        powers.append((f, e))
+    return powers
+
+
+_CACHED_POWERS = _cached_powers()
+
+
+def _diy_multiply(a, b):
+    """DiyFp::operator*: the high 64 bits of the product, rounded (half up)."""
+    p = a[0] * b[0]
+    return ((p >> 64) + ((p >> 63) & 1)) & _U64, a[1] + b[1] + 64
+
+
+def _diy_normalize(f, e):
+    shift = 64 - f.bit_length()
+    return (f << shift) & _U64, e - shift
+
+
+def _grisu2(value):
+    """Digits and decimal exponent K of a finite positive double: value ~= digits * 10^K."""
+    bits = int(np.float64(value).view(np.uint64))
+    biased = (bits >> 52) & 0x7FF
+    f = bits & ((1 << 52) - 1)
+    if biased:
+        f, e = f + (1 << 52), biased - 1075
+    else:
+        e = -1074
+    # NormalizedBoundaries: m+ normalized so that bit 63 is set, m- on the same exponent
+    pf, pe = (f << 1) + 1, e - 1
+    while not pf & (1 << 53):
+        pf, pe = pf << 1, pe - 1
+    pf, pe = pf << 10, pe - 10
+    if f == 1 << 52:
+        mf, me = (f << 2) - 1, e - 2
+    else:
+        mf, me = (f << 1) - 1, e - 1
+    mf <<= me - pe
+    # GetCachedPower: the power of ten bringing the exponent into Grisu's range
+    dk = (-61 - pe) * 0.30102999566398114 + 347
+    k = int(dk)
+    if dk - k > 0.0:
+        k += 1
+    index = (k >> 3) + 1
+    big_k = -(-348 + (index << 3))
+    c_mk = _CACHED_POWERS[index]
+    w = _diy_multiply(_diy_normalize(f, e), c_mk)
+    wp = _diy_multiply((pf, pe), c_mk)
+    wm = _diy_multiply((mf, pe), c_mk)
+    wm_f, wp_f = wm[0] + 1, wp[0] - 1
+    # DigitGen
+    shift = -wp[1]
+    one_f = 1 << shift
+    wp_w = (wp_f - w[0]) & _U64
+    delta = (wp_f - wm_f) & _U64
+    p1 = (wp_f >> shift) & 0xFFFFFFFF
+    p2 = wp_f & (one_f - 1)
+    digits = []
+    kappa = min(len(str(p1)), 9) if p1 else 1
+
+    def round_last(rest, ten_kappa, wp_w):  # GrisuRound
+        while (rest < wp_w and ((delta - rest) & _U64) >= ten_kappa
+               and (((rest + ten_kappa) & _U64) < wp_w
+                    or ((wp_w - rest) & _U64) > ((rest + ten_kappa - wp_w) & _U64))):
+            digits[-1] -= 1
+            rest = (rest + ten_kappa) & _U64
+
+    while kappa > 0:
+        divisor = 10 ** (kappa - 1)
+        d, p1 = divmod(p1, divisor)
+        if d or digits:
+            digits.append(d)
+        kappa -= 1
+        rest = ((p1 << shift) + p2) & _U64
+        if rest <= delta:
+            big_k += kappa
+            round_last(rest, ((10 ** kappa) << shift) & _U64, wp_w)
+            return "".join(map(str, digits)), big_k
+    while True:
+        p2 = (p2 * 10) & _U64
+        delta = (delta * 10) & _U64
+        d = p2 >> shift
+        if d or digits:
+            digits.append(d)
+        p2 &= one_f - 1
+        kappa -= 1
+        if p2 < delta:
+            big_k += kappa
+            scale = 10 ** -kappa if -kappa < 9 else 0
+            round_last(p2, one_f, (wp_w * scale) & _U64)
+            return "".join(map(str, digits)), big_k
+
+
 def _dtoa(value):
-    """rapidjson Writer::Double (Grisu shortest digits, then Prettify) for a finite double."""
+    """rapidjson Writer::Double (internal::dtoa with maxDecimalPlaces 324) for a finite double."""
     if value == 0:
         return "-0.0" if math.copysign(1.0, value) < 0 else "0.0"
-    text = repr(abs(value))
-    mantissa, _, exponent = text.partition("e")
-    whole, _, fraction = mantissa.partition(".")
-    if fraction == "0":
-        fraction = ""
-    digits = (whole + fraction).lstrip("0")
-    k = int(exponent or 0) - len(fraction)
-    stripped = digits.rstrip("0")
-    k += len(digits) - len(stripped)
-    digits = stripped
+    digits, k = _grisu2(abs(value))
     length = len(digits)
     kk = length + k  # 10^(kk-1) <= v < 10^kk
     if 0 <= k and kk <= 21:
@@ -180,6 +301,8 @@ def _dtoa(value):
         out = digits[:kk] + "." + digits[kk:]
     elif -6 < kk <= 0:
         out = "0." + "0" * -kk + digits
+    elif kk < -324:
+        out = "0.0"
     elif length == 1:
         out = digits + "e" + str(kk - 1)
     else:
@@ -209,10 +332,10 @@ class _Stop(Exception):
 
 
 class _PrettyWriter:
-    def __init__(self):
+    def __init__(self, single_line_arrays=False):
         self.out = []
         self.levels = []  # per open container: [is_array, value_count]
-        self.single_line_arrays = False
+        self.single_line_arrays = single_line_arrays
 
     def _prefix(self):
         if not self.levels:
@@ -269,47 +392,87 @@ class _PrettyWriter:
         return "".join(self.out)
 
 
-def _accept(writer, v):
-    """rapidjson Value::Accept(writer)."""
-    if v is None:
-        writer.raw("null")
-    elif v is True:
-        writer.raw("true")
-    elif v is False:
-        writer.raw("false")
-    elif isinstance(v, str):
-        writer.string(v)
-    elif isinstance(v, dict):
-        writer.start_object()
-        for key, value in v.items():
-            writer.key(key)
-            _accept(writer, value)
-        writer.end_object()
-    elif isinstance(v, list):
-        writer.start_array()
-        for value in v:
-            _accept(writer, value)
-        writer.end_array()
-    elif _is_int_token(v):
-        writer.raw(str(v))
-    else:
-        d = float(v)
-        writer._prefix()
-        if not math.isfinite(d):
-            raise _Stop  # Writer::Double refuses NaN/Infinity without kWriteNanAndInfFlag
-        writer.out.append(_dtoa(d))
+# json_tensor.cc kMaxJsonDebugStringBytes: JsonWriterWithLimit lets a writer event through only
+# while the output holds fewer bytes than this; the first refused event ends the text, with no
+# marker (the event that crosses the limit is written whole, so the text can be longer).
+_DEBUG_STRING_LIMIT = 256
+_END = object()
+
+
+def _byte_length(text):
+    try:
+        return len(text.encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:  # a str not made by this module (lone surrogates): as UTF-8 would
+        return len(text.encode("utf-8", "surrogatepass"))
 
 
 def _value_string(v):
-    """json_tensor.cc JsonValueToString: a value as it appears in error messages (PrettyWriter)."""
-    if _is_double(v):
-        d = float(v)
-        if -_RAPIDJSON_FLT_MAX <= d <= _RAPIDJSON_FLT_MAX:
-            return _decimal(float(np.float32(d)), True)
-        return _decimal(d, False)
-    writer = _PrettyWriter()
+    """json_tensor.cc JsonValueToDebugString: a value as error messages show it.
+
+    rapidjson's Value::Accept into a PrettyWriter set to kFormatSingleLineArray (arrays on one line,
+    objects still one member a line), through JsonWriterWithLimit (the output stops at the first
+    event once it holds _DEBUG_STRING_LIMIT bytes). Numbers written with '.', an exponent, or
+    beyond 64 bits go through Writer::Double; NaN and Infinity make it fail, which ends the text
+    there too. Walked with an explicit stack: a document can nest any depth (rapidjson's
+    iterative parser takes it)."""
+    writer = _PrettyWriter(single_line_arrays=True)
+    written = [0, 0]  # bytes, pieces counted
+
+    def in_limit():
+        out = writer.out
+        for i in range(written[1], len(out)):
+            written[0] += _byte_length(out[i])
+        written[1] = len(out)
+        return written[0] < _DEBUG_STRING_LIMIT
+
+    def write(value):
+        """One value's first event; returns an iterator over its members/elements if it opened one."""
+        if value is None:
+            writer.raw("null")
+        elif value is True:
+            writer.raw("true")
+        elif value is False:
+            writer.raw("false")
+        elif isinstance(value, str):
+            writer.string(value)
+        elif isinstance(value, dict):
+            writer.start_object()
+            return True, iter(_members(value))
+        elif isinstance(value, list):
+            writer.start_array()
+            return False, iter(value)
+        elif _is_int_token(value):
+            writer.raw(str(value))
+        else:
+            d = float(value)
+            writer._prefix()
+            if not math.isfinite(d):
+                raise _Stop  # Writer::Double refuses NaN/Infinity without kWriteNanAndInfFlag
+            writer.out.append(_dtoa(d))
+        return None
+
     try:
-        _accept(writer, v)
+        if not in_limit():
+            return ""
+        opened = write(v)
+        stack = [opened] if opened else []
+        while stack:
+            is_object, members = stack[-1]
+            item = next(members, _END)
+            if not in_limit():
+                break
+            if item is _END:
+                stack.pop()
+                writer.end_object() if is_object else writer.end_array()
+                continue
+            if is_object:
+                writer.key(item[0])
+                if not in_limit():
+                    break
+                item = item[1]
+            opened = write(item)
+            if opened:
+                stack.append(opened)
     except _Stop:
         pass
     return writer.text()
@@ -341,7 +504,6 @@ def error(message: str) -> str:
 
 _PARSE_MESSAGES = {
     "empty": "The document is empty.",
-    "singular": "The document root must not be followed by other values.",
     "value": "Invalid value.",
     "name": "Missing a name for object member.",
     "colon": "Missing a colon after a name of object member.",
@@ -362,7 +524,9 @@ _SLOW_PATH = re.compile(rb"\\u[dD][89a-fA-F]|[eE][-+]?[0-9]{3}|[0-9]{300}")
 
 
 def _guard_depth(function):
-    """A document nested past Python's recursion limit is refused, not a crash (rapidjson has no limit)."""
+    """A tensor nested past Python's recursion limit is refused, not a crash. Parsing takes any
+    depth (as rapidjson's iterative parser); filling a tensor walks its values recursively, as
+    json_tensor.cc FillTensorProto does."""
     def wrapper(*args, **kwargs):
         try:
             return function(*args, **kwargs)
@@ -373,6 +537,8 @@ def _guard_depth(function):
 
 
 _NOTHING = object()
+_JSON_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_FAST_DECODER = json.JSONDecoder(object_pairs_hook=lambda pairs: _first_wins(pairs))
 
 
 class _ParseError(Exception):
@@ -382,14 +548,20 @@ class _ParseError(Exception):
 
 
 def _first_wins(pairs):
-    """An object as rapidjson's FindMember sees it: a repeated key keeps its first value."""
+    """An object as rapidjson's FindMember sees it: a repeated key keeps its first value (and the
+    object remembers all its members, see _Object)."""
     out = {}
     for key, value in pairs:
         out.setdefault(key, value)
+    if len(out) != len(pairs):
+        out = _Object(out)
+        out.members = pairs
     return out
 
 
 _WHITESPACE = b" \n\r\t"
+_OPEN_OBJECT, _OPEN_ARRAY = ord("{"), ord("[")
+_NO_START = frozenset(b"]},:")  # tokens that cannot begin a document
 _PLAIN = re.compile(rb'[^"\\\x00-\x1f]+')
 _DIGITS = re.compile(rb"[0-9]*")
 _SIMPLE_ESCAPES = {ord('"'): b'"', ord("\\"): b"\\", ord("/"): b"/", ord("b"): b"\b", ord("f"): b"\f",
@@ -397,8 +569,9 @@ _SIMPLE_ESCAPES = {ord('"'): b'"', ord("\\"): b"\\", ord("/"): b"/", ord("b"): b
 
 
 class _Reader:
-    """rapidjson GenericReader::Parse<kParseNanAndInfFlag> over an EncodedInputStream<UTF8>:
-    the same values, the same errors at the same offsets (a NUL byte reads as the end)."""
+    """rapidjson 1.1.0 GenericReader::Parse with json_tensor.cc ParseJson's flags over an
+    EncodedInputStream<UTF8>: the same values, the same errors at the same offsets (a NUL byte
+    reads as the end)."""
 
     def __init__(self, data):
         self.data = data
@@ -423,16 +596,92 @@ class _Reader:
         self.pos = pos
 
     def parse(self):
+        """IterativeParse<kParseIterativeFlag | kParseNanAndInfFlag | kParseStopWhenDoneFlag>
+        (json_tensor.cc ParseJson): containers are tracked on an explicit stack, so any depth
+        parses; the document ends with its first value, and nothing after it is read."""
         self.skip_whitespace()
-        if self.peek() == 0:
+        c = self.peek()
+        if c == 0 or c in _NO_START:  # the iterative parser's error for its start state (HandleError)
             raise _ParseError("empty", self.pos)
-        value = self.value()
+        if c != _OPEN_OBJECT and c != _OPEN_ARRAY:
+            return self.value()  # a scalar root: the parser stops right after it
+        root = None
+        stack = []  # the open containers, innermost last
+        keys = []  # per open object: the name of the member being read
+        while True:
+            # a value starts here (whitespace skipped), for the innermost container or the root
+            c = self.peek()
+            if c == _OPEN_OBJECT or c == _OPEN_ARRAY:
+                self.pos += 1
+                if c == _OPEN_OBJECT:
+                    container = _Object()
+                    container.members = None  # until a name repeats
+                else:
+                    container = []
+                if stack:
+                    self.add(stack[-1], keys, container)
+                else:
+                    root = container
+                stack.append(container)
+                self.skip_whitespace()
+                if c == _OPEN_OBJECT:
+                    keys.append(None)
+                    if not self.consume("}"):
+                        keys[-1] = self.member_name()
+                        continue
+                    keys.pop()
+                elif not self.consume("]"):
+                    continue
+                stack.pop()  # "{}" or "[]": complete already
+                if not stack:
+                    return root
+            else:
+                self.add(stack[-1], keys, self.value())
+            # after a value: a comma and the next one, or the end of the container
+            while True:
+                container = stack[-1]
+                self.skip_whitespace()
+                if self.consume(","):
+                    self.skip_whitespace()
+                    if type(container) is not list:
+                        keys[-1] = self.member_name()
+                    break
+                if type(container) is not list:
+                    if not self.consume("}"):
+                        raise _ParseError("object", self.pos)
+                    keys.pop()
+                elif not self.consume("]"):
+                    raise _ParseError("array", self.pos)
+                stack.pop()
+                if not stack:
+                    return root  # kParseStopWhenDoneFlag: whatever follows is not looked at
+
+    @staticmethod
+    def add(container, keys, value):
+        if type(container) is list:
+            container.append(value)
+            return
+        key = keys[-1]
+        if container.members is not None:
+            container.members.append((key, value))
+        elif key in container:  # a repeated name: from now on every member is kept (_Object)
+            container.members = list(container.items())
+            container.members.append((key, value))
+        container.setdefault(key, value)  # FindMember finds the first of repeated names
+
+    def member_name(self):
+        """A member's name and its colon, whitespace after each skipped."""
+        if self.peek() != ord('"'):
+            raise _ParseError("name", self.pos)
+        key = self.string()
         self.skip_whitespace()
-        if self.peek() != 0:
-            raise _ParseError("singular", self.pos)
-        return value
+        if not self.consume(":"):
+            raise _ParseError("colon", self.pos)
+        self.skip_whitespace()
+        return key
 
     def value(self):
+        """A value that is not a container: literal, string or number."""
         c = self.peek()
         if c == ord("n"):
             return self.literal("null", None)
@@ -442,10 +691,6 @@ class _Reader:
             return self.literal("false", False)
         if c == ord('"'):
             return self.string()
-        if c == ord("{"):
-            return self.object()
-        if c == ord("["):
-            return self.array()
         return self.number()
 
     def literal(self, word, value):
@@ -454,45 +699,6 @@ class _Reader:
             if not self.consume(char):
                 raise _ParseError("value", self.pos)
         return value
-
-    def object(self):
-        self.pos += 1
-        out = {}
-        self.skip_whitespace()
-        if self.consume("}"):
-            return out
-        while True:
-            if self.peek() != ord('"'):
-                raise _ParseError("name", self.pos)
-            key = self.string()
-            self.skip_whitespace()
-            if not self.consume(":"):
-                raise _ParseError("colon", self.pos)
-            self.skip_whitespace()
-            out.setdefault(key, self.value())
-            self.skip_whitespace()
-            if self.consume(","):
-                self.skip_whitespace()
-            elif self.consume("}"):
-                return out
-            else:
-                raise _ParseError("object", self.pos)
-
-    def array(self):
-        self.pos += 1
-        out = []
-        self.skip_whitespace()
-        if self.consume("]"):
-            return out
-        while True:
-            out.append(self.value())
-            self.skip_whitespace()
-            if self.consume(","):
-                self.skip_whitespace()
-            elif self.consume("]"):
-                return out
-            else:
-                raise _ParseError("array", self.pos)
 
     def hex4(self, escape_offset):
         code = 0
@@ -558,14 +764,14 @@ class _Reader:
         elif ord("1") <= c <= ord("9"):
             self.digits()
         elif c in (ord("I"), ord("N")):
-            if self.consume("N"):
-                if self.consume("a") and self.consume("N"):
-                    special = math.nan
-            elif self.consume("I"):
-                if self.consume("n") and self.consume("f"):
-                    special = -math.inf if minus else math.inf
-                    if self.peek() == ord("i") and not all(self.consume(ch) for ch in "inity"):
-                        raise _ParseError("value", self.pos)
+            # reader.h: `if (Consume N && Consume a && Consume N) ... else if (Consume I && ...)`:
+            # the second test runs where the first stopped ("NaInf" reads on as "Inf")
+            if self.consume("N") and self.consume("a") and self.consume("N"):
+                special = math.nan
+            elif self.consume("I") and self.consume("n") and self.consume("f"):
+                special = -math.inf if minus else math.inf
+                if self.peek() == ord("i") and not all(self.consume(ch) for ch in "inity"):
+                    raise _ParseError("value", self.pos)
             if special is None:
                 raise _ParseError("value", self.pos)
         else:
@@ -611,9 +817,12 @@ class _Reader:
         return value
 
 
-@_guard_depth
 def parse(body) -> dict:
     """The request document: rapidjson's ParseJson then FillSignature's check, with their messages.
+
+    As TF Serving's parser today (json_tensor.cc ParseJson: kParseIterativeFlag |
+    kParseNanAndInfFlag | kParseStopWhenDoneFlag), any nesting depth parses and the document is
+    its first JSON value: whatever follows it is ignored, never an error.
 
     Errors: "JSON Parse error: <rapidjson message> at offset: <n>", "JSON Parse error: The
     document is empty" for an empty body, "JSON Value: <doc> Is not object", and the
@@ -626,7 +835,11 @@ def parse(body) -> dict:
     document = _NOTHING
     if not _SLOW_PATH.search(body):
         try:
-            document = json.loads(body.decode("utf-8"), object_pairs_hook=_first_wins)
+            text = body.decode("utf-8")
+            start = _JSON_WHITESPACE.match(text).end()
+            if text[start:start + 1] in ("{", "["):  # a container ends at its bracket: a root scalar
+                # is left to the exact reader, which knows where rapidjson's number stops
+                document = _FAST_DECODER.raw_decode(text, start)[0]  # what follows is ignored
         except (ValueError, RecursionError):
             pass  # UnicodeDecodeError is a ValueError: the exact reader decides
     try:
@@ -689,32 +902,23 @@ def _type_error(v, dtype):
         f"JSON Value: {_value_string(v)} Type: {_json_type(v)} is not of expected type: {_dtype_string(dtype)}")
 
 
-def _lossless(v, max_int, max_value):
-    """json_tensor.cc IsLosslessDecimal."""
-    if _is_int_token(v):
-        return abs(v) <= max_int
-    d = float(v)
-    return not math.isfinite(d) or -max_value <= d <= max_value
-
-
-def _lossy_error(v, target):
-    return status.invalid_argument(
-        f"Cannot convert JSON value: {_value_string(v)} to {target} without loss of precision.")
-
+# json_tensor.cc AddValueToTensor takes any number for DT_FLOAT and DT_DOUBLE: val.GetFloat() /
+# val.GetDouble(), with no precision check since TF Serving 2.5 (commit 57dac6cd removed
+# IsLosslessDecimal and its "Cannot convert JSON value: ... without loss of precision." error).
+# GetDouble() turns an integer into the nearest double; GetFloat() is static_cast<float> of that,
+# so 1435774380 becomes 1435774336 and 1e39 becomes Infinity (g3doc/api_rest.md, "Floating Point
+# Precision"; json_tensor_test.cc FloatTensorWithPrecisionLoss, FloatTensorThatExceedsMaxReturnsInf).
+# Here float() is GetDouble(), and the float proto fields make the same double -> float cast.
 
 def _float_value(v):
     if not _is_number(v):
         raise _type_error(v, types_pb2.DT_FLOAT)
-    if not _lossless(v, (1 << 24) - 1, _FLT_MAX):
-        raise _lossy_error(v, "float")
-    return float(v)  # the proto field rounds it to a float, as GetFloat() does
+    return float(v)
 
 
 def _double_value(v):
     if not _is_number(v):
         raise _type_error(v, types_pb2.DT_DOUBLE)
-    if not _lossless(v, (1 << 53) - 1, math.inf):
-        raise _lossy_error(v, "double")
     return float(v)
 
 
@@ -904,7 +1108,7 @@ def fill_predict_request(document, signature_def, request) -> bool:
                 document, "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist ")
         instances = document["instances"]
         if not isinstance(instances, list):
-            raise _format_error(document, "Excepting 'instances' to be an list/array")
+            raise _format_error(document, "Expecting 'instances' to be an list/array")
         if not instances:
             raise _format_error(document, "No values in 'instances' array")
         _fill_from_instances(instances, infomap, request)
@@ -1000,14 +1204,12 @@ def predict_response(response, columnar: bool) -> str:
             writer.end_object()
         writer.end_object()
         return writer.text()
-    batch_size = 0
+    batch_size = -1  # a batch of 0 is an answer too: {"predictions": []} (MakeRowFormatJsonFromTensors)
     for name in names:
         shape = shapes[name]
         if not shape:
             raise status.invalid_argument(f"Tensor name: {name} has no shape information ")
-        if shape[0] < 1:
-            raise status.invalid_argument(f"Tensor name: {name} has invalid batch size: {shape[0]}")
-        if batch_size and batch_size != shape[0]:
+        if batch_size >= 0 and batch_size != shape[0]:
             raise status.invalid_argument(
                 f"Tensor name: {name} has inconsistent batch size: {shape[0]} expecting: {batch_size}")
         batch_size = shape[0]
@@ -1062,13 +1264,11 @@ def _add_feature_value(v, name, feature):
         feature.bytes_list.value.append(_to_bytes(v))
     elif _is_double(v):
         _check_kind(name, feature, "float_list")
-        if not _lossless(v, (1 << 24) - 1, _FLT_MAX):
-            raise _lossy_error(v, "float")
-        feature.float_list.value.append(float(v))
+        feature.float_list.value.append(float(v))  # GetFloat(), no precision check (as _float_value)
     else:
         _check_kind(name, feature, "int64_list")
         if not _in(v, _INT64):
-            raise status.invalid_argument(f"Feature: {name} has uint64 element. Only int64 is supported.")
+            raise status.invalid_argument(f"Feature: {name} has uint64_t element. Only int64_t is supported.")
         feature.int64_list.value.append(v)
 
 
@@ -1149,7 +1349,7 @@ def regress_response(response) -> str:
 # Metadata.
 
 def _proto_json(message):
-    """protobuf's C++ MessageToJsonString with add_whitespace, always_print_primitive_fields and
+    """protobuf's C++ MessageToJsonString with add_whitespace, always_print_fields_with_no_presence and
     preserve_proto_field_names: 1-space indent, int64 as strings, and a newline after the root."""
     return json_format.MessageToJson(message, preserving_proto_field_name=True, indent=1, ensure_ascii=False,
                                      always_print_fields_with_no_presence=True) + "\n"
