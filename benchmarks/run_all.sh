@@ -9,8 +9,9 @@ py=.venv/bin/python
 "$py" benchmarks/bench_loadgen.py
 "$py" benchmarks/bench_server.py
 "$py" benchmarks/bench_flavours.py
+"$py" benchmarks/bench_rest.py
 {
     echo "# Benchmarks, $(date -u +%Y-%m-%d), $(nproc) CPUs, $(uname -m)"
-    for table in cli codec loadgen server flavours; do echo; cat "benchmarks/results/$table.md"; done
+    for table in cli codec loadgen server flavours rest; do echo; cat "benchmarks/results/$table.md"; done
 } > benchmarks/results/all.md
 echo "== written benchmarks/results/all.md"

@@ -278,7 +278,8 @@ class ModelServer:
         try:
             self.rest_server = rest_server.RestServer(api, o.rest_api_port, threads=o.rest_api_num_threads
                                                       or 4 * flags.cpu_count(), grace=SHUTDOWN_GRACE_SECONDS,
-                                                      idle_timeout=_rest_idle_timeout()).start()
+                                                      idle_timeout=_rest_idle_timeout(),
+                                                      guard_timeouts=self.batching is not None).start()
         except OSError as e:
             log.error("Failed to start HTTP Server at localhost:%d (%s)", o.rest_api_port, e.strerror)
             return

@@ -57,8 +57,10 @@ def _route_aiohttp_logs():
 class RestServer:
     """`api` (a rest.RestApi) served on `port`; `start()` binds (OSError if it cannot), `stop(grace)` drains."""
 
-    def __init__(self, api, port, threads, host="0.0.0.0", grace=5.0, idle_timeout=IDLE_TIMEOUT_SECONDS):
+    def __init__(self, api, port, threads, host="0.0.0.0", grace=5.0, idle_timeout=IDLE_TIMEOUT_SECONDS,
+                 guard_timeouts=False):
         self.api, self.host, self.requested_port = api, host, port
+        self._guard_timeouts = guard_timeouts
         self.port = None
         self._grace, self._idle_timeout = grace, idle_timeout
         self._pool = futures.ThreadPoolExecutor(threads, thread_name_prefix="httprestserver")
@@ -135,14 +137,16 @@ class RestServer:
         return response
 
     async def _call(self, method, path, body, origin):
-        """`api.handle` on the pool. Waiting for a thread does not count against --rest_api_timeout_in_ms (as in
-        TF Serving, whose timeout is the session run's); once running, a call that TensorFlow could not cancel
-        in time (a batched run) is answered 504 while its thread finishes it."""
+        """`api.handle` on the pool. --rest_api_timeout_in_ms bounds each session run (TensorFlow cancels it);
+        waiting for a thread does not count, as in TF Serving. With `guard_timeouts` (batching: a batched
+        run is not cancelled), a call still running at the timeout is answered 504 while its thread finishes
+        it; without, the answer needs no second wake-up of the event loop."""
         loop = asyncio.get_running_loop()
-        started = asyncio.Event()
+        started = asyncio.Event() if self._guard_timeouts else None
 
         def run():
-            loop.call_soon_threadsafe(started.set)
+            if started is not None:
+                loop.call_soon_threadsafe(started.set)
             try:
                 return self.api.handle(method, path, body, origin)
             except Exception as e:  # a bug of ours: INTERNAL (500), logged, and the server serves on
@@ -154,7 +158,7 @@ class RestServer:
         except RuntimeError:  # the pool is shut down: the server is stopping
             return 503, rest_json.error("Server is shutting down"), "application/json", {}
         timeout = self.api.timeout_seconds
-        if not timeout:
+        if not timeout or started is None:  # TensorFlow cancels a run that overstays it: nothing to guard
             return await call
         waiter = asyncio.ensure_future(started.wait())
         await asyncio.wait({call, waiter}, return_when=asyncio.FIRST_COMPLETED)

@@ -328,23 +328,30 @@ def test_timed_out_runs_free_their_threads_for_the_requests_behind_them(slow_mod
             assert seconds < 10, results  # a slow run that kept its thread would hold it for 10 s
 
 
-def test_sigterm_lets_a_rest_request_in_flight_finish_before_the_models_unload(slow_model, tmp_path):
-    """Before, the models unloaded while REST still ran: the request got `404 Servable not found`."""
-    server = start("--model_name=Slow", f"--model_base_path={slow_model}")
-    result = {}
+def test_sigterm_lets_rest_requests_in_flight_finish_before_the_models_unload(slow_model, tmp_path):
+    """One REST thread: a slow predict runs, a second one waits for the thread, then SIGTERM. Both are
+    answered. Before, the models unloaded while REST still had work: `404 Servable not found`."""
+    server = start("--model_name=Slow", f"--model_base_path={slow_model}", "--rest_api_num_threads=1")
+    answers = {}
 
-    def send():
+    def send(name, sleep_us):
         response = requests.post(f"http://localhost:{server.rest_port}/v1/models/Slow:predict",
-                                 data=slow_body(1_500_000, tmp_path / "started"), timeout=30)
-        result["answer"] = (response.status_code, response.json())
+                                 data=slow_body(sleep_us, tmp_path / name), timeout=30)
+        answers[name] = (response.status_code, response.json())
 
-    thread = threading.Thread(target=send)
-    thread.start()
-    wait_until((tmp_path / "started").exists, what="the run to start")
-    server.process.send_signal(signal.SIGTERM)
-    thread.join()
+    running = threading.Thread(target=send, args=("running", 1_500_000))
+    running.start()
+    wait_until((tmp_path / "running").exists, what="the first run to start")
+    with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as waiting:
+        body = slow_body(0, tmp_path / "waiting")
+        waiting.sendall(f"POST /v1/models/Slow:predict HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+                        .encode() + body)  # whole in the server's socket buffer: in flight
+        server.process.send_signal(signal.SIGTERM)
+        status, _, text = read_answer(waiting.makefile("rb"))
+    running.join()
     assert server.process.wait(30) == 0
-    assert result["answer"] == (200, {"outputs": [2.0, 4.0]})
+    assert answers["running"] == (200, {"outputs": [2.0, 4.0]})
+    assert (status, json.loads(text)) == ("HTTP/1.1 200 OK", {"outputs": [2.0, 4.0]})
     server.__exit__()
 
 
