@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from server.testing import ServerProcess, free_port, wait_until
+from test_hardening import slow_model  # noqa: F401  (the fixture: a model that sleeps as long as asked)
 
 PREDICT = "/v1/models/Toy:predict"
 BODY = json.dumps({"instances": [[1.0, 2.0], [1.0, 3.0]]}).encode()
@@ -46,14 +47,6 @@ def toy(toy_models):
     with serving("--model_name=Toy", f"--model_base_path={toy_models}/Toy",
                  env={"TFS_REST_IDLE_TIMEOUT_SECONDS": "2"}) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def slow_model(tmp_path_factory):
-    from test_hardening import build_slow_model
-    root = tmp_path_factory.mktemp("slow")
-    build_slow_model(root / "Slow" / "1")
-    return root / "Slow"
 
 
 def slow_body(sleep_us, marker):
