@@ -65,7 +65,7 @@ def classification_signature(signature, check):
         raise status.invalid_argument(
             'Expected classification signature outputs to contain at least one of "classes" or "scores". '
             f"Signature was: {_debug_string(signature)}")
-    return signature.inputs["inputs"].name, outputs
+    return _examples_input(signature), outputs
 
 
 def regression_signature(signature, check):
@@ -78,7 +78,17 @@ def regression_signature(signature, check):
         raise status.invalid_argument(f"No regression inputs found in SignatureDef: {_debug_string(signature)}")
     if "outputs" not in signature.outputs:
         raise status.invalid_argument(f"No regression outputs found in SignatureDef: {_debug_string(signature)}")
-    return signature.inputs["inputs"].name, [("outputs", signature.outputs["outputs"].name)]
+    return _examples_input(signature), [("outputs", signature.outputs["outputs"].name)]
+
+
+def _examples_input(signature):
+    """The input tensor fed the serialized examples. One of another type (half_plus_two's regress_x2_to_y3
+    takes floats) is refused as TF Serving's runtime refuses the string feed (TF's FunctionCallFrame), the
+    text a Predict of the wrong type gets too, before a session run that would word it otherwise."""
+    info = signature.inputs["inputs"]
+    if info.dtype not in (types_pb2.DT_INVALID, types_pb2.DT_STRING):
+        raise tensors.error_from_dtype(0, info.dtype, types_pb2.DT_STRING)
+    return info.name
 
 
 def _shape(array):

@@ -112,6 +112,9 @@ def test_context_features_go_to_every_example_and_the_example_wins(client):
     (classify, {"signature": ""}, "INVALID_ARGUMENT", "No classification inputs found in SignatureDef: "),
     (regress, {"feature": "y"}, "INVALID_ARGUMENT", "Name: <unknown>, Feature: x (data type: float) is required but "
                                                     "could not be found."),
+    # a signature whose input is not the serialized examples (a float tensor): TF Serving's runtime refuses the
+    # string feed with this text, as for a Predict of the wrong type (once "Type mismatch: actual string vs. ...")
+    (regress, {"signature": "regress_x2_to_y3"}, "INVALID_ARGUMENT", "Expects arg[0] to be float but string is provided"),
 ])
 def test_classify_and_regress_errors(client, call, kwargs, code, message):
     got_code, got_message = rpc_error(call, client, "tf1", **kwargs)
