@@ -2,7 +2,8 @@
 
 Each PredictionLog record (predict, classify, regress or multi-inference) runs N times on the
 version being loaded, before it becomes AVAILABLE; responses are not checked, any error fails the
-load. At most 1000 records; a file that is not TFRecord fails the load with DATA_LOSS.
+load. At most 1000 records (a 1001st fails the load before it runs); a file that is not TFRecord
+fails the load with DATA_LOSS.
 """
 
 import logging
@@ -35,6 +36,11 @@ def run_warmup(servable, version_path, iterations=1):
     count = 0
     try:
         for record in tf.compat.v1.io.tf_record_iterator(path):
+            # TF Serving (servables/tensorflow/saved_model_warmup_util.cc) replays record 1001 and then
+            # refuses the file; the same refusal comes here before record 1001 is parsed or run.
+            if count >= MAX_RECORDS:
+                raise status.invalid_argument(
+                    f"Number of warmup records exceeds the maximum ({MAX_RECORDS}) at {path}")
             entry = prediction_log_pb2.PredictionLog()
             try:
                 entry.ParseFromString(record)
@@ -44,9 +50,6 @@ def run_warmup(servable, version_path, iterations=1):
             for _ in range(max(iterations, 1)):
                 _replay(servable, entry)
             count += 1
-            if count > MAX_RECORDS:
-                raise status.invalid_argument(
-                    f"Number of warmup records exceeds the maximum ({MAX_RECORDS}) at {path}")
     except tf.errors.DataLossError as e:
         raise status.ServingError(grpc.StatusCode.DATA_LOSS,
                                   f"{e.message}. Please verify your warmup data is in TFRecord format.") from None

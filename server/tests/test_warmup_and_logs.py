@@ -88,6 +88,9 @@ def test_records_replayed_n_times_before_available(server, client, root):
     (6, [prediction_log_pb2.PredictionLog(session_run_log={}).SerializeToString()], None, 12,
      "Unsupported log_type for warmup: 5"),
     (7, [counter_log("incr_counter")] * 1001, None, 3, "Number of warmup records exceeds the maximum (1000) at "),
+    # record 1001 is refused before it runs: its bad signature is never looked up
+    (8, [counter_log("incr_counter")] * 1000 + [counter_log("nope")], None, 3,
+     "Number of warmup records exceeds the maximum (1000) at "),
 ])
 def test_a_bad_warmup_file_fails_the_load(client, root, version, records, raw, code, message):
     counter_version(root, version, records, raw)
@@ -95,6 +98,26 @@ def test_a_bad_warmup_file_fails_the_load(client, root, version, records, raw, c
     status = {s.version: s.status for s in client.status("counter").model_version_status}[version]
     assert status.error_code == code and message in status.error_message, status
     shutil.rmtree(root / "counter" / str(version))
+
+
+def test_warmup_replays_no_record_beyond_the_limit(tmp_path):
+    """In-process, counting replays: 1001 records x 2 iterations run the first 1000 only, then refuse."""
+    from server import status, warmup
+
+    class Counting:
+        calls = 0
+
+        def predict(self, request, name):
+            Counting.calls += 1
+
+    counter_version(tmp_path, 1, [counter_log("incr_counter")] * 1001)
+    with pytest.raises(status.ServingError, match=r"Number of warmup records exceeds the maximum \(1000\) at "):
+        warmup.run_warmup(Counting(), str(tmp_path / "counter" / "1"), iterations=2)
+    assert Counting.calls == 2000
+    shutil.rmtree(tmp_path / "counter" / "1")
+    counter_version(tmp_path, 1, [counter_log("incr_counter")] * 1000)
+    assert warmup.run_warmup(Counting(), str(tmp_path / "counter" / "1"), iterations=2) == 1000
+    assert Counting.calls == 4000
 
 
 def test_warmup_can_be_turned_off(tmp_path):
