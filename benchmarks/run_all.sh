@@ -10,8 +10,9 @@ py=.venv/bin/python
 "$py" benchmarks/bench_server.py
 "$py" benchmarks/bench_flavours.py
 "$py" benchmarks/bench_rest.py
+"$py" benchmarks/bench_memory.py
 {
     echo "# Benchmarks, $(date -u +%Y-%m-%d), $(nproc) CPUs, $(uname -m)"
-    for table in cli codec loadgen server flavours rest; do echo; cat "benchmarks/results/$table.md"; done
+    for table in cli codec loadgen server flavours rest memory; do echo; cat "benchmarks/results/$table.md"; done
 } > benchmarks/results/all.md
 echo "== written benchmarks/results/all.md"

@@ -101,7 +101,7 @@ class SavedModelServable:
         response.model_spec.version.value = self.version
         response.model_spec.signature_name = signature_name
         for alias, value in zip(aliases, values):
-            response.outputs[alias].CopyFrom(tensors.to_proto(value, self.tensor_content))
+            tensors.write_proto(response.outputs[alias], value, self.tensor_content)
         return response
 
     @staticmethod

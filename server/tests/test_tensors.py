@@ -1,0 +1,76 @@
+"""server/tensors.py in-process: the output encoding that makes no Python object per value gives the same
+proto as the typed fields filled value by value; decoded request tensors are aligned for TensorFlow; a large
+request schedules a memory trim. (Memory figures: benchmarks/bench_memory.py.)"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from tensorflow.core.framework import tensor_pb2, types_pb2
+
+from server import memory, tensors
+
+
+def value_by_value(array):
+    """The TensorProto filled the plain way: every value a Python object appended to the typed field."""
+    proto = tensor_pb2.TensorProto(dtype=tensors._BY_NUMPY[array.dtype])
+    flat = array.ravel()
+    if array.dtype.kind == "c":
+        flat = np.stack([flat.real, flat.imag], axis=-1).ravel()
+    getattr(proto, tensors._DTYPES[proto.dtype][1]).extend(flat.tolist())
+    proto.tensor_shape.CopyFrom(tensors.shape_proto(array.shape))
+    return proto
+
+
+@settings(max_examples=200, deadline=None)
+@given(hnp.arrays(st.sampled_from([np.float32, np.float64, np.complex64, np.complex128, np.bool_]),
+                  hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=6)))
+def test_packed_outputs_are_the_typed_fields_filled_value_by_value(array):
+    proto = tensors.to_proto(array)
+    assert proto.SerializeToString() == value_by_value(array).SerializeToString()
+    np.testing.assert_array_equal(tensors.to_ndarray(proto), array)
+
+
+def test_write_proto_fills_a_responses_entry_in_place():
+    from tensorflow_serving.apis import predict_pb2
+    response = predict_pb2.PredictResponse()
+    array = np.arange(12, dtype=np.float32).reshape(3, 4)
+    tensors.write_proto(response.outputs["y"], array)
+    assert response.outputs["y"] == value_by_value(array)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8, np.int64, np.complex64])
+def test_tensor_content_decodes_to_an_aligned_array(dtype):
+    """TensorFlow feeds a numpy array without copying it only when its data is 64-byte aligned."""
+    array = (np.arange(1001) % 7).astype(dtype)
+    proto = tensor_pb2.TensorProto(dtype=tensors._BY_NUMPY[np.dtype(dtype)], tensor_content=array.tobytes())
+    proto.tensor_shape.dim.add(size=1001)
+    decoded = tensors.to_ndarray(proto)
+    assert decoded.ctypes.data % tensors.ALIGNMENT == 0 and decoded.flags.writeable
+    np.testing.assert_array_equal(decoded, array)
+
+
+def test_a_large_request_tensor_schedules_one_trim(monkeypatch):
+    calls = []
+    monkeypatch.setattr(memory, "after_large_request", lambda: calls.append(1))
+    small = tensor_pb2.TensorProto(dtype=types_pb2.DT_UINT8, tensor_content=b"\0" * 1000)
+    small.tensor_shape.dim.add(size=1000)
+    tensors.to_ndarray(small)
+    assert calls == []
+    large = tensor_pb2.TensorProto(dtype=types_pb2.DT_UINT8, tensor_content=b"\0" * memory.LARGE_BYTES)
+    large.tensor_shape.dim.add(size=memory.LARGE_BYTES)
+    tensors.to_ndarray(large)
+    assert calls == [1]
+
+
+def test_trims_are_debounced(monkeypatch):
+    trims = []
+    monkeypatch.setattr(memory, "_trim", trims.append)
+    monkeypatch.setattr(memory, "DELAY_SECONDS", 0.05)
+    for _ in range(5):
+        memory.after_large_request()
+    from server.testing import wait_until
+    wait_until(lambda: trims == [0], timeout=5, what="one trim")
+    memory.after_large_request()
+    wait_until(lambda: trims == [0, 0], timeout=5, what="a second trim after the first ran")
