@@ -17,8 +17,15 @@ SUPPORTED_PLATFORM = "tensorflow"
 
 class ServerCore:
     def __init__(self, load_servable, allow_labels_for_unavailable=False, max_load_retries=5,
-                 retry_interval_seconds=60.0):
-        self.manager = Manager(load_servable, max_load_retries, retry_interval_seconds)
+                 retry_interval_seconds=60.0, num_load_threads=0, num_unload_threads=0,
+                 num_initial_load_threads=None):
+        # server_core.h: loads on num_load_threads threads (0: in the manager's own loop), unloads on
+        # num_unload_threads, and the initial load on num_initial_load_threads (4 x CPUs).
+        self.manager = Manager(load_servable, max_load_retries, retry_interval_seconds,
+                               num_load_threads, num_unload_threads)
+        self._num_load_threads = num_load_threads
+        self._num_initial_load_threads = (4 * (os.cpu_count() or 1) if num_initial_load_threads is None
+                                          else num_initial_load_threads)
         self.allow_labels_for_unavailable = allow_labels_for_unavailable
         self.config = None  # the ModelServerConfig being served
         self._labels = {}  # model name -> {label: version}
@@ -55,7 +62,19 @@ class ServerCore:
         labels on available versions), loads what is new, then swaps the config and labels in and
         unloads what is no longer wanted. A model new in the config that does not become available
         fails the reload and what it loaded is unloaded again.
+
+        It waits for the versions it asks to load and for the unloads of the models it drops; not for
+        a load already under way (a load waiting to retry goes on in the manager meanwhile).
         """
+        if initial:  # load_servables_fast.cc: the initial load on its own, larger pool
+            self.manager.set_num_load_threads(self._num_initial_load_threads)
+        try:
+            self._reload(config, initial, wait_for_versions)
+        finally:
+            if initial:
+                self.manager.set_num_load_threads(self._num_load_threads)
+
+    def _reload(self, config, initial, wait_for_versions):
         with self._lock:
             self._validate(config, initial)
             if config.WhichOneof("config") is None:
@@ -70,20 +89,24 @@ class ServerCore:
             if initial and wait_for_versions:
                 wanted = self._wait_for_versions(models, wanted)
             old_names = set(self.model_names())
+            started = []
             for model in models:
-                self.manager.reconcile(model.name, wanted[model.name])
+                started += self.manager.set_aspired(model.name, wanted[model.name])
+            self.manager.wait(started)
             failed = [m.name for m in models
                       if m.name not in old_names and not self.manager.available_versions(m.name)]
             if failed:
                 error = self._unavailable_error(failed, wanted, initial)
                 if self.config is not None:  # put the old wanted set back
                     self._apply_policy(self.config, unload=set(wanted) - old_names)
+                    self.manager.wait(unloaded=set(wanted) - old_names)
                 raise error
             self.config = config
             self._labels = {m.name: dict(m.version_labels) for m in models}
             self.request_logger.update(config)
             for name in old_names - set(wanted):
-                self.manager.reconcile(name, {})
+                self.manager.set_aspired(name, {})
+            self.manager.wait(unloaded=old_names - set(wanted))
             log.info("Finished adding/updating models")
 
     def poll_file_system(self):
@@ -99,9 +122,9 @@ class ServerCore:
             except status.ServingError as e:
                 log.error("FileSystemStoragePathSource encountered a filesystem access error: %s", e.message)
                 continue
-            self.manager.reconcile(model.name, wanted)
+            self.manager.set_aspired(model.name, wanted)  # the manager loads and unloads in its own time
         for name in unload:
-            self.manager.reconcile(name, {})
+            self.manager.set_aspired(name, {})
 
     def _wait_for_versions(self, models, wanted):
         """At start-up TF Serving waits for a model with no version folder yet; so do we."""

@@ -172,7 +172,8 @@ class ModelServer:
 
         retry_seconds = max(o.load_retry_interval_micros, 0) / 1e6
         self.core = ServerCore(load, o.allow_version_labels_for_unavailable_models,
-                               o.max_num_load_retries, retry_seconds)
+                               o.max_num_load_retries, retry_seconds,
+                               num_load_threads=o.num_load_threads, num_unload_threads=o.num_unload_threads)
 
     def _batching_options(self):
         from . import batching

@@ -1,6 +1,7 @@
 """Versions coming and going: version policies, file-system polls, reloads, config-file polls, failed loads."""
 
 import os
+import re
 import shutil
 import threading
 
@@ -218,3 +219,75 @@ def _known(client, model):
         return True
     except Exception:
         return False
+
+
+def _poll_tick(server, count):
+    """Wait for `count` more file-system polls: each one warns about version 7 of Marker, absent on disk."""
+    pattern = r"Version 7 of servable Marker, which was requested"
+    server.wait_for_log(pattern, count=len(re.findall(pattern, server.log())) + count)
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_a_failed_version_is_loaded_once_until_it_leaves_and_comes_back(toy_models, tmp_path, retries):
+    from google.protobuf import text_format
+    shutil.copytree(os.path.join(toy_models, "Toy"), tmp_path / "Toy", ignore=shutil.ignore_patterns("3"))
+    config = model_config(("Toy", tmp_path / "Toy"), ("Marker", os.path.join(toy_models, "Toy_double"), [1, 7]))
+    (tmp_path / "models.config").write_text(text_format.MessageToString(config))
+    loading = r"Loading servable version \{name: Toy version: 4\}"
+    failed = r"Loading servable: \{name: Toy version: 4\} failed: "
+    with ServerProcess(f"--model_config_file={tmp_path}/models.config", "--file_system_poll_wait_seconds=1",
+                       f"--max_num_load_retries={retries}", "--load_retry_interval_micros=100000") as server:
+        client = Client(server.target)
+        break_version(tmp_path / "Toy" / "4")
+        server.wait_for_log(r"Encountered an error for servable version \{name: Toy version: 4\}")
+        _poll_tick(server, 3)
+        log = server.log()
+        assert len(re.findall(loading, log)) == 1
+        assert len(re.findall(failed, log)) == 1 + retries
+        version_status = {s.version: s for s in client.status("Toy").model_version_status}[4]
+        assert version_status.state == version_status.END
+        assert version_status.status.error_code != 0 and version_status.status.error_message
+        assert client.predict().model_spec.version.value == 2
+        # Gone from the folder and back: loaded (and failing) again, once.
+        shutil.rmtree(tmp_path / "Toy" / "4")
+        _poll_tick(server, 2)
+        break_version(tmp_path / "Toy" / "4")
+        server.wait_for_log(r"Encountered an error for servable version \{name: Toy version: 4\}", count=2)
+        _poll_tick(server, 3)
+        assert len(re.findall(loading, server.log())) == 2
+        assert len(re.findall(failed, server.log())) == 2 * (1 + retries)
+        client.close()
+
+
+@pytest.mark.parametrize("threads", [None, 2])
+def test_a_load_waiting_to_retry_stalls_no_reload_status_or_other_model(toy_models, tmp_path, threads):
+    """An empty version folder fails to load and waits (the default 60 s) to retry: the old version keeps
+    serving, GetModelStatus and a reload answer at once; with --num_load_threads another model's new
+    version loads meanwhile (with the default 0, loads run one at a time, as in TF Serving)."""
+    import time
+    from google.protobuf import text_format
+    shutil.copytree(os.path.join(toy_models, "Toy"), tmp_path / "Toy", ignore=shutil.ignore_patterns("3"))
+    shutil.copytree(os.path.join(toy_models, "Toy_double"), tmp_path / "Toy_double")
+    config = model_config(("Toy", tmp_path / "Toy"), ("Toy_double", tmp_path / "Toy_double", "all"))
+    (tmp_path / "models.config").write_text(text_format.MessageToString(config))
+    flags = [f"--model_config_file={tmp_path}/models.config", "--file_system_poll_wait_seconds=1"]
+    with ServerProcess(*flags, *([f"--num_load_threads={threads}"] if threads else [])) as server:
+        client = Client(server.target)
+        os.makedirs(tmp_path / "Toy" / "4")
+        server.wait_for_log(r"Loading servable: \{name: Toy version: 4\} failed: ")
+        assert client.states("Toy") == {4: "LOADING", 2: "AVAILABLE"}
+        assert client.predict().model_spec.version.value == 2
+        started = time.monotonic()
+        assert client.reload(config).status.error_code == 0
+        assert time.monotonic() - started < 20  # the retry is 60 s away
+        if threads:
+            shutil.copytree(tmp_path / "Toy_double" / "1", tmp_path / "Toy_double" / "2")
+            wait_until(lambda: client.states("Toy_double").get(2) == "AVAILABLE", timeout=20,
+                       what="Toy_double version 2 to load beside the waiting retry")
+            assert client.predict("Toy_double", version=2).model_spec.version.value == 2
+        # The folder goes away: its retry is cancelled and it ends with its error.
+        os.rmdir(tmp_path / "Toy" / "4")
+        wait_until(lambda: client.states("Toy") == {4: "END", 2: "AVAILABLE"}, timeout=20,
+                   what="the retry of version 4 to be cancelled")
+        server.wait_for_log(r"Retrying of Loading servable: \{name: Toy version: 4\} was cancelled.")
+        client.close()
