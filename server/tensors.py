@@ -92,7 +92,8 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     if proto.dtype in (types_pb2.DT_COMPLEX64, types_pb2.DT_COMPLEX128):
         flat = np.asarray(values, dtype=np.float64)
         pairs = flat[: len(flat) // 2 * 2].reshape(-1, 2)
-        array = (pairs[:, 0] + 1j * pairs[:, 1]).astype(np_dtype)
+        array = np.empty(len(pairs), np_dtype)  # not re + 1j * im: 1j * inf is nan + inf j
+        array.real, array.imag = pairs[:, 0], pairs[:, 1]
     elif proto.dtype in (types_pb2.DT_HALF, types_pb2.DT_BFLOAT16):
         # half_val holds the 16 bits in an int32, as C++ reads them (a negative value keeps its low bits)
         array = np.asarray(values, dtype=np.int64).astype(np.uint16).view(np_dtype)
