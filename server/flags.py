@@ -5,6 +5,7 @@ Accepted forms: --flag=value and --flag value; booleans also --flag, --flag=true
 
 import dataclasses
 import os
+import re
 
 # Flags this server honours. (name, type, default, help)
 _FLAGS = [
@@ -35,9 +36,10 @@ _FLAGS = [
      "failure, before giving up. If set to 0, a load is attempted only once."),
     ("load_retry_interval_micros", int, 60 * 1000 * 1000, "The interval, in microseconds, between each servable "
      "load retry. If set negative, it doesn't wait."),
-    ("num_load_threads", int, 0, "The number of threads in the thread-pool used to load servables (accepted; "
-     "loads are serial)."),
-    ("num_unload_threads", int, 0, "The number of threads used to unload servables (accepted)."),
+    ("num_load_threads", int, 0, "The number of threads in the thread-pool used to load servables. If set as 0, "
+     "we don't use a thread-pool, and servable loads are performed serially in the manager's main work loop."),
+    ("num_unload_threads", int, 0, "The number of threads in the thread-pool used to unload servables. If set as 0, "
+     "we don't use a thread-pool, and servable unloads are performed serially in the manager's main work loop."),
     ("flush_filesystem_caches", bool, True, "Flush file system caches after the initial load (accepted)."),
     ("tensorflow_session_parallelism", int, 0, "Number of threads to use for running a Tensorflow session."),
     ("tensorflow_session_config_file", str, "", "If non-empty, read an ascii TensorFlow Session ConfigProto "
@@ -85,6 +87,31 @@ _UNSUPPORTED = [
     ("skip_initialize_tpu", bool, False, "TPUs are not supported"),
 ]
 _TYPES = {name: (kind, default) for name, kind, default, _ in _FLAGS + _UNSUPPORTED}
+# TF Serving declares these int64 (server.h), every other integer flag int32: a value that does not fit
+# is a parse error there (tensorflow's command_line_flags.cc: "Couldn't interpret value ...").
+_INT64 = {"load_retry_interval_micros", "tensorflow_session_parallelism", "tensorflow_intra_op_parallelism",
+          "tensorflow_inter_op_parallelism"}
+_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*", re.ASCII)  # what absl::SimpleAtoi takes: no "1_000", no "٣"
+PORT = (0, 65535)
+INT32_MAX = 2**31 - 1
+# The values that make sense for the integer flags, checked at start-up (check_ranges): (low, high, meaning).
+# TF Serving takes any int32 here, then fails to bind a port out of range (server.cc: "0.0.0.0:" + port),
+# crashes on negative thread counts (a gRPC resource quota, a thread pool) or cuts an int64 to a ConfigProto's
+# int32; Python's gRPC wraps a port modulo 65536 (70000 listened on 4464), so each is refused here instead.
+# The other integer flags take any value of their type, as in TF Serving (a negative poll interval: no polling).
+RANGES = {
+    "port": PORT + ("a TCP port; 0: no gRPC port",),
+    "rest_api_port": PORT + ("a TCP port; 0: no REST API",),
+    "grpc_max_threads": (0, INT32_MAX, "a number of threads; 0: 2 x CPUs"),
+    "rest_api_num_threads": (0, INT32_MAX, "a number of threads; 0: 4 x CPUs"),
+    "num_load_threads": (0, INT32_MAX, "a number of threads"),
+    "num_unload_threads": (0, INT32_MAX, "a number of threads"),
+    "tensorflow_session_parallelism": (0, INT32_MAX, "a number of threads; 0: TensorFlow picks"),
+    "tensorflow_intra_op_parallelism": (0, INT32_MAX, "a number of threads; 0: TensorFlow picks"),
+    "tensorflow_inter_op_parallelism": (0, INT32_MAX, "a number of threads; 0: TensorFlow picks"),
+    # A wait of more than 2**31 s does not fit Python's timeouts (threading.TIMEOUT_MAX); negative: no wait.
+    "load_retry_interval_micros": (-2**63, INT32_MAX * 10**6, "68 years; negative: no wait"),
+}
 
 Options = dataclasses.make_dataclass(
     "Options", [(name, kind, dataclasses.field(default=default)) for name, kind, default, _ in _FLAGS])
@@ -113,6 +140,15 @@ def _convert(name, kind, text):
             return True
         if text in ("false", "0"):
             return False
+    elif kind is int:
+        bits = 64 if name in _INT64 else 32
+        if _INTEGER.fullmatch(text):
+            try:
+                value = int(text)
+            except ValueError:  # more than 4300 digits
+                value = None
+            if value is not None and -2**(bits - 1) <= value < 2**(bits - 1):
+                return value
     else:
         try:
             return kind(text)
@@ -151,6 +187,15 @@ def parse(argv):
             raise FlagError(f"--{name} is not supported by this server: {why}")
         values.pop(name, None)
     return Options(**values), False
+
+
+def check_ranges(options):
+    """FlagError (one line) for the first integer flag whose value makes no sense (RANGES)."""
+    for name, (low, high, meaning) in RANGES.items():
+        value = getattr(options, name)
+        if not low <= value <= high:
+            bounds = f"{low}..{high}" if low > -2**63 else f"at most {high}"
+            raise FlagError(f"--{name}={value} is out of range: must be {bounds} ({meaning})")
 
 
 def channel_arguments(text):

@@ -7,6 +7,7 @@ Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 255 when start-up fails 
 import logging
 import os
 import signal
+import stat
 import sys
 import threading
 import time
@@ -22,6 +23,10 @@ REST_IDLE_TIMEOUT_VARIABLE = "TFS_REST_IDLE_TIMEOUT_SECONDS"
 HEALTH_SERVICES = ("ModelService", "PredictionService",
                    "tensorflow.serving.ModelService", "tensorflow.serving.PredictionService")
 HEALTH_SERVING, HEALTH_NOT_SERVING = 1, 2  # grpc.health.v1.HealthCheckResponse.ServingStatus
+# The most a config, batching, monitoring, SSL or session config file may hold (TF Serving has no limit: it
+# reads the size stat() gives, so a link to /dev/zero reads as empty there, while reading to the end took
+# 13 GB here).
+MAX_FILE_BYTES = 64 * 2**20
 log = logging.getLogger("tensorflow_serving.model_servers")
 
 
@@ -49,15 +54,15 @@ def _setup_logging():
     root.propagate = False
 
 
-def read_text_proto(path, message):
-    """Parse the text-format file `path` into `message`; StartupError with TF Serving's messages if it can't be."""
+def read_text_proto(path, message, data=None):
+    """Parse the text-format file `path` (its bytes `data`, if already read) into `message`; StartupError with
+    TF Serving's messages (util.h's ParseProtoTextFile) if it can't be."""
     from google.protobuf import text_format
 
+    if data is None:
+        data = _file_text(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise StartupError(f"NOT_FOUND: {path}; {e.strerror}") from None
+        text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as a file read in text mode
     except UnicodeDecodeError:
         raise StartupError(f"INVALID_ARGUMENT: Invalid protobuf file: '{path}'") from None
     try:
@@ -95,7 +100,6 @@ def single_model_config(name, base_path):
 
 
 def _session_config(options):
-    from google.protobuf import text_format
     from tensorflow.core.protobuf import config_pb2
 
     if (options.tensorflow_intra_op_parallelism > 0 and options.tensorflow_inter_op_parallelism > 0
@@ -105,12 +109,8 @@ def _session_config(options):
             "(server_options.tensorflow_intra_op_parallelism, server_options.tensorflow_inter_op_parallelism) "
             "separately. You cannot configure all.")
     config = config_pb2.ConfigProto()
-    if options.tensorflow_session_config_file:
-        try:
-            with open(options.tensorflow_session_config_file, encoding="utf-8") as f:
-                text_format.Parse(f.read(), config)
-        except (OSError, text_format.ParseError) as e:
-            raise StartupError(f"INVALID_ARGUMENT: --tensorflow_session_config_file: {e}") from None
+    if options.tensorflow_session_config_file:  # as server.cc: ParseProtoTextFile, its errors and its limits
+        read_text_proto(options.tensorflow_session_config_file, config)
     if options.tensorflow_session_parallelism > 0:
         config.intra_op_parallelism_threads = options.tensorflow_session_parallelism
         config.inter_op_parallelism_threads = options.tensorflow_session_parallelism
@@ -208,6 +208,10 @@ class ModelServer:
         from . import services
 
         o = self.options
+        try:
+            flags.check_ranges(o)  # before anything loads: a port or a thread count out of range
+        except flags.FlagError as e:
+            raise StartupError(f"INVALID_ARGUMENT: {e}") from None
         if o.port == 0 and not o.grpc_socket_path:
             raise StartupError("INVALID_ARGUMENT: server_options.grpc_port is not set.")
         channel_args = flags.channel_arguments(o.grpc_channel_arguments)
@@ -225,9 +229,13 @@ class ModelServer:
             # that feed it: add a full batch's worth (waiting threads sleep, they do not contend).
             workers += min(self.batching.max_batch_size, 256)
         # No SO_REUSEPORT: a second server on a busy port must fail, not silently share it.
-        server_options = [("grpc.max_send_message_length", 2**31 - 1),
-                          ("grpc.max_receive_message_length", 2**31 - 1),
-                          ("grpc.so_reuseport", 0)] + channel_args
+        # server.cc sets the message limits (SetMaxMessageSize) and then adds --grpc_channel_arguments,
+        # which override them. gRPC keeps the first of two equal keys, so the server's own go only where the
+        # user set none (--grpc_channel_arguments=grpc.max_receive_message_length=4194304 lowers the limit).
+        own = [("grpc.max_send_message_length", 2**31 - 1), ("grpc.max_receive_message_length", 2**31 - 1),
+               ("grpc.so_reuseport", 0)]
+        users = {key for key, _ in channel_args}
+        server_options = channel_args + [(key, value) for key, value in own if key not in users]
         self.grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
                                        options=server_options)
         services.add_to_server(self.core, self.grpc_server)
@@ -347,12 +355,14 @@ class ModelServer:
 
     def _poll_config_file(self):
         path = self.options.model_config_file
-        try:
+        from tensorflow_serving.config import model_server_config_pb2
+
+        try:  # one read, size-limited: the file parsed is the file compared, whatever replaces it meanwhile
             text = _file_text(path)
             if text == self._config_text:
                 return
-            config = read_config_file(path)
-        except StartupError as e:
+            config = read_text_proto(path, model_server_config_pb2.ModelServerConfig(), text)
+        except StartupError as e:  # as server.cc's PollFilesystemAndReloadConfig: log, keep serving, poll again
             log.error("Failed to read ModelServerConfig file: %s%s", f"{e.preface}; " if e.preface else "", e)
             return
         self._config_text = text
@@ -396,12 +406,30 @@ def _rest_idle_timeout():
     return seconds
 
 
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
+
+
 def _file_text(path):
+    """The bytes of the regular file `path` (a link is followed), at most MAX_FILE_BYTES; else StartupError."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below like any non-file.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
         raise StartupError(f"NOT_FOUND: {path}; {e.strerror}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "another kind of file")
+        raise StartupError(f"INVALID_ARGUMENT: {path} is not a regular file ({kind})")
+    with open(fd, "rb") as f:
+        try:
+            data = f.read(MAX_FILE_BYTES + 1)  # stat's size can lie (/proc) or change: the read is what counts
+        except OSError as e:
+            raise StartupError(f"INVALID_ARGUMENT: {path}; {e.strerror}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise StartupError(f"INVALID_ARGUMENT: {path} is larger than {MAX_FILE_BYTES} bytes")
+    return data
 
 
 def main(argv=None):

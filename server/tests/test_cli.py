@@ -19,6 +19,13 @@ def run(*flags, timeout=120):
     (["--foo"], "unknown argument: --foo\nRun tensorflow_model_server --help for the list of flags.\n"),
     (["--port=abc"], "Couldn't interpret value abc for flag port.\n"
                      "Run tensorflow_model_server --help for the list of flags.\n"),
+    # TF Serving's flags are int32 (int64 for a few): a value that does not fit is not a number to them.
+    (["--port=99999999999"], "Couldn't interpret value 99999999999 for flag port.\n"
+                             "Run tensorflow_model_server --help for the list of flags.\n"),
+    (["--load_retry_interval_micros=9223372036854775808"], "Couldn't interpret value 9223372036854775808 for flag "
+     "load_retry_interval_micros.\nRun tensorflow_model_server --help for the list of flags.\n"),
+    (["--grpc_max_threads=1_000"], "Couldn't interpret value 1_000 for flag grpc_max_threads.\n"
+                                   "Run tensorflow_model_server --help for the list of flags.\n"),
     (["--enable_batching=yes"], "Couldn't interpret value yes for flag enable_batching.\n"
                                 "Run tensorflow_model_server --help for the list of flags.\n"),
     (["--model_base_path"], "flag --model_base_path needs a value: --model_base_path=VALUE\n"
