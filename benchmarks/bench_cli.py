@@ -19,6 +19,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from server.testing import ServerProcess  # noqa: E402
+from report import publish  # noqa: E402
 
 
 def measure(command, cwd, env):
@@ -61,11 +62,7 @@ def main():
              "|---|---:|---:|---:|---:|"]
     for name, wall, memory in results:
         lines.append(f"| {name} | {wall:.3f} | {wall / ours[1]:.2f}x | {memory:.0f} | {memory / ours[2]:.2f}x |")
-    table = "\n".join(lines) + "\n"
-    print(table)
-    os.makedirs(os.path.join(REPO, "benchmarks", "results"), exist_ok=True)
-    with open(os.path.join(REPO, "benchmarks", "results", "cli.md"), "w") as f:
-        f.write(table)
+    publish("cli", lines)
 
 
 if __name__ == "__main__":

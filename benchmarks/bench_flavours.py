@@ -18,6 +18,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from server.testing import ServerProcess, free_port  # noqa: E402
+from report import publish  # noqa: E402
 
 TOY = os.path.join(REPO, "models", "save", "Toy")
 
@@ -83,10 +84,7 @@ def main():
              "|---|---:|---:|---:|---:|"]
     for name, cells in results.items():
         lines.append(f"| {name} | " + " | ".join(f"{rps:.0f}" for rps, _ in cells) + f" | {cells[2][1]:.2f} |")
-    table = "\n".join(lines) + "\n"
-    print(table)
-    with open(os.path.join(REPO, "benchmarks", "results", "flavours.md"), "w") as f:
-        f.write(table)
+    publish("flavours", lines)
 
 
 if __name__ == "__main__":

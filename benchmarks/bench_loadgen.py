@@ -15,6 +15,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from server.testing import ServerProcess  # noqa: E402
+from report import publish  # noqa: E402
 
 SEED_LOOP = """
 import sys, time, grpc, tensorflow as tf
@@ -52,10 +53,7 @@ def main():
              f"{os.cpu_count()} CPUs shared by client and server", "",
              "| client | req/s | vs seed loop |", "|---|---:|---:|"]
     lines += [f"| {name} | {rps:.0f} | {rps / seed:.2f}x |" for name, rps in rows]
-    table = "\n".join(lines) + "\n"
-    print(table)
-    with open(os.path.join(REPO, "benchmarks", "results", "loadgen.md"), "w") as f:
-        f.write(table)
+    publish("loadgen", lines)
 
 
 if __name__ == "__main__":

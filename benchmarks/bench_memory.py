@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 import codec  # noqa: E402
 from server.testing import ServerProcess  # noqa: E402
 from tfs_protos import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
+from report import publish  # noqa: E402
 
 MODEL = os.path.abspath(os.path.join(REPO, "..", "shared", "tfs-testdata", "saved_model_half_plus_two_cpu"))
 SETTLE_SECONDS = 3.0  # after the answer: the server's trim runs 1 s after a large request
@@ -83,11 +84,7 @@ def main():
     for size, idle, peak, after, seconds in rows:
         lines.append(f"| {size} MB | {idle:.0f} MB | {peak:.0f} MB | {peak - idle:.0f} MB | "
                      f"{(peak - idle) / size:.1f}x | {after:.0f} MB | {after - idle:.0f} MB | {seconds:.2f} s |")
-    table = "\n".join(lines) + "\n"
-    print(table)
-    os.makedirs(os.path.join(REPO, "benchmarks", "results"), exist_ok=True)
-    with open(os.path.join(REPO, "benchmarks", "results", "memory.md"), "w") as f:
-        f.write(table)
+    publish("memory", lines)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from server.testing import ServerProcess, free_port  # noqa: E402
+from report import publish  # noqa: E402
 
 TOY = os.path.join(REPO, "models", "save", "Toy")
 INPUT = [[1.0, 2.0], [1.0, 3.0]]
@@ -308,11 +309,7 @@ def main():
               f"| server CPU per request, REST / gRPC at c=8 (the clients' own CPU left out) | "
               f"{median['wrk8'][3] / median['grpc8'][3]:.2f}x | | |"]
     lines += ([""] + [f"Note: {note}" for note in notes]) if notes else []
-    table = "\n".join(lines) + "\n"
-    print(table)
-    os.makedirs(os.path.join(REPO, "benchmarks", "results"), exist_ok=True)
-    with open(os.path.join(REPO, "benchmarks", "results", "rest.md"), "w") as f:
-        f.write(table)
+    publish("rest", lines)
 
 
 if __name__ == "__main__":

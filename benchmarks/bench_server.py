@@ -29,6 +29,7 @@ sys.path.insert(0, REPO)
 import numpy as np  # noqa: E402
 
 from server.testing import ServerProcess, free_port  # noqa: E402
+from report import publish  # noqa: E402
 
 TESTDATA = os.path.abspath(os.path.join(REPO, "..", "shared", "tfs-testdata"))
 MODELS = {
@@ -181,11 +182,7 @@ def main():
     lines += ["", "| bound | req/s or calls/s |", "|---|---:|"]
     lines += [f"| ceiling, {m} | {c:.0f} |" for m, c in ceilings.items()]
     lines += [f"| gRPC floor, concurrency {c} | {r:.0f} |" for c, r in floors.items()]
-    table = "\n".join(lines) + "\n"
-    print(table)
-    os.makedirs(os.path.join(REPO, "benchmarks", "results"), exist_ok=True)
-    with open(os.path.join(REPO, "benchmarks", "results", "server.md"), "w") as f:
-        f.write(table)
+    publish("server", lines)
 
 
 if __name__ == "__main__":
