@@ -7,6 +7,7 @@ import threading
 from tensorflow_serving.config import model_server_config_pb2
 
 from . import status
+from .flags import cpu_count
 from .manager import Manager, State, servable_id
 from .request_log import RequestLogger
 from .source import aspired_versions
@@ -24,7 +25,7 @@ class ServerCore:
         self.manager = Manager(load_servable, max_load_retries, retry_interval_seconds,
                                num_load_threads, num_unload_threads)
         self._num_load_threads = num_load_threads
-        self._num_initial_load_threads = (4 * (os.cpu_count() or 1) if num_initial_load_threads is None
+        self._num_initial_load_threads = (4 * cpu_count() if num_initial_load_threads is None
                                           else num_initial_load_threads)
         self.allow_labels_for_unavailable = allow_labels_for_unavailable
         self.config = None  # the ModelServerConfig being served

@@ -82,11 +82,11 @@ def read_text_proto(path, message, data=None):
     return message
 
 
-def read_config_file(path):
-    """The ModelServerConfig in a text file."""
+def read_config_file(path, data=None):
+    """The ModelServerConfig in a text file (its bytes `data`, if already read)."""
     from tensorflow_serving.config import model_server_config_pb2
 
-    return read_text_proto(path, model_server_config_pb2.ModelServerConfig())
+    return read_text_proto(path, model_server_config_pb2.ModelServerConfig(), data)
 
 
 def single_model_config(name, base_path):
@@ -196,7 +196,7 @@ class ModelServer:
         o = self.options
         if o.model_config_file:
             self._config_text = _file_text(o.model_config_file)
-            return read_config_file(o.model_config_file)
+            return read_config_file(o.model_config_file, self._config_text)  # the bytes compared by each poll
         if not o.model_base_path:
             raise StartupError("INVALID_ARGUMENT: Both server_options.model_base_path and "
                                "server_options.model_config_file are empty!")
@@ -355,13 +355,11 @@ class ModelServer:
 
     def _poll_config_file(self):
         path = self.options.model_config_file
-        from tensorflow_serving.config import model_server_config_pb2
-
         try:  # one read, size-limited: the file parsed is the file compared, whatever replaces it meanwhile
             text = _file_text(path)
             if text == self._config_text:
                 return
-            config = read_text_proto(path, model_server_config_pb2.ModelServerConfig(), text)
+            config = read_config_file(path, text)
         except StartupError as e:  # as server.cc's PollFilesystemAndReloadConfig: log, keep serving, poll again
             log.error("Failed to read ModelServerConfig file: %s%s", f"{e.preface}; " if e.preface else "", e)
             return

@@ -82,11 +82,12 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     _check_size(count * itemsize, shape)
     if count * itemsize >= memory.LARGE_BYTES:
         memory.after_large_request()
-    if proto.tensor_content:
-        if len(proto.tensor_content) != count * itemsize:
+    content = proto.tensor_content  # read once: every read of the field is a new copy of its bytes
+    if content:
+        if len(content) != count * itemsize:
             raise ParseError("tensor_content size does not match the shape")
         out = aligned_empty(count, np_dtype)  # TensorFlow feeds an aligned array without copying it
-        out.view(np.uint8)[:] = np.frombuffer(proto.tensor_content, np.uint8)
+        out.view(np.uint8)[:] = np.frombuffer(content, np.uint8)
         return _reshape(out, shape)
     values = getattr(proto, field)
     if proto.dtype in (types_pb2.DT_COMPLEX64, types_pb2.DT_COMPLEX128):
