@@ -442,6 +442,10 @@ def main(argv=None):
         print(flags.usage(), end="")
         return 0
     _setup_logging()
+    # TF Serving's release build leaves oneDNN out (its .bazelrc: --config=mkl is opt-in), so TensorFlow's
+    # own kernels and allocator: its numbers, and a large request's memory given back after it (oneDNN's
+    # allocator pools it for good). TF_ENABLE_ONEDNN_OPTS=1 in the environment asks for oneDNN.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     from .quiet_tf import import_tensorflow
 
     tf = import_tensorflow()

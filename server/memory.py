@@ -10,7 +10,7 @@ import ctypes
 import ctypes.util
 import threading
 
-LARGE_BYTES = 64 * 2**20  # a decoded request tensor this large schedules a trim
+LARGE_BYTES = 16 * 2**20  # a decoded request tensor this large schedules a trim
 DELAY_SECONDS = 1.0
 
 _lock = threading.Lock()

@@ -24,7 +24,7 @@ import google_crc32c
 import grpc
 from tensorflow_serving.apis import prediction_log_pb2
 
-from . import status
+from . import status, wire
 from .metrics import METRICS
 
 log = logging.getLogger("tensorflow_serving.core")
@@ -212,6 +212,11 @@ class RequestLogger:
         for collector in dropped:  # a request still writing to it drops its record
             collector.close()
 
+    def logs(self, model_name):
+        """Whether requests to `model_name` may be logged (a logging config with a sampling rate)."""
+        entry = self._by_model.get(model_name)
+        return entry is not None and entry[0].sampling_config.sampling_rate > 0.0
+
     def log(self, api, model_name, request, response, model_spec):
         entry = self._by_model.get(model_name)
         if entry is None:
@@ -225,7 +230,10 @@ class RequestLogger:
         record.log_metadata.sampling_config.CopyFrom(settings.sampling_config)
         record.log_metadata.saved_model_tags.append("serve")
         body = getattr(record, _LOG_FIELDS[api])
+        request = wire.full_message(request)
+        if request is None:  # its large inputs were freed before logging was configured
+            return
         body.request.CopyFrom(request)
-        body.response.CopyFrom(response)
+        body.response.CopyFrom(wire.full_message(response))
         if collector.write(record.SerializeToString()):  # a full disk must not fail the request
             METRICS.request_logged(model_name)

@@ -11,7 +11,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import config_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
 
-from . import status, tensors
+from . import status, tensors, wire
 
 log = logging.getLogger("tensorflow_serving.servables")
 
@@ -93,7 +93,7 @@ class SavedModelServable:
                 grpc.StatusCode.INTERNAL,
                 "Expected prediction signature method_name to be one of {"
                 f"{PREDICT_METHOD}, {CLASSIFY_METHOD}, {REGRESS_METHOD}}}. Was: {signature.method_name}")
-        feeds = self._inputs(request.inputs, signature)
+        feeds = self._inputs(request, signature)
         aliases = self._output_aliases(request.output_filter, signature)
         values = self._run(signature, feeds, aliases)
         del feeds  # the inputs' arrays go before the answer is built: a large request's peak is lower by one copy
@@ -101,12 +101,17 @@ class SavedModelServable:
         response.model_spec.name = model_name
         response.model_spec.version.value = self.version
         response.model_spec.signature_name = signature_name
+        deferred = []
         for alias, value in zip(aliases, values):
-            tensors.write_proto(response.outputs[alias], value, self.tensor_content)
-        return response
+            if wire.defers(value, self.tensor_content):  # written straight into the answer's bytes
+                deferred.append((alias, value, self.tensor_content))
+            else:
+                tensors.write_proto(response.outputs[alias], value, self.tensor_content)
+        return wire.PredictResponseView(response, deferred) if deferred else response
 
     @staticmethod
-    def _inputs(request_inputs, signature):
+    def _inputs(request, signature):
+        request_inputs = request.inputs
         sent, wanted = set(request_inputs), set(signature.inputs)
         if len(sent) > len(wanted) or (len(sent) < len(wanted) and not signature.defaults):
             raise status.invalid_argument(
@@ -125,7 +130,7 @@ class SavedModelServable:
                     f"{','.join(sorted(signature.defaults))}")
             proto = request_inputs[alias]
             try:
-                value = tensors.to_ndarray(proto)
+                value = tensors.to_ndarray(proto, wire.take_content(request, alias))
             except tensors.ParseError as e:
                 detail = f": {e.detail}" if e.detail else ""
                 raise status.invalid_argument(f"tensor parsing error: {alias}{detail}") from None

@@ -8,7 +8,7 @@ import grpc
 from tensorflow_serving.apis import (get_model_status_pb2, inference_pb2, model_management_pb2, model_pb2,
                                      model_service_pb2_grpc, prediction_service_pb2_grpc)
 
-from . import inference, status
+from . import inference, status, wire
 from .metrics import METRICS
 
 log = logging.getLogger("tensorflow_serving.model_servers")
@@ -29,7 +29,7 @@ def _lenient(deserializer):
     """`deserializer` (a generated Message.FromString) that returns a MalformedRequest instead of raising."""
     if deserializer is None or getattr(deserializer, "lenient", False):
         return deserializer
-    message_class = getattr(deserializer, "__self__", None)
+    message_class = getattr(deserializer, "message_class", None) or getattr(deserializer, "__self__", None)
     name = message_class.DESCRIPTOR.full_name if hasattr(message_class, "DESCRIPTOR") else "request message"
 
     def deserialize(data):
@@ -45,10 +45,16 @@ def _lenient(deserializer):
     return deserialize
 
 
-def _lenient_handler(handler):
+# Predict reads and writes its large tensors without protobuf's copies of them (wire.py).
+_CODECS = {"/tensorflow.serving.PredictionService/Predict":
+           (wire.parse_predict_request, wire.serialize_predict_response)}
+
+
+def _lenient_handler(handler, method):
     if handler is None or handler.request_deserializer is None:
         return handler
-    return handler._replace(request_deserializer=_lenient(handler.request_deserializer))
+    deserializer, serializer = _CODECS.get(method, (handler.request_deserializer, handler.response_serializer))
+    return handler._replace(request_deserializer=_lenient(deserializer), response_serializer=serializer)
 
 
 class _LenientGenericHandler(grpc.GenericRpcHandler):
@@ -61,7 +67,7 @@ class _LenientGenericHandler(grpc.GenericRpcHandler):
     def service(self, handler_call_details):
         handler = self._handlers.get(handler_call_details.method)
         if handler is None:
-            handler = _lenient_handler(self._inner.service(handler_call_details))
+            handler = _lenient_handler(self._inner.service(handler_call_details), handler_call_details.method)
             if handler is not None:  # only the service's own methods: a client's made-up names are not kept
                 self._handlers[handler_call_details.method] = handler
         return handler
@@ -77,8 +83,8 @@ class _Registrar:
         self._server.add_generic_rpc_handlers(tuple(_LenientGenericHandler(h) for h in handlers))
 
     def add_registered_method_handlers(self, service_name, method_handlers):  # newer generated code
-        self._server.add_registered_method_handlers(
-            service_name, {name: _lenient_handler(h) for name, h in method_handlers.items()})
+        self._server.add_registered_method_handlers(service_name, {
+            name: _lenient_handler(h, f"/{service_name}/{name}") for name, h in method_handlers.items()})
 
     def __getattr__(self, name):
         return getattr(self._server, name)
@@ -151,6 +157,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     @rpc
     def Predict(self, request, context):
         _require_model_spec(request)
+        if isinstance(request, wire.PredictRequestView):
+            request.keep = self.core.request_logger.logs(request.model_spec.name)
         return self._infer("Predict", request, request.model_spec,
                            lambda servable, r: servable.predict(r, r.model_spec.name))
 

@@ -56,10 +56,12 @@ class ParseError(ValueError):
         self.detail = detail
 
 
-def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
+def to_ndarray(proto: tensor_pb2.TensorProto, content=None) -> np.ndarray:
     """Decode a request tensor; raise ParseError where C++ Tensor::FromProto would fail.
 
-    Also refuses, before allocating anything, a tensor that would take more than MAX_TENSOR_BYTES.
+    `content`, when given, stands for the proto's tensor_content (a memoryview into the received
+    bytes: see wire.py). Also refuses, before allocating anything, a tensor that would take more
+    than MAX_TENSOR_BYTES.
     """
     if proto.dtype not in _DTYPES:
         raise ParseError(f"unsupported dtype {proto.dtype}")
@@ -82,7 +84,8 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     _check_size(count * itemsize, shape)
     if count * itemsize >= memory.LARGE_BYTES:
         memory.after_large_request()
-    content = proto.tensor_content  # read once: every read of the field is a new copy of its bytes
+    if content is None:
+        content = proto.tensor_content  # read once: every read of the field is a new copy of its bytes
     if content:
         if len(content) != count * itemsize:
             raise ParseError("tensor_content size does not match the shape")
@@ -167,7 +170,7 @@ def write_proto(proto, array, as_tensor_content: bool = False):
     else:
         proto.dtype = _BY_NUMPY[array.dtype]
         if as_tensor_content:
-            proto.tensor_content = np.ascontiguousarray(array).tobytes()
+            proto.tensor_content = contiguous_bytes(array).tobytes()
         else:
             _write_field(proto, array)
     proto.tensor_shape.CopyFrom(shape_proto(array.shape))
@@ -190,23 +193,53 @@ def _varint(n):
 
 
 def _write_field(proto, array):
-    field = _DTYPES[proto.dtype][1]
-    flat = array.ravel()
-    if proto.dtype in (types_pb2.DT_HALF, types_pb2.DT_BFLOAT16):
-        flat = flat.view(np.uint16).astype(np.int32)
-    elif array.dtype.kind == "c":
-        flat = np.stack([flat.real, flat.imag], axis=-1).ravel()
-    raw = _PACKED_RAW.get(proto.dtype)
-    if raw is None or not flat.size:
-        getattr(proto, field).extend(flat.tolist())
+    packed = packed_field(array, proto.dtype)
+    if packed is None:
+        flat = _field_values(array, proto.dtype)
+        getattr(proto, _DTYPES[proto.dtype][1]).extend(flat.tolist())
         return
-    payload = np.ascontiguousarray(flat, dtype=raw).view(np.uint8)
-    head = _varint(tensor_pb2.TensorProto.DESCRIPTOR.fields_by_name[field].number << 3 | 2) \
-        + _varint(payload.nbytes)
+    number, payload = packed
+    head = _varint(number << 3 | 2) + _varint(payload.nbytes)
     wire = bytearray(len(head) + payload.nbytes)  # in one piece: the parser sizes the field once
     wire[:len(head)] = head
     wire[len(head):] = payload.data
     proto.MergeFromString(wire)
+
+
+def _field_values(array, dtype_enum):
+    """The array as its typed field holds it: half bits in int32, complex as (re, im) pairs."""
+    flat = array.ravel()
+    if dtype_enum in (types_pb2.DT_HALF, types_pb2.DT_BFLOAT16):
+        return flat.view(np.uint16).astype(np.int32)
+    if array.dtype.kind == "c":
+        return np.stack([flat.real, flat.imag], axis=-1).ravel()
+    return flat
+
+
+def packed_field(array, dtype_enum):
+    """(field number, bytes as a uint8 array) of the array's typed field in packed wire form, or None
+    where that form is not the values' raw bytes (varints) or there are no values."""
+    raw = _PACKED_RAW.get(dtype_enum)
+    if raw is None or not array.size:
+        return None
+    flat = _field_values(array, dtype_enum)
+    number = tensor_pb2.TensorProto.DESCRIPTOR.fields_by_name[_DTYPES[dtype_enum][1]].number
+    return number, np.ascontiguousarray(flat, dtype=raw).view(np.uint8)
+
+
+def packs_raw(dtype_enum) -> bool:
+    """Whether the dtype's typed field, packed, is its values' little-endian bytes."""
+    return dtype_enum in _PACKED_RAW
+
+
+def contiguous_bytes(array):
+    """The array's values as tensor_content holds them (C order, this machine's byte order), as uint8."""
+    return np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+
+
+def dtype_of(array) -> int:
+    """The DataType of a numeric numpy array (KeyError for one TensorFlow has no type for)."""
+    return _BY_NUMPY[array.dtype]
 
 
 def shape_proto(shape) -> tensor_shape_pb2.TensorShapeProto:
