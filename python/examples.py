@@ -5,10 +5,12 @@ Feature types are inferred per value (int, then float, else bytes) and can be fo
 """
 
 import csv
+import io
 import json
 import os
 
 import common
+import files
 from common import InputError
 
 TYPES = ("int", "float", "bytes")
@@ -113,30 +115,32 @@ def parse_pairs(text, where):
     return features
 
 
-def from_file(path, forced):
+def from_file(path, forced, max_size=None):
+    """The examples in a .json, .csv or .tfrecord file; max_size: --max-file-size (see files.LIMITS)."""
     if not os.path.exists(path):
         raise InputError(f"--examples: file not found: {path}")
     if path.endswith((".tfrecord", ".tfrecords", ".tfr")):
         import tfrecord
         examples = []
-        try:
-            for offset, data in tfrecord.read(path):
-                example = common.protos.example_pb2.Example()
-                try:
-                    example.ParseFromString(data)
-                except Exception:
-                    raise InputError(f"{path}: the record at offset {offset} is not a tf.Example") from None
-                examples.append(example)
-        except tfrecord.CorruptRecord as e:
-            raise InputError(f"{path}: {e}") from None
-        except OSError as e:
-            raise InputError(f"--examples: cannot read {path}: {e.strerror or e}") from None
+        with files.open_input(path, "--examples", "tfrecord", max_size) as f:
+            try:
+                for offset, data in tfrecord.read(f):
+                    example = common.protos.example_pb2.Example()
+                    try:
+                        example.ParseFromString(data)
+                    except Exception:
+                        raise InputError(f"{path}: the record at offset {offset} is not a tf.Example") from None
+                    examples.append(example)
+            except tfrecord.CorruptRecord as e:
+                raise InputError(f"{path}: {e}") from None
+            except OSError as e:
+                raise InputError(f"--examples: cannot read {path}: {e.strerror or e}") from None
         return examples
     if path.endswith(".csv"):
+        text = files.read_text(path, "--examples", "csv", max_size)
         try:
-            with open(path, newline="", encoding="utf-8") as f:
-                rows = list(csv.reader(f))
-        except (OSError, UnicodeDecodeError, csv.Error) as e:
+            rows = list(csv.reader(io.StringIO(text, newline="")))
+        except csv.Error as e:
             raise InputError(f"--examples: cannot read {path}: {e}") from None
         if not rows or not any(rows[0]):
             raise InputError(f"{path}: a CSV file needs a header line of feature names")
@@ -149,14 +153,14 @@ def from_file(path, forced):
                 raise InputError(f"{path}:{number}: {len(row)} values for {len(header)} columns ({', '.join(header)})")
             examples.append(make_example(dict(zip(header, (v.strip() for v in row))), forced, f"{path}:{number}"))
         return examples
+    text = files.read_text(path, "--examples", "json", max_size)
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         raise InputError(f"{path} is not valid JSON: {e}") from None
     except RecursionError:
         raise InputError(f"{path}: the JSON is nested too deeply") from None
-    except (OSError, ValueError) as e:  # ValueError: bad UTF-8, an integer of more than 4300 digits
+    except ValueError as e:  # an integer of more than 4300 digits
         raise InputError(f"--examples: cannot read {path}: {e}") from None
     if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
         raise InputError(f'{path}: a JSON file must hold a list of feature maps, e.g. [{{"age": 31, "income": 5.2}}]')
@@ -173,6 +177,7 @@ def add_arguments(parser):
                         help="features shared by every example (sent as example_list_with_context)")
     parser.add_argument("--feature-type", action="append", default=[], metavar="NAME=TYPE",
                         help="force a feature's type: int, float or bytes (default: inferred from the values)")
+    common.add_file_limit(parser)
 
 
 def build_input(args, message):
@@ -181,7 +186,7 @@ def build_input(args, message):
     examples = [make_example(parse_pairs(text, f"--example {text!r}"), forced, f"--example {text!r}")
                 for text in args.example]
     for path in args.examples:
-        examples.extend(from_file(path, forced))
+        examples.extend(from_file(path, forced, getattr(args, "max_file_size", None)))
     if not examples:
         raise InputError("no examples: give --example 'name=value,...' or --examples FILE")
     if args.context:

@@ -7,7 +7,10 @@ that intended time, so a server that stalls shows as latency instead of as fewer
 The request is built and serialized once; every send passes the same bytes to a generic call.
 """
 
-import argparse
+if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up exits 130 quietly
+    import startup
+    startup.quiet_interrupts()
+
 import collections
 import math
 import os
@@ -18,6 +21,7 @@ import time
 import grpc
 
 import common
+import flags
 import inputs
 
 PROGRAM = "grpcBench.py"
@@ -30,17 +34,17 @@ def build_parser():
                            "python3 grpcBench.py -m Toy -v 1 --concurrency 4 --duration 10", signature=True)
     inputs.add_arguments(parser)
     amount = parser.add_mutually_exclusive_group()
-    amount.add_argument("-n", "--requests", type=_count(1), metavar="N",
+    amount.add_argument("-n", "--requests", type=flags.count(1), metavar="N",
                         help="send N requests, warmup not counted (default: 1000 unless --duration)")
-    amount.add_argument("-d", "--duration", type=_positive_seconds, metavar="SECONDS",
+    amount.add_argument("-d", "--duration", type=flags.positive("the duration"), metavar="SECONDS",
                         help="send for this many seconds instead")
     load = parser.add_mutually_exclusive_group()
-    load.add_argument("-c", "--concurrency", type=_count(1), metavar="C",
+    load.add_argument("-c", "--concurrency", type=flags.count(1), metavar="C",
                       help="closed loop: keep C requests in flight (default: 1)")
-    load.add_argument("-r", "--rate", type=_positive_rate, metavar="R",
+    load.add_argument("-r", "--rate", type=flags.positive("the rate"), metavar="R",
                       help="open loop: send R requests/s on a fixed schedule, however many are in flight; "
                            "latency counts from each request's scheduled time")
-    parser.add_argument("--warmup", type=_count(0), default=10, metavar="N",
+    parser.add_argument("--warmup", type=flags.count(0), default=10, metavar="N",
                         help="first send N requests one at a time, not counted; "
                              "any failure among them stops the run (default: %(default)s)")
     parser.add_argument("--histogram", metavar="FILE.png",
@@ -48,35 +52,15 @@ def build_parser():
     return parser
 
 
-def _count(minimum):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, not {value}")
-        return value
-    return parse
-
-
-def _positive_float(what):
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not (value > 0 and math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"{what} must be > 0, not {text}")
-        return value
-    return parse
-
-
-_positive_seconds = _positive_float("the duration")
-_positive_rate = _positive_float("the rate")
-
-
 # -- the load ------------------------------------------------------------------------------------
+
+class UndecodableResponse(Exception):
+    """An OK answer whose bytes are not a PredictResponse."""
+    NAME = "UNDECODABLE_RESPONSE"
+
+    def __str__(self):
+        return f"an answer that is not a PredictResponse ({' '.join(str(self.args[0]).split())[:200]})"
+
 
 class Tally:
     """What came back: latencies of the ok requests, failures by status code."""
@@ -85,7 +69,7 @@ class Tally:
         self.lock = threading.Lock()
         self.latencies = []  # seconds
         self.errors = collections.Counter()  # status code name -> count
-        self.first_error = {}  # status code name -> the first RpcError with that code
+        self.first_error = {}  # status code name -> the first RpcError (or UndecodableResponse) with it
         self.completed = 0
         self.last_completion = None
         self.closed = False  # after Ctrl-C: answers still arriving are not counted
@@ -93,6 +77,12 @@ class Tally:
     def record(self, future, since):
         now = time.perf_counter()
         code = future.code()
+        failure = future.exception() if code != grpc.StatusCode.OK else None
+        if code == grpc.StatusCode.OK:
+            try:  # an answer that is not a PredictResponse is an error, not an ok
+                common.protos.predict_pb2.PredictResponse.FromString(future.result())
+            except Exception as e:  # protobuf's DecodeError
+                code, failure = None, UndecodableResponse(e)
         with self.lock:
             if self.closed:
                 return False
@@ -101,9 +91,10 @@ class Tally:
             if code == grpc.StatusCode.OK:
                 self.latencies.append(now - since)
             else:
-                name = code.name if code is not None else "UNKNOWN"
+                name = (failure.NAME if isinstance(failure, UndecodableResponse)
+                        else code.name if code is not None else "UNKNOWN")
                 self.errors[name] += 1
-                self.first_error.setdefault(name, future.exception())
+                self.first_error.setdefault(name, failure)
         return True
 
 
@@ -115,6 +106,7 @@ class Load:
         self.tally = Tally()
         self.finished = threading.Event()
         self.issued = 0
+        self.answered = 0  # run() ends when every request issued is answered and no more will be
         self.in_flight = set()
         self.start = None
         self.stop_at = None
@@ -125,7 +117,7 @@ class Load:
         self.failure = None  # an exception of ours in another thread, raised again by run()
 
     def _send(self, since):
-        future = self.call.future(self.payload, timeout=self.args.timeout)
+        future = self.call.future(self.payload, timeout=common.per_call(self.args))
         with self.tally.lock:
             self.in_flight.add(future)
         future.add_done_callback(lambda f: self._done(f, since))
@@ -150,10 +142,12 @@ class Load:
         self.tally.record(future, since)
         with self.tally.lock:
             self.in_flight.discard(future)
+            self.answered += 1
             again = self.args.rate is None and self._more(time.perf_counter())
             if again:
                 self.issued += 1
-            elif not self.in_flight and (self.args.rate is None or self.sending_done):
+            elif self.answered == self.issued and (self.args.rate is None or self.sending_done):
+                # (not `in_flight` empty: a request issued but not sent yet is in no set)
                 self.finished.set()
         if again:
             self._send(time.perf_counter())
@@ -200,7 +194,7 @@ class Load:
                 if self.stopping or (self.args.requests is not None and i >= self.args.requests) or (
                         self.stop_at is not None and intended >= self.stop_at):
                     self.sending_done = True
-                    if not self.in_flight:
+                    if self.answered == self.issued:
                         self.finished.set()
                     return
                 self.issued += 1
@@ -370,7 +364,11 @@ def bench(args):
         payload = inputs.predict_request(args, stub).SerializeToString()
         call = channel.unary_unary(PREDICT, request_serializer=None, response_deserializer=None)
         for _ in range(args.warmup):
-            call(payload, timeout=args.timeout)  # an error here stops the run: nothing is measured yet
+            answer = call(payload, timeout=common.per_call(args))  # an error here stops the run: nothing measured yet
+            try:
+                common.protos.predict_pb2.PredictResponse.FromString(answer)
+            except Exception as e:
+                raise common.ServerError(f"warmup: {UndecodableResponse(e)}") from None
         load = Load(call, payload, args)
         progress = _progress_line if sys.stderr.isatty() else None
         interrupted = False
@@ -395,8 +393,8 @@ def bench(args):
     if r["errors"]:
         failed = r["requests"] - r["ok"]
         first = next(iter(load.tally.first_error.values()))
-        raise common.ServerError(f"{failed} of {r['requests']} requests failed, the first with: "
-                                 f"{common.rpc_error_message(first, args)}")
+        said = common.rpc_error_message(first, args) if isinstance(first, grpc.RpcError) else str(first)
+        raise common.ServerError(f"{failed} of {r['requests']} requests failed, the first with: {said}")
 
 
 def main(argv=None) -> int:

@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """GetModelMetadata: a model's signatures, readable by default, as the guide prints with --raw."""
 
+if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up exits 130 quietly
+    import startup
+    startup.quiet_interrupts()
+
 import sys
 
 import common
@@ -25,7 +29,7 @@ def metadata(args):
     request.metadata_field.append("signature_def")
     with common.channel(args) as channel:
         stub = common.protos.prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        response = stub.GetModelMetadata(request, timeout=args.timeout)
+        response = stub.GetModelMetadata(request, timeout=common.time_left(args))
     if args.summary:
         signatures = common.protos.get_model_metadata_pb2.SignatureDefMap()
         response.metadata["signature_def"].Unpack(signatures)

@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
 """GetModelStatus: the state of a model's versions; --wait polls until they are AVAILABLE."""
 
+if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up exits 130 quietly
+    import startup
+    startup.quiet_interrupts()
+
 import sys
 import time
 
-import common  # first: it makes Ctrl-C quiet from the start
+import common
+import flags
 
-import grpc  # noqa: E402
+import grpc
 
 PROGRAM = "grpcModelStatus.py"
 
@@ -14,7 +19,7 @@ PROGRAM = "grpcModelStatus.py"
 def build_parser():
     parser = common.parser("Ask TF Serving for the state of a model's versions (GetModelStatus).",
                            "python3 grpcModelStatus.py -m Toy_double -v 1 --wait 60")
-    parser.add_argument("--wait", type=float, metavar="SECONDS",
+    parser.add_argument("--wait", type=flags.seconds("the wait", allow_minimum=True), metavar="SECONDS",
                         help="poll until the version (or, without -v, every version listed) is AVAILABLE; "
                              "exit 1 with the last state seen if that takes longer than SECONDS")
     parser.add_argument("--health", nargs="?", const="", metavar="SERVICE",
@@ -30,7 +35,7 @@ def health(args):
     with common.channel(args) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
-            response = stub.Check(health_pb2.HealthCheckRequest(service=args.health), timeout=args.timeout)
+            response = stub.Check(health_pb2.HealthCheckRequest(service=args.health), timeout=common.time_left(args))
         except grpc.RpcError as e:
             if e.code() == grpc.StatusCode.UNIMPLEMENTED:
                 raise common.ServerError(f"the server at {args.server} has no health service (TF Serving starts "
@@ -60,7 +65,7 @@ def model_status(args):
     with common.channel(args) as channel:
         stub = common.protos.model_service_pb2_grpc.ModelServiceStub(channel)
         if args.wait is None:
-            common.show(stub.GetModelStatus(request, timeout=args.timeout), args)
+            common.show(stub.GetModelStatus(request, timeout=common.time_left(args)), args)
             return
         response = wait_until_available(stub, request, args)
     common.show(response, args)
@@ -72,7 +77,7 @@ def wait_until_available(stub, request, args):
     last = "no answer"
     while True:
         try:
-            response = stub.GetModelStatus(request, timeout=min(args.timeout, max(args.wait, 0.1)))
+            response = stub.GetModelStatus(request, timeout=min(args.timeout, max(args.wait, 0.1)))  # -t bounds each poll
             versions = response.model_version_status
             live = [v for v in versions if v.state != states.END] or list(versions)
             if live and all(v.state == states.AVAILABLE for v in live):

@@ -5,9 +5,13 @@ One --task calls Classify or Regress; several call MultiInference (all tasks on 
 version, over the same examples).
 """
 
+if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up exits 130 quietly
+    import startup
+    startup.quiet_interrupts()
+
 import sys
 
-import common  # first: it makes Ctrl-C quiet from the start
+import common
 import examples
 
 PROGRAM = "grpcMultiTask.py"
@@ -55,7 +59,7 @@ def multi_task(args):
             common.set_model_spec(request.model_spec, args, signature)
             examples.build_input(args, request.input)
             call = stub.Classify if kind == "classify" else stub.Regress
-            response = call(request, timeout=args.timeout)
+            response = call(request, timeout=common.time_left(args))
             results = [(kind, signature, response.result)]
         else:
             request = protos.inference_pb2.MultiInferenceRequest()
@@ -63,7 +67,7 @@ def multi_task(args):
                 task = request.tasks.add(method_name=METHODS[kind])
                 common.set_model_spec(task.model_spec, args, signature)
             examples.build_input(args, request.input)
-            response = stub.MultiInference(request, timeout=args.timeout)
+            response = stub.MultiInference(request, timeout=common.time_left(args))
             results = [(kind, signature, getattr(r, f"{'classification' if kind == 'classify' else 'regression'}_result"))
                        for (kind, signature), r in zip(tasks, response.results)]
     if args.values:

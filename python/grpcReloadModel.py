@@ -6,10 +6,15 @@ whole config (the text ModelServerConfig the server reads, checked here first); 
 one-model config and warns that every other model will be unloaded.
 """
 
+if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up exits 130 quietly
+    import startup
+    startup.quiet_interrupts()
+
 import os
 import sys
 
 import common
+import files
 
 PROGRAM = "grpcReloadModel.py"
 MODELS_DIR = os.environ.get("TFS_MODELS_DIR") or os.path.join(
@@ -38,11 +43,7 @@ def parse_config_file(path):
     """The ModelServerConfig in `path`; InputError as file:line:col: message if it is not one."""
     from google.protobuf import text_format
 
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise common.InputError(f"cannot read config {path}: {getattr(e, 'strerror', None) or e}") from None
+    text = files.read_text(path, None, "config", noun="config ")
     config = common.protos.model_server_config_pb2.ModelServerConfig()
     try:
         text_format.Parse(text, config)
@@ -104,13 +105,46 @@ def available_versions(model_stub, args):
     request = common.protos.get_model_status_pb2.GetModelStatusRequest()
     request.model_spec.name = args.model
     try:
-        response = model_stub.GetModelStatus(request, timeout=args.timeout)
+        response = model_stub.GetModelStatus(request, timeout=common.time_left(args))
     except grpc.RpcError as e:
         if e.code() == grpc.StatusCode.NOT_FOUND:
             return []
         raise
     available = common.protos.get_model_status_pb2.ModelVersionStatus.State.AVAILABLE
     return sorted(v.version for v in response.model_version_status if v.state == available)
+
+
+def check_served(model_stub, config, args):
+    """After a reload that answered OK: every model in the config serves a version (or is loading one).
+
+    TF Serving accepts a config that asks for versions not on disk and unloads the versions it served: the
+    model is then gone. That is an error here (exit 1) that says what the status shows.
+    """
+    import grpc
+
+    states = common.protos.get_model_status_pb2.ModelVersionStatus.State
+    for model in config.model_config_list.config:
+        request = common.protos.get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = model.name
+        try:
+            versions = model_stub.GetModelStatus(request, timeout=common.time_left(args)).model_version_status
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            versions = []
+        if any(v.state in (states.AVAILABLE, states.START, states.LOADING) for v in versions):
+            continue
+        asked = list(model.model_version_policy.specific.versions)
+        known = sorted({v.version for v in versions})
+        missing = [v for v in asked if v not in known]
+        what = f"version {', '.join(map(str, missing))} is not on disk" if missing else "no version loaded"
+        errors = "; ".join(f"version {v.version}: {' '.join(v.status.error_message.split())[:200]}"
+                           for v in versions if v.status.error_message)
+        shown = ", ".join(f"{v.version} {states.Name(v.state)}" for v in sorted(versions, key=lambda v: v.version))
+        hint = f" (reload with one that is, e.g. --versions {known[-1]})" if missing and known and args.model else ""
+        raise common.ServerError(f"model {model.name} is not served after the reload: {what}{hint}; "
+                                 f"the status shows {'versions ' + shown if shown else 'no version'}"
+                                 f"{'; ' + errors if errors else ''}")
 
 
 def reload(args):
@@ -129,9 +163,10 @@ def reload(args):
                   "is unloaded (use -c FILE to keep several)", file=sys.stderr)
         request = common.protos.model_management_pb2.ReloadConfigRequest()
         request.config.CopyFrom(config)
-        response = stub.HandleReloadConfigRequest(request, timeout=args.timeout)
-    if response.status.error_code:  # servers that answer OK with the error in the body
-        raise common.ServerError(f"reload failed: {response.status.error_message}")
+        response = stub.HandleReloadConfigRequest(request, timeout=common.time_left(args))
+        if response.status.error_code:  # servers that answer OK with the error in the body
+            raise common.ServerError(f"reload failed: {response.status.error_message}")
+        check_served(stub, config, args)
     names = [m.name for m in config.model_config_list.config]
     if args.format == "json":
         common.dump_json({"reloaded": names})

@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """Predict: send inputs to a model served by TF Serving and print the response."""
 
+if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up exits 130 quietly
+    import startup
+    startup.quiet_interrupts()
+
 import sys
 
 import common
@@ -22,7 +26,7 @@ def predict(args):
     with common.channel(args) as channel:
         stub = common.protos.prediction_service_pb2_grpc.PredictionServiceStub(channel)
         request = inputs.predict_request(args, stub)
-        response = stub.Predict(request, timeout=args.timeout)
+        response = stub.Predict(request, timeout=common.time_left(args))
     if args.values:
         common.dump_json({alias: common.json_values(common.make_ndarray(tensor))
                           for alias, tensor in sorted(response.outputs.items())})

@@ -5,9 +5,14 @@
 assets.extra/tf_serving_warmup_requests. --read prints the records of such a file.
 """
 
+if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up exits 130 quietly
+    import startup
+    startup.quiet_interrupts()
+
 import sys
 
 import common
+import files
 import inputs
 import tfrecord
 
@@ -39,7 +44,7 @@ def request_log(args):
         stub = common.protos.prediction_service_pb2_grpc.PredictionServiceStub(channel)
         default_filter = ("output_1",) if not args.input else ()  # the guide's request
         log.predict_log.request.CopyFrom(inputs.predict_request(args, stub, default_filter))
-        response = stub.Predict(log.predict_log.request, timeout=args.timeout)
+        response = stub.Predict(log.predict_log.request, timeout=common.time_left(args))
     log.predict_log.response.CopyFrom(response)
     if args.log_file:
         try:
@@ -62,20 +67,32 @@ def _json(message):
 
 def read_log(args):
     log = common.protos.prediction_log_pb2.PredictionLog()
-    try:
-        for offset, data in tfrecord.read(args.read):
+    for offset, data in _records(args.read, args.max_file_size):
+        try:
+            log.ParseFromString(data)
+        except Exception:
+            raise common.InputError(f"{args.read}: the record at offset {offset} is not a PredictionLog") from None
+        if args.format == "json":
+            common.dump_json(_json(log))
+        else:
+            sys.stdout.write(banner(f"record at offset {offset}") + common.to_text(log))
+
+
+def _records(path, max_size):
+    """The records of the file, its read errors as InputError; what the caller writes is not caught here
+    (a closed pipe on stdout is not a failure to read the file)."""
+    with files.open_input(path, None, "tfrecord", max_size) as f:
+        records = tfrecord.read(f)
+        while True:
             try:
-                log.ParseFromString(data)
-            except Exception:
-                raise common.InputError(f"{args.read}: the record at offset {offset} is not a PredictionLog") from None
-            if args.format == "json":
-                common.dump_json(_json(log))
-            else:
-                sys.stdout.write(banner(f"record at offset {offset}") + common.to_text(log))
-    except tfrecord.CorruptRecord as e:
-        raise common.InputError(f"{args.read}: {e}") from None
-    except OSError as e:
-        raise common.InputError(f"cannot read {args.read}: {e.strerror}") from None
+                record = next(records)
+            except StopIteration:
+                return
+            except tfrecord.CorruptRecord as e:
+                raise common.InputError(f"{path}: {e}") from None
+            except OSError as e:
+                raise common.InputError(f"cannot read {path}: {e.strerror or e}") from None
+            yield record
 
 
 def main(argv=None) -> int:

@@ -2,15 +2,23 @@
 """Build a SavedModel warmup file (assets.extra/tf_serving_warmup_requests) from many inputs at once.
 
 From a file of inputs (Predict), from tf.Examples (Classify, Regress, MultiInference), or from a
-server's request log sampled down to N records. Records are appended; TF Serving reads at most 1000.
-No server is needed.
+server's request log sampled down to N records. Records are added after those already in the file, and
+the file is replaced whole (a temporary file in the same folder, renamed over it): a failure leaves it as
+it was. TF Serving reads at most 1000. No server is needed.
 """
 
+if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up exits 130 quietly
+    import startup
+    startup.quiet_interrupts()
+
+import io
+import os
 import random
 import sys
 
-import common  # first: it makes Ctrl-C quiet from the start
+import common
 import examples
+import files
 import inputs
 import tfrecord
 
@@ -23,10 +31,11 @@ def build_parser():
         "Append warmup records (PredictionLog TFRecords) for TF Serving's --enable_model_warmup.",
         "python3 grpcWarmup.py -o ../models/save/Toy/2/assets.extra/tf_serving_warmup_requests "
         "--inputs rows.npz --batch 2", signature=True)
-    parser.add_argument("-o", "--output", required=True, metavar="FILE", help="the warmup file to append to")
+    parser.add_argument("-o", "--output", required=True, metavar="FILE",
+                        help="the warmup file to add the records to (created if missing)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--inputs", metavar="FILE", help="Predict inputs: .npz, or .json (an object of names to "
-                        "arrays); rows along the first axis become requests of --batch rows")
+                        "arrays; a .npy has no names); rows along the first axis become requests of --batch rows")
     source.add_argument("--task", action="append", metavar="KIND[:SIGNATURE]",
                         help="classify or regress requests from --example/--examples (repeat: MultiInference)")
     source.add_argument("--from-log", action="append", metavar="LOG",
@@ -39,7 +48,10 @@ def build_parser():
 
 
 def predict_records(args):
-    loaded = inputs.parse_inputs([f"@{args.inputs}"])
+    if args.inputs.endswith(".npy"):
+        raise common.InputError(f"--inputs {args.inputs}: a .npy file holds one array without its input's name: "
+                                "save the inputs by name with numpy.savez(FILE.npz, NAME=array), or as .json")
+    loaded = inputs.parse_inputs([f"@{args.inputs}"], args.max_file_size)
     arrays = {name: array for name, (array, _) in loaded.items()}
     sizes = {len(a) if getattr(a, "ndim", 0) else None for a in arrays.values()}
     if len(sizes) != 1 or None in sizes:
@@ -83,35 +95,46 @@ def example_records(args):
 
 def log_records(args):
     for path in args.from_log:
-        try:
-            for offset, data in tfrecord.read(path):
-                source = common.protos.prediction_log_pb2.PredictionLog()
-                try:
-                    source.ParseFromString(data)
-                except Exception:
-                    raise common.InputError(f"{path}: the record at offset {offset} is not a PredictionLog") from None
-                kind = source.WhichOneof("log_type")
-                if kind not in ("predict_log", "classify_log", "regress_log", "multi_inference_log"):
-                    continue
-                entry = common.protos.prediction_log_pb2.PredictionLog()
-                getattr(entry, kind).request.CopyFrom(getattr(source, kind).request)  # warmup replays requests only
-                yield entry
-        except tfrecord.CorruptRecord as e:
-            raise common.InputError(f"{path}: {e}") from None
-        except OSError as e:
-            raise common.InputError(f"cannot read {path}: {e.strerror}") from None
+        with files.open_input(path, None, "tfrecord", args.max_file_size) as f:
+            try:
+                for offset, data in tfrecord.read(f):
+                    source = common.protos.prediction_log_pb2.PredictionLog()
+                    try:
+                        source.ParseFromString(data)
+                    except Exception:
+                        raise common.InputError(f"{path}: the record at offset {offset} is not a PredictionLog") from None
+                    kind = source.WhichOneof("log_type")
+                    if kind not in ("predict_log", "classify_log", "regress_log", "multi_inference_log"):
+                        continue
+                    entry = common.protos.prediction_log_pb2.PredictionLog()
+                    getattr(entry, kind).request.CopyFrom(getattr(source, kind).request)  # warmup replays requests only
+                    yield entry
+            except tfrecord.CorruptRecord as e:
+                raise common.InputError(f"{path}: {e}") from None
+            except OSError as e:
+                raise common.InputError(f"cannot read {path}: {e.strerror or e}") from None
 
 
-def existing_records(path):
+def check_output(path):
+    """-o names a file (new or not), not a folder."""
+    if os.path.isdir(path):
+        raise common.InputError(f"-o {path} is a directory: give the warmup file in it, e.g. "
+                                f"-o {os.path.join(path, 'tf_serving_warmup_requests')}")
+
+
+def existing_records(path, max_size):
+    """The bytes of the warmup file already at path (b"" if none) and how many records they hold."""
+    if not os.path.lexists(path):
+        return b"", 0
+    data = files.read_input(path, "-o", "tfrecord", max_size)
     try:
-        return sum(1 for _ in tfrecord.read(path))
-    except FileNotFoundError:
-        return 0
+        return data, sum(1 for _ in tfrecord.read(io.BytesIO(data)))
     except tfrecord.CorruptRecord as e:
         raise common.InputError(f"{path} already exists and is damaged: {e}") from None
 
 
 def build(args):
+    check_output(args.output)
     if args.batch < 1:
         raise common.InputError("--batch must be >= 1")
     if args.task is None and (args.example or args.examples or args.context):
@@ -130,14 +153,14 @@ def build(args):
             records = [records[i] for i in picked]
     if not records:
         raise common.InputError("no records to write")
-    before = existing_records(args.output)
+    existing, before = existing_records(args.output, args.max_file_size)
     if before + len(records) > MAX_RECORDS:
         raise common.InputError(f"{args.output} would hold {before + len(records)} records; TF Serving loads at most "
                                 f"{MAX_RECORDS} (use --sample or a larger --batch)")
     try:
-        tfrecord.append(args.output, [r.SerializeToString() for r in records])
+        tfrecord.replace(args.output, existing + b"".join(tfrecord.frame(r.SerializeToString()) for r in records))
     except OSError as e:
-        raise common.InputError(f"cannot append to {args.output}: {e.strerror}") from None
+        raise common.OutputError(f"cannot write {args.output}: {e.strerror or e} (the file is unchanged)") from None
     print(f"appended {len(records)} warmup records to {args.output} ({before + len(records)} in all)")
 
 

@@ -14,6 +14,7 @@ import zlib
 import numpy as np
 
 import common
+import files
 from common import InputError
 from codec import _bad_code_points, as_datatype_enum, make_tensor_proto, numpy_dtype
 
@@ -161,56 +162,76 @@ def _read_npy(f, size, where):
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, OSError, ValueError)
 
 
-def _load_npz(path, what):
-    """{name: array} from an .npz file, member by member through _read_npy."""
+def _load_npz(path, what, max_size=None):
+    """{name: array} from an .npz file, member by member through _read_npy; refused before anything is
+    unpacked if its members add up to more than the limit (a zip of zeros unpacks to 1000 times its size)."""
     arrays = {}
-    try:
-        with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
-                if not info.filename.endswith(".npy"):
-                    raise InputError(f"{what}: {path} holds {info.filename!r}, which is not an array (.npy)")
-                with archive.open(info) as member:
-                    where = f"{what}: {info.filename}"
-                    arrays[info.filename[:-4]] = _read_npy(member, info.file_size, where)
-    except _ZIP_ERRORS as e:
-        message = e
-        if isinstance(e, zipfile.BadZipFile) and "not a zip" in str(e):
-            message = "not an .npz file (not a zip archive, or cut short)"
-        raise InputError(f"{what}: cannot read {path}: {message}") from None
+    with files.open_input(path, what, "npz", max_size) as f:
+        try:
+            with zipfile.ZipFile(f) as archive:
+                members = archive.infolist()
+                unpacked, limit = sum(info.file_size for info in members), files.limit_of("npz", max_size)
+                if unpacked > limit:
+                    raise files.too_large("npz", unpacked, limit, f"{what}: {path}", unpacked=True)
+                for info in members:
+                    if not info.filename.endswith(".npy"):
+                        raise InputError(f"{what}: {path} holds {info.filename!r}, which is not an array (.npy)")
+                    with archive.open(info) as member:  # (zipfile reads no more than the file_size it declares)
+                        where = f"{what}: {info.filename}"
+                        arrays[info.filename[:-4]] = _read_npy(member, info.file_size, where)
+        except _ZIP_ERRORS as e:
+            message = e
+            if isinstance(e, zipfile.BadZipFile) and "not a zip" in str(e):
+                message = "not an .npz file (not a zip archive, or cut short)"
+            raise InputError(f"{what}: cannot read {path}: {message}") from None
     return arrays
 
 
-def _load(path, what):
+def _load(path, what, max_size=None):
     if not os.path.exists(path):
         raise InputError(f"{what}: file not found: {path}")
-    try:
-        if path.endswith(".npz"):
-            return _load_npz(path, what)
-        if path.endswith(".npy"):
-            with open(path, "rb") as f:
+    if path.endswith(".npz"):
+        return _load_npz(path, what, max_size)
+    if path.endswith(".npy"):
+        with files.open_input(path, what, "npy", max_size) as f:
+            try:
                 return _read_npy(f, os.fstat(f.fileno()).st_size, f"{what}: {path}")
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            except OSError as e:
+                raise InputError(f"{what}: cannot read {path}: {e.strerror or e}") from None
+    text = files.read_text(path, what, "json", max_size)
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise InputError(f"{what}: {path} is not valid JSON: {e}") from None
     except RecursionError:
         raise InputError(f"{what}: the JSON in {path} is nested too deeply") from None
-    except (OSError, ValueError) as e:
+    except ValueError as e:  # an integer of more than 4300 digits
         raise InputError(f"{what}: cannot read {path}: {e}") from None
 
 
-def parse_inputs(specs):
-    """{alias: (array, from_json)} from the -i specs, in the order given."""
+def parse_inputs(specs, max_size=None):
+    """{alias: (array, from_json)} from the -i specs, in the order given; an input given twice is refused.
+
+    max_size: --max-file-size, the limit for the files read (None: each kind's default, files.LIMITS).
+    """
     found = {}
+
+    def add(name, value, spec):
+        if name in found:
+            raise InputError(f"input {name!r} is given twice (again by -i {_short(spec, 100)}): give each input once")
+        found[name] = value
+
     for spec in specs:
         if spec.startswith("@"):
-            data = _load(spec[1:], f"-i {spec}")
+            data = _load(spec[1:], f"-i {spec}", max_size)
             if spec.endswith(".npz"):
-                found.update({k: (v, False) for k, v in data.items()})
+                for k, v in data.items():
+                    add(k, (v, False), spec)
             elif isinstance(data, np.ndarray):
                 raise InputError(f"-i {spec}: a .npy file holds one array: give its input name, -i NAME={spec}")
             elif isinstance(data, dict):
-                found.update({k: (_from_json_value(k, v), True) for k, v in data.items()})
+                for k, v in data.items():
+                    add(k, (_from_json_value(k, v), True), spec)
             else:
                 raise InputError(f"-i {spec}: a JSON file must hold an object of input names to arrays, "
                                  'e.g. {"input_1": [[1.0, 2.0]]}')
@@ -219,13 +240,13 @@ def parse_inputs(specs):
         if not sep or not name:
             raise InputError(f"-i wants NAME=JSON, NAME=@file.npy, @file.json or @file.npz, not {spec!r}")
         if value.startswith("@"):
-            data = _load(value[1:], f"-i {name}")
+            data = _load(value[1:], f"-i {name}", max_size)
             if isinstance(data, dict):
                 raise InputError(f"-i {spec}: {value[1:]} holds several arrays; give it as -i {value}")
-            found[name] = (data, False) if isinstance(data, np.ndarray) else (_from_json_value(name, data), True)
+            add(name, (data, False) if isinstance(data, np.ndarray) else (_from_json_value(name, data), True), spec)
             continue
         try:
-            found[name] = (_from_json_value(name, json.loads(value)), True)
+            add(name, (_from_json_value(name, json.loads(value)), True), spec)
         except json.JSONDecodeError as e:
             raise InputError(f"-i {name}: not valid JSON ({e.msg} at column {e.colno}): {_short(value)}") from None
         except RecursionError:
@@ -308,6 +329,7 @@ def add_arguments(parser):
                         help="send input NAME as DTYPE (float32, float64, int32, int64, bool, string, ...)")
     parser.add_argument("--output-filter", action="append", metavar="NAME", default=[],
                         help="return only this output (repeatable; default: all outputs)")
+    common.add_file_limit(parser)
 
 
 def predict_request(args, prediction_stub, default_output_filter=()):
@@ -316,7 +338,7 @@ def predict_request(args, prediction_stub, default_output_filter=()):
     common.set_model_spec(request.model_spec, args, args.signature)
     if args.input:
         dtypes = parse_dtypes(args.dtype)
-        arrays = apply_dtypes(parse_inputs(args.input), dtypes)
+        arrays = apply_dtypes(parse_inputs(args.input, getattr(args, "max_file_size", None)), dtypes)
         signature = _signature(prediction_stub, args)
         if signature is not None:
             arrays = check_against_signature(arrays, dtypes, signature, args.model)
@@ -340,7 +362,7 @@ def _signature(prediction_stub, args):
     metadata_request = common.protos.get_model_metadata_pb2.GetModelMetadataRequest()
     common.set_model_spec(metadata_request.model_spec, args)
     metadata_request.metadata_field.append("signature_def")
-    response = prediction_stub.GetModelMetadata(metadata_request, timeout=args.timeout)
+    response = prediction_stub.GetModelMetadata(metadata_request, timeout=common.time_left(args))
     signatures = common.protos.get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(signatures)
     return signatures.signature_def.get(args.signature or "serving_default")

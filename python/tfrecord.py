@@ -1,7 +1,8 @@
 """TFRecord files without TensorFlow: the framing of tf_serving_warmup_requests and request logs.
 
 Each record: uint64 length (little-endian), uint32 masked CRC32C of the length, the data,
-uint32 masked CRC32C of the data. Files are only ever appended to.
+uint32 masked CRC32C of the data. A file is appended to whole records at a time (append), or replaced
+whole (replace).
 """
 
 import struct
@@ -52,6 +53,43 @@ def append(path, records):
         os.fsync(f.fileno())
 
 
+def replace(path, payload):
+    """Make payload the whole content of path, atomically: written to a temporary file in the same folder,
+    flushed to disk, then renamed over path (over the file a link points to). If anything fails, path is as
+    it was and the temporary file is gone. An existing file's permissions are kept."""
+    import os
+    import stat
+
+    target = os.path.realpath(path)
+    directory, name = os.path.split(target)
+    temporary = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            try:
+                os.chmod(temporary, stat.S_IMODE(os.stat(target).st_mode))
+            except FileNotFoundError:
+                pass
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+    try:  # the rename itself on disk
+        folder = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    except OSError:
+        pass
+
+
 class CorruptRecord(ValueError):
     pass
 
@@ -73,25 +111,28 @@ def _read_at_most(f, length, chunk=1 << 20):
     return b"".join(parts)
 
 
-def read(path):
-    """Yield (offset, data) for each record; CorruptRecord names the offset of a bad one."""
-    with open(path, "rb") as f:
-        offset = 0
-        while True:
-            header = f.read(12)
-            if not header:
-                return
-            if len(header) < 12:
-                raise CorruptRecord(f"truncated record header at offset {offset}")
-            length_bytes, (length_crc,) = header[:8], struct.unpack("<I", header[8:])
-            if masked_crc(length_bytes) != length_crc:
-                raise CorruptRecord(f"corrupt record length at offset {offset} (CRC mismatch)")
-            (length,) = struct.unpack("<Q", length_bytes)
-            data = _read_at_most(f, length)
-            footer = f.read(4)
-            if len(data) < length or len(footer) < 4:
-                raise CorruptRecord(f"truncated record at offset {offset}")
-            if masked_crc(data) != struct.unpack("<I", footer)[0]:
-                raise CorruptRecord(f"corrupt record data at offset {offset} (CRC mismatch)")
-            yield offset, data
-            offset += 16 + length
+def read(source):
+    """Yield (offset, data) for each record of a path or a binary file; CorruptRecord names the offset of a bad one."""
+    if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
+        with open(source, "rb") as f:
+            yield from read(f)
+        return
+    f, offset = source, 0
+    while True:
+        header = f.read(12)
+        if not header:
+            return
+        if len(header) < 12:
+            raise CorruptRecord(f"truncated record header at offset {offset}")
+        length_bytes, (length_crc,) = header[:8], struct.unpack("<I", header[8:])
+        if masked_crc(length_bytes) != length_crc:
+            raise CorruptRecord(f"corrupt record length at offset {offset} (CRC mismatch)")
+        (length,) = struct.unpack("<Q", length_bytes)
+        data = _read_at_most(f, length)
+        footer = f.read(4)
+        if len(data) < length or len(footer) < 4:
+            raise CorruptRecord(f"truncated record at offset {offset}")
+        if masked_crc(data) != struct.unpack("<I", footer)[0]:
+            raise CorruptRecord(f"corrupt record data at offset {offset} (CRC mismatch)")
+        yield offset, data
+        offset += 16 + length

@@ -6,13 +6,14 @@ interceptor here retries N times, waits 1, 2, 4... s (at most 10 s, each drawn f
 stays within --timeout.
 """
 
-import argparse
-import os
 import random
 import time
 
 import grpc
 
+import flags
+
+COMPRESSIONS = ("none", "gzip", "deflate")
 # TF Serving answers up to 2 GB; gRPC's default 4 MB receive limit is what users hit first.
 _MAX_MESSAGE = 2**31 - 1
 _CHANNEL_OPTIONS = [
@@ -25,43 +26,31 @@ _CHANNEL_OPTIONS = [
 ]
 
 
-def _env(name, default=None):
-    return os.environ.get(name) or default
-
-
 def add_arguments(p):
     """TLS, compression, retries and waiting; each also read from a TFS_* variable for deploy pipelines."""
     g = p.add_argument_group("transport (each also from the environment variable shown)")
-    g.add_argument("--tls", action="store_true", default=_env("TFS_TLS", "") not in ("", "0", "false"),
+    g.add_argument("--tls", action=flags.Switch, default=flags.env("TFS_TLS", False),
                    help="connect with TLS, trusting the system's CAs unless --ca-cert [$TFS_TLS=1]")
-    g.add_argument("--ca-cert", metavar="PEM", default=_env("TFS_CA_CERT"),
+    g.add_argument("--ca-cert", metavar="PEM", default=flags.env("TFS_CA_CERT"),
                    help="CA certificate(s) that signed the server's certificate; implies --tls [$TFS_CA_CERT]")
-    g.add_argument("--client-cert", metavar="PEM", default=_env("TFS_CLIENT_CERT"),
+    g.add_argument("--client-cert", metavar="PEM", default=flags.env("TFS_CLIENT_CERT"),
                    help="client certificate for mutual TLS, with --client-key; implies --tls [$TFS_CLIENT_CERT]")
-    g.add_argument("--client-key", metavar="PEM", default=_env("TFS_CLIENT_KEY"),
+    g.add_argument("--client-key", metavar="PEM", default=flags.env("TFS_CLIENT_KEY"),
                    help="the client certificate's private key [$TFS_CLIENT_KEY]")
-    g.add_argument("--server-name", metavar="NAME", default=_env("TFS_SERVER_NAME"),
+    g.add_argument("--server-name", metavar="NAME", default=flags.env("TFS_SERVER_NAME"),
+                   type=flags.text("the server name"),
                    help="the name to check the server's certificate against, when it differs from the "
                         "address (e.g. connecting by IP); implies --tls [$TFS_SERVER_NAME]")
-    g.add_argument("--compression", choices=("none", "gzip", "deflate"), default=_env("TFS_COMPRESSION", "none"),
+    g.add_argument("--compression", choices=COMPRESSIONS, type=flags.choice(COMPRESSIONS),
+                   default=flags.env("TFS_COMPRESSION", "none"),
                    help="compress requests (default: %(default)s) [$TFS_COMPRESSION]")
-    g.add_argument("--retries", type=_count, default=_env("TFS_RETRIES", "0"), metavar="N",
+    g.add_argument("--retries", type=flags.count(0, must="a count is"), default=flags.env("TFS_RETRIES", "0"),
+                   metavar="N",
                    help="retry a call answered UNAVAILABLE up to N times, waiting 1, 2, 4... s (at most 10 s) "
                         "between tries; never a reload; --timeout bounds it all (default: 0) [$TFS_RETRIES]")
-    g.add_argument("--wait-for-ready", action="store_true",
-                   default=_env("TFS_WAIT_FOR_READY", "") not in ("", "0", "false"),
+    g.add_argument("--wait-for-ready", action=flags.Switch, default=flags.env("TFS_WAIT_FOR_READY", False),
                    help="wait (up to --timeout) for a server that is not reachable yet, instead of failing "
                         "at once [$TFS_WAIT_FOR_READY=1]")
-
-
-def _count(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a count: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a count is >= 0, not {value}")
-    return value
 
 
 def channel(args):
@@ -96,26 +85,38 @@ def _credentials(args):
     def pem(flag, path):
         if not path:
             return None
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise _input_error(f"{flag}: cannot read {path}: {e.strerror}") from None
+        import files
+        data = files.read_input(path, flag, "pem")
         if b"-----BEGIN " not in data:
             raise _input_error(f"{flag}: {path} is not a PEM file (it has no -----BEGIN line)")
         return data
 
-    return grpc.ssl_channel_credentials(root_certificates=pem("--ca-cert", args.ca_cert),
-                                        private_key=pem("--client-key", args.client_key),
-                                        certificate_chain=pem("--client-cert", args.client_cert))
+    ca, key, cert = pem("--ca-cert", args.ca_cert), pem("--client-key", args.client_key), pem("--client-cert",
+                                                                                            args.client_cert)
+    if ca is not None:
+        _check_ca(args.ca_cert, ca)
+    return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+
+
+def _check_ca(path, data):
+    """A CA file that OpenSSL cannot read is ours to report (gRPC's handshake error would not say which file)."""
+    import ssl
+
+    try:
+        ssl.create_default_context(cadata=data.decode("ascii", "replace"))
+    except (ssl.SSLError, ValueError) as e:
+        reason = getattr(e, "reason", None) or " ".join(str(e).split())[:120]
+        raise _input_error(f"--ca-cert: {path} holds no certificate that can be read ({reason})") from None
 
 
 def tls_hint(details, args):
     """A TLS failure, said as what to change; None if the failure is not about TLS."""
     low = details.lower()
     where = f"TLS handshake with {args.server} failed"
+    # A closed socket is a TLS hint only when no connection was made: a server that dies in a call closes it too.
+    connecting = "failed to connect" in low or "handshake" in low
     if not wants_tls(args):
-        if "socket closed" in low or "connection reset" in low or "handshake" in low:
+        if connecting and ("socket closed" in low or "connection reset" in low or "handshake" in low):
             return (f"connection with {args.server} closed ({_short(details, 160)}): "
                     "if the server uses TLS, add --tls (and --ca-cert)")
         return None
@@ -125,13 +126,13 @@ def tls_hint(details, args):
         return f"{where}: its certificate is not for that name (give the name it has with --server-name)"
     if "certificate_verify_failed" in low:
         return f"{where}: its certificate is not signed by a CA we trust (give the CA with --ca-cert)"
-    if "security handshaker" in low or "invalid private key" in low:
+    if ("security handshaker" in low or "invalid private key" in low) and args.client_cert:
         return f"{where}: --client-cert and --client-key are not a valid certificate and its key"
-    if "socket closed" in low or "connection reset" in low:
+    if connecting and ("socket closed" in low or "connection reset" in low):
         hint = (" (is the server's CA the one that signed --client-cert?)" if args.client_cert
                 else ": it may want a client certificate (--client-cert and --client-key)")
         return f"{where}, the server closed the connection{hint}"
-    if "ssl" in low or "handshake" in low or "certificate" in low:
+    if connecting and ("ssl" in low or "handshake" in low or "certificate" in low):
         return f"{where} ({_short(details, 200)})"
     return None
 

@@ -100,7 +100,13 @@ def test_open_loop_keeps_its_rate(run):
     assert report["requests"] == report["ok"] == 100  # sends at t0 + i/50 for i/50 < 2 s
     assert report["throughput_rps"] == pytest.approx(50, rel=0.2)
     assert report["offered_rps"] == pytest.approx(50, rel=0.2)
-    assert report["schedule_lag_ms"] >= 0
+    assert 0 <= report["schedule_lag_ms"] < 20  # kept the schedule: no send was a whole interval (20 ms) late
+    behind, late = bench_json(run, "--rate", "1000000", "--requests", "300", "--warmup", "0")
+    assert behind.code == 0, behind
+    # 300 sends scheduled within 0.3 ms cannot all leave on time: the last ones are late by about the
+    # time the sending took, and no send is later than the whole run
+    sending_ms = 1000.0 * 299 / late["offered_rps"]
+    assert 0.5 * sending_ms <= late["schedule_lag_ms"] <= 1000.0 * late["elapsed_s"], late
     text = run(SCRIPT, "--rate", "40", "--requests", "20", "--warmup", "0")
     assert text.code == 0 and re.search(r"^requests     20: ok 20, errors 0$", text.out, re.M), text
     assert "open loop, 40 req/s scheduled, after 0 warmup requests" in text.out
@@ -192,3 +198,46 @@ def test_percentiles_are_nearest_rank():
     for n, expected in ((1, [1] * 6), (100, [1, 50, 90, 99, 100, 100]), (1000, [1, 500, 900, 990, 999, 1000])):
         result = run_script("-c", code.replace("N", str(n)))
         assert (result.code, result.out) == (0, f"{expected}\n"), result
+
+
+CLOSED_LOOP_RACE = '''
+import threading, time, types
+import grpc, grpcBench
+
+class Future:
+    """A call's future: answered at once (its callback runs inside add_done_callback) or after `delay`."""
+    def __init__(self, delay):
+        self.delay, self.callbacks, self.done = delay, [], False
+        if delay:
+            threading.Timer(delay, self.finish).start()
+    def finish(self):
+        self.done = True
+        for callback in self.callbacks:
+            callback(self)
+    def add_done_callback(self, callback):
+        if self.done or not self.delay:
+            self.done = True
+            callback(self)
+        else:
+            self.callbacks.append(callback)
+    def code(self): return grpc.StatusCode.OK
+    def result(self): return b""  # an empty PredictResponse
+    def exception(self): return None
+    def cancel(self): pass
+
+class Call:
+    delays = [0.0, 0.3]  # the first answer comes before the second request is even sent
+    def future(self, payload, timeout=None):
+        return Future(self.delays.pop(0))
+
+args = types.SimpleNamespace(timeout=5.0, duration=None, requests=2, concurrency=2, rate=None)
+load = grpcBench.Load(Call(), b"", args)
+load.run(None)
+print(load.tally.completed, "of", load.issued)
+'''
+
+
+def test_the_closed_loop_reports_after_every_answer():
+    """-n close to -c: an answer that comes before the next request is sent must not end the run."""
+    result = run_script("-c", CLOSED_LOOP_RACE)
+    assert (result.code, result.out, result.err) == (0, "2 of 2\n", ""), result

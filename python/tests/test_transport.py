@@ -62,12 +62,19 @@ def one_error_line(result, code, *fragments):
 
 # -- TLS -----------------------------------------------------------------------------------------
 
-def test_tls_predict_prints_what_plaintext_prints(tls_server, toy_server, pki):
-    secure = run_script("grpcRequest.py", "-m", "Toy", "--ca-cert", pki["ca.pem"], server=tls_server.target)
-    plain = run_script("grpcRequest.py", "-m", "Toy", "-v", "2", server=toy_server.target)
-    assert secure.code == 0 and secure.err == "", secure
-    assert 'key: "dense"' in secure.out or "outputs" in secure.out
-    assert plain.code == 0
+@pytest.fixture(scope="module")
+def plain_twin(toy_models):
+    """The TLS server's model, served in plaintext: the same answers, without TLS."""
+    with ServerProcess("--model_name=Toy", f"--model_base_path={TOY}") as server:
+        yield server
+
+
+def test_tls_predict_prints_what_plaintext_prints(tls_server, plain_twin, pki):
+    for extra in ([], ["--values"], ["--format", "json"]):
+        secure = run_script("grpcRequest.py", "-m", "Toy", *extra, "--ca-cert", pki["ca.pem"], server=tls_server.target)
+        plain = run_script("grpcRequest.py", "-m", "Toy", *extra, server=plain_twin.target)
+        assert (secure.code, secure.err) == (plain.code, plain.err) == (0, ""), (secure, plain)
+        assert "dense" in secure.out and secure.out == plain.out, (secure, plain)  # (Toy 3: output "dense")
 
 
 def test_tls_by_ip_needs_the_certificate_name(tls_server, pki):

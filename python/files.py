@@ -1,0 +1,95 @@
+"""The files the scripts read: regular files only, each with a size limit that fits its kind.
+
+A link to /dev/zero, a FIFO or a directory is one line, not a read that never ends. Input data (JSON, CSV,
+.npy, .npz, TFRecord) may be large on purpose: --max-file-size (or $TFS_MAX_FILE_SIZE) raises its limit;
+certificates and model configs have fixed ones.
+"""
+
+import os
+import stat
+
+MiB = 1 << 20
+LIMITS = {  # kind: (default limit in bytes, what the file is, raisable with --max-file-size)
+    "json": (64 * MiB, "JSON file", True),
+    "csv": (64 * MiB, "CSV file", True),
+    "npy": (256 * MiB, ".npy file", True),
+    "npz": (256 * MiB, ".npz file", True),  # what it unpacks to
+    "tfrecord": (256 * MiB, "TFRecord file", True),
+    "pem": (1 * MiB, "PEM file", False),
+    "config": (64 * MiB, "model config", False),  # the server's own limit for its config files
+}
+RAISE = "raise it with --max-file-size or $TFS_MAX_FILE_SIZE"
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def limit_of(kind, max_size=None):
+    """The size limit for a file of this kind: max_size (--max-file-size) if given and the kind allows it."""
+    default, _, raisable = LIMITS[kind]
+    return max_size if (max_size and raisable) else default
+
+
+def too_large(kind, size, limit, where, unpacked=False):
+    """The one line for a file (or what it unpacks to) over its limit."""
+    _, name, raisable = LIMITS[kind]
+    how = RAISE if raisable else "the limit for a " + name
+    if unpacked:
+        return _error(f"{where} unpacks to {size} bytes, more than the {limit} a {name} may unpack to ({how})")
+    return _error(f"{where} is {size} bytes, more than the {limit} a {name} may be ({how})")
+
+
+def open_input(path, what, kind, max_size=None, noun=""):
+    """The regular file at path, opened for reading in binary, checked against its kind's size limit.
+
+    what: the flag, to start error lines with (none if empty); noun: said before the path in "cannot read".
+    Opened without blocking (a FIFO with no writer would hang open()), then checked with fstat.
+    """
+    where = f"{what}: " if what else ""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise _error(f"{where}cannot read {noun}{path}: {e.strerror or e}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind_name = next((name for test, name in _KINDS if test(info.st_mode)), "not a file")
+            raise _error(f"{where}{noun}{path} is not a regular file ({kind_name})")
+        limit = limit_of(kind, max_size)
+        if info.st_size > limit:
+            raise too_large(kind, info.st_size, limit, f"{where}{noun}{path}")
+        os.set_blocking(fd, True)
+        f = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    f.limit = limit  # (a regular file may still grow while it is read: readers stop at the limit)
+    return f
+
+
+def read_input(path, what, kind, max_size=None, noun=""):
+    """The whole content of the regular file at path, at most its kind's limit."""
+    where = f"{what}: " if what else ""
+    with open_input(path, what, kind, max_size, noun) as f:
+        try:
+            data = f.read(f.limit + 1)
+        except OSError as e:
+            raise _error(f"{where}cannot read {noun}{path}: {e.strerror or e}") from None
+        if len(data) > f.limit:
+            raise too_large(kind, len(data), f.limit, f"{where}{noun}{path}")
+    return data
+
+
+def read_text(path, what, kind, max_size=None, noun=""):
+    """read_input decoded as UTF-8; a byte-order mark at the start (Excel writes one) is dropped."""
+    data = read_input(path, what, kind, max_size, noun)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        where = f"{what}: " if what else ""
+        raise _error(f"{where}cannot read {noun}{path}: not UTF-8 (byte {e.start} is {data[e.start]:#04x})") from None
+
+
+def _error(message):
+    from common import InputError  # here, not at the top: common imports grpc, which this module does not need
+    return InputError(message)

@@ -1,0 +1,173 @@
+"""The value types of the scripts' flags, in one place: each turns the text of a flag (or of the TFS_*
+variable that gives its default) into a value, or says in argparse's one line what is wrong with it.
+
+A default read from the environment is a FromEnv string: argparse converts a string default with the
+flag's type when the flag is not given, so a bad variable is refused like a bad flag (exit 2), and the
+message names the variable.
+"""
+
+import argparse
+import math
+import os
+
+NO_DEADLINE = 1e9  # seconds (31 years): from here on, -t means no deadline (gRPC's own ends near 9.2e9)
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+class FromEnv(str):
+    """The text of an environment variable, remembering the variable's name for error messages."""
+
+    def __new__(cls, value, variable):
+        text = super().__new__(cls, value)
+        text.variable = variable
+        return text
+
+
+def env(name, default=None):
+    """$name as a FromEnv string when set and not empty, else default."""
+    value = os.environ.get(name)
+    return FromEnv(value, name) if value else default
+
+
+def _refuse(text, problem, unreadable=False):
+    """An ArgumentTypeError naming the variable when the text came from one.
+
+    unreadable: the text is not of the type at all ("not a number: 'x'"), else out of range ("must be > 0, not 0").
+    """
+    if isinstance(text, FromEnv):
+        return argparse.ArgumentTypeError(f"${text.variable}={_shown(text)}: {problem}")
+    if unreadable:
+        return argparse.ArgumentTypeError(f"{problem}: {_shown(text)}")
+    return argparse.ArgumentTypeError(f"{problem}, not {_plain(text)}")
+
+
+def _plain(text, limit=100):
+    """The text as printable: bytes that are not UTF-8 (from argv or the environment) as \\xNN; cut if long."""
+    try:
+        text = str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        text = str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _shown(text):
+    return repr(_plain(text))
+
+
+def count(minimum=0, must="must be"):
+    """A whole number >= minimum."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise _refuse(text, "not a whole number", True) from None
+        if value < minimum:
+            raise _refuse(text, f"{must} >= {minimum}")
+        return value
+    return parse
+
+
+def seconds(what="the timeout", minimum=0.0, allow_minimum=False, infinite=False):
+    """A number of seconds above minimum (or equal to it with allow_minimum); never NaN.
+
+    infinite: inf, or anything from NO_DEADLINE up, is math.inf (no deadline); otherwise it must be finite.
+    """
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise _refuse(text, "not a number of seconds", True) from None
+        if math.isnan(value) or value < minimum or (value == minimum and not allow_minimum):
+            raise _refuse(text, f"{what} must be {'>=' if allow_minimum else '>'} {minimum:g}")
+        if value >= NO_DEADLINE:
+            if not infinite:
+                raise _refuse(text, f"{what} must be below {NO_DEADLINE:g} seconds")
+            return math.inf
+        return value
+    return parse
+
+
+def positive(what):
+    """A finite number > 0 (a rate, a duration)."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise _refuse(text, "not a number", True) from None
+        if not (value > 0 and math.isfinite(value)):
+            raise _refuse(text, f"{what} must be > 0")
+        return value
+    return parse
+
+
+def version(text):
+    """A model version: an int64 >= 0, as ModelSpec holds it."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise _refuse(text, "not a version number", True) from None
+    if not 0 <= value < 2**63:
+        raise _refuse(text, "a version is a number >= 0 and < 2**63")
+    return value
+
+
+def text(what):
+    """A non-empty string that UTF-8 can carry (a non-UTF-8 environment variable cannot be sent)."""
+    def parse(value):
+        if not value:
+            raise _refuse(value, f"{what} is empty", True)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _refuse(value, f"{what} is not valid UTF-8", True) from None
+        return str(value)
+    return parse
+
+
+def boolean(value):
+    """1/0, true/false, yes/no, on/off (any case); True when the flag itself is given."""
+    if value is True:
+        return True
+    low = str(value).strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise _refuse(value, "not a boolean: use 1/0, true/false, yes/no or on/off", True)
+
+
+def choice(options):
+    """One of options: also checks a default from the environment, which argparse's choices= does not."""
+    def parse(value):
+        if value not in options:
+            if isinstance(value, FromEnv):
+                raise _refuse(value, f"invalid choice (choose from {', '.join(options)})")
+            raise argparse.ArgumentTypeError(f"invalid choice: {_shown(value)} (choose from {', '.join(options)})")
+        return str(value)
+    return parse
+
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def size(text):
+    """A number of bytes, with an optional K, M, G or T suffix (powers of 1024): 512M, 2G, 1048576."""
+    low = str(text).strip().lower().removesuffix("ib").removesuffix("b")
+    unit = low[-1:] if low[-1:] in _UNITS else ""
+    try:
+        value = float(low[:len(low) - len(unit)])
+    except ValueError:
+        raise _refuse(text, "not a size in bytes (e.g. 1048576, 512M or 2G)", True) from None
+    if not (value >= 1 and math.isfinite(value)):
+        raise _refuse(text, "a size must be at least 1 byte")
+    return int(value * _UNITS[unit])
+
+
+class Switch(argparse.Action):
+    """A flag that turns a feature on, whose default may come from a boolean variable (checked as boolean)."""
+
+    def __init__(self, option_strings, dest, default=False, help=None):
+        super().__init__(option_strings, dest, nargs=0, default=default, type=boolean, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, True)
