@@ -49,6 +49,9 @@ def build_parser():
                              "any failure among them stops the run (default: %(default)s)")
     parser.add_argument("--histogram", metavar="FILE.png",
                         help="also draw the latency distribution of the ok requests (needs matplotlib)")
+    for action in parser._actions:  # here -t bounds each request; -n or --duration bound the run
+        if action.dest == "timeout":
+            action.help = "seconds each request may take; inf: no limit (default: %(default)s)"
     return parser
 
 

@@ -21,7 +21,8 @@ def build_parser():
                            "python3 grpcModelStatus.py -m Toy_double -v 1 --wait 60")
     parser.add_argument("--wait", type=flags.seconds("the wait", allow_minimum=True), metavar="SECONDS",
                         help="poll until the version (or, without -v, every version listed) is AVAILABLE; "
-                             "exit 1 with the last state seen if that takes longer than SECONDS")
+                             "exit 1 with the last state seen if that takes longer than SECONDS (-t then bounds "
+                             "each poll)")
     parser.add_argument("--health", nargs="?", const="", metavar="SERVICE",
                         help="ask the gRPC health service instead (grpc.health.v1; TF Serving's "
                              "--enable_grpc_healthcheck_service): the whole server by default, or SERVICE such "

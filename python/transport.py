@@ -7,6 +7,7 @@ stays within --timeout.
 """
 
 import random
+import re
 import time
 
 import grpc
@@ -105,7 +106,7 @@ def _check_ca(path, data):
     try:
         ssl.create_default_context(cadata=data.decode("ascii", "replace"))
     except (ssl.SSLError, ValueError) as e:
-        reason = getattr(e, "reason", None) or " ".join(str(e).split())[:120]
+        reason = re.sub(r"\s*\(_ssl\.c:\d+\)$", "", " ".join(str(e).split()))[:160]  # (OpenSSL's source line)
         raise _input_error(f"--ca-cert: {path} holds no certificate that can be read ({reason})") from None
 
 
