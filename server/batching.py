@@ -1,13 +1,21 @@
 """Server-side batching (--enable_batching): concurrent runs of one signature merged into one.
 
-As TF Serving's BatchingSession: requests to the same version with the same feeds and fetches
-queue up; a batch thread takes up to max_batch_size rows (waiting at most batch_timeout_micros
-after the first), concatenates the inputs along the 0th dimension (padded to the next of
-allowed_batch_sizes), runs the session once and hands each request its own rows back.
+As TF Serving's BatchingSession on TensorFlow's SharedBatchScheduler
+(tensorflow_serving/batching/batching_session.cc, servables/tensorflow/bundle_factory_util.*,
+tensorflow/core/kernels/batching_util/shared_batch_scheduler.h):
+
+- one `Scheduler` per server: `num_batch_threads` threads shared by every model's queues, taking
+  batches from them in turn;
+- one queue per (feeds, fetches) signature of a loaded version. A task (one request's rows) joins
+  the open batch if it fits, else the open batch is closed and a new one opened; a closed batch, or
+  the open one once full or `batch_timeout_micros` after its first task, is run by the next free
+  thread. With `enable_large_batch_splitting`, a task larger than the open batch's room is split
+  to fill it, the rest in batches of `max_execution_batch_size`;
+- a batch's inputs are concatenated along the 0th dimension, padded to the next of
+  `allowed_batch_sizes` by repeating the first row, run once, and each task gets its rows back.
 """
 
 import collections
-import math
 import threading
 import time
 
@@ -15,8 +23,12 @@ import grpc
 import numpy as np
 
 from . import local_protos, status
+from .metrics import METRICS
 
 BatchingParameters = local_protos.BatchingParameters
+
+DEFAULT_THREAD_POOL_NAME = "model_server_batch_threads"  # model_servers/server.cc, with no parameters file
+FILE_THREAD_POOL_NAME = "batch_threads"  # SharedBatchScheduler::Options' default, when the file names none
 
 
 class Options:
@@ -28,125 +40,217 @@ class Options:
         def value(name, default):
             return getattr(p, name).value if p.HasField(name) else default
 
-        self.max_batch_size = value("max_batch_size", 1000)
+        self.max_batch_size = value("max_batch_size", 1000)  # the largest task (input_batch_size_limit)
         self.batch_timeout_micros = value("batch_timeout_micros", 0)
         self.max_enqueued_batches = value("max_enqueued_batches", 10)
         self.num_batch_threads = value("num_batch_threads", cpus)
+        self.thread_pool_name = value("thread_pool_name",
+                                      FILE_THREAD_POOL_NAME if parameters is not None else DEFAULT_THREAD_POOL_NAME)
+        self.large_batch_splitting = value("enable_large_batch_splitting", False)
+        # bundle_factory_util.h GetQueueOptions: max_execution_batch_size counts only with splitting
+        self.max_execution_batch_size = value("max_execution_batch_size", self.max_batch_size) \
+            if self.large_batch_splitting else self.max_batch_size
         self.allowed_batch_sizes = list(p.allowed_batch_sizes)
         self.pad_variable_length_inputs = p.pad_variable_length_inputs
-        if self.max_batch_size < 1 or self.num_batch_threads < 1 or self.max_enqueued_batches < 1:
-            raise ValueError("max_batch_size, num_batch_threads and max_enqueued_batches must be positive")
+        if self.max_batch_size < 1:
+            raise ValueError(f"input_batch_size_limit must be positive; was {self.max_batch_size}")
+        if self.batch_timeout_micros < 0:
+            raise ValueError(f"batch_timeout_micros must be non-negative; was {self.batch_timeout_micros}")
+        if self.max_enqueued_batches < 1:
+            raise ValueError(f"max_enqueued_batches must be positive; was {self.max_enqueued_batches}")
+        if self.num_batch_threads < 1:
+            raise ValueError(f"num_batch_threads must be positive; was {self.num_batch_threads}")
+        if self.large_batch_splitting and not 1 <= self.max_execution_batch_size <= self.max_batch_size:
+            raise ValueError("When enable_large_batch_splitting is true, input_batch_size_limit must be greater "
+                             "than or equal to max_execution_batch_size.")
         if self.allowed_batch_sizes:
             if self.allowed_batch_sizes != sorted(set(self.allowed_batch_sizes)):
                 raise ValueError("allowed_batch_sizes entries must be monotonically increasing")
-            if self.allowed_batch_sizes[-1] != self.max_batch_size:
-                raise ValueError("The last entry in allowed_batch_sizes must match max_batch_size; last entry was "
+            if self.allowed_batch_sizes[-1] != self.max_batch_size:  # bundle_factory_util.cc
+                raise ValueError("Last entry in allowed_batch_sizes must match max_batch_size; last entry was "
                                  f"{self.allowed_batch_sizes[-1]}; expected {self.max_batch_size}")
+
+    def padded_size(self, rows):
+        """The batch size a batch of `rows` runs at: the next allowed size (RoundToLowestAllowedBatchSize)."""
+        for size in self.allowed_batch_sizes:
+            if size >= rows:
+                return size
+        return rows
 
 
 class _Task:
-    __slots__ = ("feeds", "size", "done", "result", "error", "arrived")
+    """One request's run: its feeds, and its outputs once every piece of it has run."""
+
+    __slots__ = ("feeds", "size", "done", "result", "error", "_parts", "_waiting")
 
     def __init__(self, feeds, size):
         self.feeds, self.size = feeds, size
         self.done = threading.Event()
         self.result = self.error = None
-        self.arrived = time.monotonic()
+        self._parts, self._waiting = None, 0
+
+    def pieces(self, first, rest):
+        """This task as pieces: `first` rows (if any), then `rest` at a time (SplitInputTask)."""
+        sizes, left = [], self.size
+        if 0 < first < left:
+            sizes.append(first)
+            left -= first
+        while left > 0:
+            sizes.append(min(rest, left))
+            left -= sizes[-1]
+        if len(sizes) == 1:
+            return [_Piece(self, 0, 0, self.size, self.feeds)]
+        self._parts, self._waiting = [None] * len(sizes), len(sizes)
+        pieces, start = [], 0
+        for index, size in enumerate(sizes):
+            feeds = [(name, value[start:start + size]) for name, value in self.feeds]
+            pieces.append(_Piece(self, index, start, size, feeds))
+            start += size
+        return pieces
+
+    def finish(self, index, outputs, error):
+        """A piece ran (`outputs`, its rows of each fetch) or failed (`error`); the last one wakes the caller."""
+        if self._parts is None:
+            self.result, self.error = outputs, error
+            self.done.set()
+            return
+        with _PIECES_LOCK:
+            if error is not None and self.error is None:
+                self.error = error
+            self._parts[index] = outputs
+            self._waiting -= 1
+            last = self._waiting == 0
+        if last:
+            if self.error is None:
+                self.result = [np.concatenate(parts, axis=0) for parts in zip(*self._parts)]
+            self._parts = None
+            self.done.set()
+
+
+_PIECES_LOCK = threading.Lock()
+
+
+class _Piece:
+    __slots__ = ("task", "index", "start", "size", "feeds", "enqueued")
+
+    def __init__(self, task, index, start, size, feeds):
+        self.task, self.index, self.start, self.size, self.feeds = task, index, start, size, feeds
+        self.enqueued = 0.0
+
+
+class _Batch:
+    __slots__ = ("pieces", "size", "started")
+
+    def __init__(self):
+        self.pieces, self.size, self.started = [], 0, 0.0
 
 
 class _Queue:
-    """The tasks of one (feeds, fetches) signature of one version, and the threads that batch them."""
+    """The tasks of one (feeds, fetches) signature of one version; the scheduler's threads run its batches.
 
-    def __init__(self, run, fetch_names, options):
-        self._run, self._fetch_names, self._options = run, fetch_names, options
-        self._tasks = collections.deque()
-        self._rows = 0
-        self._cond = threading.Condition()
-        self._closed = False
-        self._threads = [threading.Thread(target=self._work, daemon=True, name="batch") for _ in
-                         range(options.num_batch_threads)]
-        for thread in self._threads:
-            thread.start()
+    All state is guarded by the scheduler's condition."""
 
-    def submit(self, task):
-        o = self._options
+    def __init__(self, scheduler, run, fetch_names, options):
+        self._scheduler, self._run, self._fetch_names, self._options = scheduler, run, fetch_names, options
+        self._batches = collections.deque([_Batch()])  # the last one is open
+        self._processing = 0
+        self.closed = False
+
+    # -- under the scheduler's lock ------------------------------------------------------------
+
+    def schedule(self, task):
+        """Queue `task` (its pieces) or raise TF's error for it."""
+        o, batches = self._options, self._batches
         if task.size > o.max_batch_size:
             raise status.invalid_argument(
                 f"Task size {task.size} is larger than maximum input batch size {o.max_batch_size}")
-        with self._cond:
-            if self._closed:
-                raise status.ServingError(grpc.StatusCode.UNAVAILABLE, "The batch scheduler is shut down")
-            if math.ceil((self._rows + task.size) / o.max_batch_size) > o.max_enqueued_batches:
-                raise status.ServingError(grpc.StatusCode.UNAVAILABLE,
-                                          "The batch scheduling queue to which this task was submitted is full")
-            self._tasks.append(task)
-            self._rows += task.size
-            self._cond.notify()
+        if self.closed:
+            raise status.ServingError(grpc.StatusCode.UNAVAILABLE, "The batch scheduler is shut down")
+        limit = o.max_execution_batch_size
+        if o.large_batch_splitting:
+            capacity = (o.max_enqueued_batches - len(batches)) * limit + limit - batches[-1].size
+            if task.size > capacity:
+                raise status.ServingError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "The batch scheduling queue to which this task was submitted is full; task size is "
+                    f"{task.size} but scheduling capacity is only {capacity} (num_enqueued_batches={len(batches)}, "
+                    f"max_enqueued_batches={o.max_enqueued_batches}, open_batch_size={batches[-1].size}, "
+                    f"max_execution_batch_size={limit})")
+            pieces = task.pieces(limit - batches[-1].size, limit)
+        else:
+            if batches[-1].size + task.size > limit and len(batches) >= o.max_enqueued_batches:
+                raise status.ServingError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "The batch scheduling queue to which this task was submitted is full; currently "
+                    f"{len(batches)} batches enqueued and max_enqueued_batches is {o.max_enqueued_batches}")
+            pieces = task.pieces(0, task.size)
+        now = time.monotonic()
+        for piece in pieces:
+            if batches[-1].size + piece.size > limit:
+                batches.append(_Batch())  # closes the open one
+            if not batches[-1].pieces:
+                batches[-1].started = now
+            piece.enqueued = now
+            batches[-1].pieces.append(piece)
+            batches[-1].size += piece.size
 
-    def _take(self):
-        """The next batch: up to max_batch_size rows, once full or batch_timeout_micros after its first task."""
-        o = self._options
-        with self._cond:
-            while True:
-                if self._closed and not self._tasks:
-                    return None
-                if self._tasks:
-                    due = self._tasks[0].arrived + o.batch_timeout_micros / 1e6
-                    wait = due - time.monotonic()
-                    if self._rows >= o.max_batch_size or wait <= 0 or self._closed:
-                        break
-                    self._cond.wait(wait)
-                else:
-                    self._cond.wait()
-            batch, rows = [], 0
-            while self._tasks and rows + self._tasks[0].size <= o.max_batch_size:
-                task = self._tasks.popleft()
-                batch.append(task)
-                rows += task.size
-            self._rows -= rows
-            if self._tasks:
-                self._cond.notify()
-            return batch
+    def due(self, now):
+        """0 if a batch can run now, the seconds until the open one can, or None (nothing queued)."""
+        if len(self._batches) > 1:
+            return 0.0
+        open_batch = self._batches[-1]
+        if not open_batch.pieces:
+            return None
+        if self.closed or open_batch.size >= self._options.max_execution_batch_size:
+            return 0.0
+        return max(open_batch.started + self._options.batch_timeout_micros / 1e6 - now, 0.0)
 
-    def _work(self):
-        while True:
-            batch = self._take()
-            if batch is None:
-                return
-            try:
-                outputs = self._run_batch(batch)
-            except status.ServingError as e:
-                for task in batch:
-                    task.error = e
-                    task.done.set()
-                continue
-            except Exception as e:  # a batch thread must not die
-                for task in batch:
-                    task.error = status.unknown(str(e))
-                    task.done.set()
-                continue
+    def take(self):
+        """The batch to run now (the caller checked `due`): the oldest closed one, or the open one."""
+        if len(self._batches) == 1:
+            self._batches.append(_Batch())
+        self._processing += 1
+        return self._batches.popleft()
+
+    def empty(self):
+        return self._processing == 0 and len(self._batches) == 1 and not self._batches[0].pieces
+
+    # -- on a batch thread, without the lock ---------------------------------------------------
+
+    def process(self, batch):
+        dequeued = time.monotonic()
+        for piece in batch.pieces:
+            METRICS.batch_queued(self._options.thread_pool_name, (dequeued - piece.enqueued) * 1e6)
+        try:
+            outputs = self._run_batch(batch)
+        except Exception as e:  # a batch thread must not die; each task gets the error
+            error = e if isinstance(e, status.ServingError) else status.unknown(str(e))
+            for piece in batch.pieces:
+                piece.task.finish(piece.index, None, error)
+        else:
             start = 0
-            for task in batch:
-                task.result = [o[start:start + task.size] for o in outputs]
-                start += task.size
-                task.done.set()
+            for piece in batch.pieces:
+                piece.task.finish(piece.index, [o[start:start + piece.size] for o in outputs], None)
+                start += piece.size
+        finally:
+            self._scheduler.processed(self)
 
     def _run_batch(self, batch):
-        rows = sum(t.size for t in batch)
-        padded = self._padded_size(rows)
-        names = [name for name, _ in batch[0].feeds]
+        rows = batch.size
+        padded = self._options.padded_size(rows)
+        names = [name for name, _ in batch.pieces[0].feeds]
         merged = []
         for i, name in enumerate(names):
-            parts = [t.feeds[i][1] for t in batch]
-            parts = self._pad_dims(parts)
+            parts = self._pad_dims([p.feeds[i][1] for p in batch.pieces])
             if padded > rows:  # repeat the first row, as TF Serving pads a batch
                 parts.append(np.repeat(parts[0][:1], padded - rows, axis=0))
             try:
-                merged.append((name, np.concatenate(parts, axis=0)))
+                merged.append((name, parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)))
             except ValueError:
                 raise status.invalid_argument(
                     "Batching session Run() input tensors must have equal dimensions other than the 0th "
                     "(set pad_variable_length_inputs to pad them)") from None
+        METRICS.batch_run(padded, padded - rows)
         outputs = [np.asarray(o) for o in self._run(merged, self._fetch_names)]
         for output in outputs:
             if output.ndim == 0 or output.shape[0] != padded:
@@ -155,31 +259,92 @@ class _Queue:
                     "of the input tensors")
         return outputs
 
-    def _padded_size(self, rows):
-        for size in self._options.allowed_batch_sizes:
-            if size >= rows:
-                return size
-        return rows
-
     def _pad_dims(self, parts):
         if not self._options.pad_variable_length_inputs or len({p.shape[1:] for p in parts}) == 1:
             return parts
         target = tuple(max(sizes) for sizes in zip(*(p.shape[1:] for p in parts)))
         return [np.pad(p, [(0, 0)] + [(0, t - s) for s, t in zip(p.shape[1:], target)]) for p in parts]
 
+
+class Scheduler:
+    """TensorFlow's SharedBatchScheduler: `num_threads` batch threads serving every queue in turn."""
+
+    def __init__(self, num_threads):
+        self._cond = threading.Condition()
+        self._queues = []
+        self._next = 0
+        self._stopping = False
+        self._threads = [threading.Thread(target=self._work, daemon=True, name=f"batch-{i}")
+                         for i in range(num_threads)]
+        for thread in self._threads:
+            thread.start()
+
+    def add_queue(self, run, fetch_names, options):
+        queue = _Queue(self, run, fetch_names, options)
+        with self._cond:
+            self._queues.append(queue)
+        return queue
+
+    def submit(self, queue, task):
+        with self._cond:
+            queue.schedule(task)
+            self._cond.notify()
+
+    def close_queue(self, queue):
+        """Refuse new tasks, run what is queued, then drop the queue (QueueHandle's destructor)."""
+        with self._cond:
+            queue.closed = True
+            self._cond.notify_all()
+            while not queue.empty():
+                self._cond.wait()
+            self._queues.remove(queue)
+            self._next = 0
+
+    def processed(self, queue):
+        with self._cond:
+            queue._processing -= 1
+            if queue.closed:
+                self._cond.notify_all()
+
+    def _next_batch(self):
+        """(queue, batch) to run, taking the queues in turn; waits until one is due. None when stopping."""
+        with self._cond:
+            while True:
+                if self._stopping:
+                    return None
+                now, wait = time.monotonic(), None
+                count = len(self._queues)
+                for step in range(count):
+                    queue = self._queues[(self._next + step) % count]
+                    due = queue.due(now)
+                    if due == 0.0:
+                        self._next = (self._next + step + 1) % count
+                        return queue, queue.take()
+                    if due is not None and (wait is None or due < wait):
+                        wait = due
+                self._cond.wait(wait)
+
+    def _work(self):
+        while True:
+            work = self._next_batch()
+            if work is None:
+                return
+            queue, batch = work
+            queue.process(batch)
+
     def close(self):
         with self._cond:
-            self._closed = True
+            self._stopping = True
             self._cond.notify_all()
         for thread in self._threads:
             thread.join()
 
 
 class Batcher:
-    """Batching for one servable version: a queue per (feeds, fetches)."""
+    """Batching for one servable version: a queue per (feeds, fetches), on the server's scheduler."""
 
-    def __init__(self, run, options):
-        self._run, self._options = run, options
+    def __init__(self, scheduler, run, options):
+        self._scheduler, self._run, self._options = scheduler, run, options
         self._queues = {}
         self._lock = threading.Lock()
 
@@ -194,9 +359,10 @@ class Batcher:
         with self._lock:
             queue = self._queues.get(key)
             if queue is None:
-                queue = self._queues[key] = _Queue(self._run, list(fetch_names), self._options)
+                queue = self._queues[key] = self._scheduler.add_queue(self._run, list(fetch_names), self._options)
         task = _Task(feeds, sizes.pop())
-        queue.submit(task)
+        METRICS.batch_input(task.size)
+        self._scheduler.submit(queue, task)
         task.done.wait()
         if task.error is not None:
             raise task.error
@@ -206,4 +372,4 @@ class Batcher:
         with self._lock:
             queues, self._queues = list(self._queues.values()), {}
         for queue in queues:
-            queue.close()
+            self._scheduler.close_queue(queue)

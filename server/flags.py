@@ -61,8 +61,11 @@ _FLAGS = [
     ("ssl_config_file", str, "", "If non-empty, read an ascii SSLConfig protobuf from the supplied file name and set "
      "up a secure gRPC channel"),
     ("enable_batching", bool, False, "enable batching"),
-    ("enable_per_model_batching_parameters", bool, False, "per-model batching parameters (accepted; the "
-     "--batching_parameters_file applies to every model)."),
+    ("enable_per_model_batching_parameters", bool, False, "Enables model specific batching params like batch sizes, "
+     "timeouts, batching feature flags to be read from `batching_params.pbtxt` file present in SavedModel dir of the "
+     "model. Associated params in the global config from --batching_parameters_file are *ignored*. Only threadpool "
+     "(name and size) related params are used from the global config, as this threadpool is shared across all the "
+     "models that want to batch requests. This option is only applicable when --enable_batching flag is set."),
     ("batching_parameters_file", str, "", "If non-empty, read an ascii BatchingParameters protobuf from the supplied "
      "file name and use the contained values instead of the defaults."),
     ("enable_model_warmup", bool, True, "Enables model warmup, which triggers lazy initializations (such as TF "

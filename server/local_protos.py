@@ -41,8 +41,8 @@ def declare(file_name, messages):
     ("max_batch_size", "Int64Value", 1), ("batch_timeout_micros", "Int64Value", 2),
     ("max_enqueued_batches", "Int64Value", 3), ("num_batch_threads", "Int64Value", 4),
     ("thread_pool_name", "StringValue", 5), ("allowed_batch_sizes", "repeated int64", 6),
-    ("pad_variable_length_inputs", "bool", 7), ("enable_large_batch_splitting", "BoolValue", 9),
-    ("max_execution_batch_size", "Int64Value", 10)]})
+    ("pad_variable_length_inputs", "bool", 7), ("enable_large_batch_splitting", "BoolValue", 8),
+    ("max_execution_batch_size", "Int64Value", 9)]})  # session_bundle_config.proto's numbers
 
 [SSLConfig] = declare("ssl_config.proto", {"SSLConfig": [
     ("server_key", "string", 1), ("server_cert", "string", 2), ("custom_ca", "string", 3),

@@ -30,6 +30,9 @@ MAX_FILE_BYTES = 64 * 2**20
 log = logging.getLogger("tensorflow_serving.model_servers")
 
 
+PER_MODEL_BATCHING_FILE = "batching_params.pbtxt"  # in a version's folder (bundle_factory_util.cc)
+
+
 class StartupError(Exception):
     """Start-up failed; `preface` is a line printed before "Failed to start server" (a parser's error)."""
 
@@ -129,6 +132,7 @@ class ModelServer:
         self.grpc_server = None
         self.core = None
         self.batching = None
+        self.batch_scheduler = None
         self.health = None
         self.rest_server = None
         self._stop = threading.Event()
@@ -144,7 +148,7 @@ class ModelServer:
         tags = tuple(t for t in o.saved_model_tags.split(",") if t)
         session_config = _session_config(o)
 
-        batching = self.batching = self._batching_options()
+        self.batching = self._batching_options()
 
         def load(name, version, path):
             started = time.perf_counter()
@@ -152,7 +156,7 @@ class ModelServer:
                 servable = SavedModelServable(name, version, path, tags, session_config,
                                               tensor_content=o.enable_serialization_as_tensor_content,
                                               method_name_check=o.enable_signature_method_name_check,
-                                              batching=batching)
+                                              batching=self._model_batching(path))
             except BaseException:
                 METRICS.load(path, False, time.perf_counter() - started)
                 raise
@@ -175,6 +179,32 @@ class ModelServer:
                                o.max_num_load_retries, retry_seconds,
                                num_load_threads=o.num_load_threads, num_unload_threads=o.num_unload_threads)
 
+    def _model_batching(self, path):
+        """(scheduler, Options) for the version at `path`, or None: not batched.
+
+        With --enable_per_model_batching_parameters, the version's own batching_params.pbtxt, and no
+        batching without one; only the batch threads come from the global parameters, which all models
+        share (servables/tensorflow/bundle_factory_util.cc GetPerModelBatchingParams).
+        """
+        from . import batching
+
+        if self.batching is None:
+            return None
+        if not self.options.enable_per_model_batching_parameters:
+            return self.batch_scheduler, self.batching
+        own = os.path.join(path, PER_MODEL_BATCHING_FILE)
+        if not os.path.exists(own):
+            return None
+        try:
+            options = batching.Options(read_text_proto(own, batching.BatchingParameters()), flags.cpu_count())
+        except StartupError as e:
+            raise status.invalid_argument(str(e).split(": ", 1)[-1]) from None
+        except ValueError as e:
+            raise status.invalid_argument(str(e)) from None
+        options.thread_pool_name = self.batching.thread_pool_name
+        options.num_batch_threads = self.batching.num_batch_threads
+        return self.batch_scheduler, options
+
     def _batching_options(self):
         from . import batching
 
@@ -185,12 +215,15 @@ class ModelServer:
         if not o.enable_batching:
             return None
         if not o.batching_parameters_file:
-            return batching.Options(cpus=flags.cpu_count())
-        parameters = read_text_proto(o.batching_parameters_file, batching.BatchingParameters())
-        try:
-            return batching.Options(parameters, flags.cpu_count())
-        except ValueError as e:
-            raise StartupError(f"INVALID_ARGUMENT: {e}") from None
+            options = batching.Options(cpus=flags.cpu_count())
+        else:
+            parameters = read_text_proto(o.batching_parameters_file, batching.BatchingParameters())
+            try:
+                options = batching.Options(parameters, flags.cpu_count())
+            except ValueError as e:
+                raise StartupError(f"INVALID_ARGUMENT: {e}") from None
+        self.batch_scheduler = batching.Scheduler(options.num_batch_threads)
+        return options
 
     def initial_config(self):
         o = self.options
@@ -388,6 +421,8 @@ class ModelServer:
             grpc_stopped.wait()
         if self.core is not None:
             self.core.manager.unload_all()
+        if self.batch_scheduler is not None:
+            self.batch_scheduler.close()
 
 
 def _rest_idle_timeout():

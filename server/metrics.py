@@ -18,6 +18,10 @@ except ImportError:  # older prometheus_client
 
 DEFAULT_PATH = "/monitoring/prometheus/metrics"
 _LATENCY_BUCKETS = tuple(10 * 1.8 ** i for i in range(33)) + (float("inf"),)
+# TF's monitoring::Buckets::Exponential(scale, growth, count): the batching metrics' buckets
+# (tensorflow_serving/batching/batching_session.cc, batching_util.h)
+_QUEUING_BUCKETS = tuple(100 * 1.2 ** i for i in range(52)) + (float("inf"),)
+_BATCH_SIZE_BUCKETS = tuple(float(2 ** i) for i in range(14)) + (float("inf"),)
 
 
 class _Counters:
@@ -58,6 +62,7 @@ class Metrics:
     REQUEST_LOG_COUNT = ":tensorflow:serving:request_log_count"
     LOAD_ATTEMPT_COUNT = ":tensorflow:cc:saved_model:load_attempt_count"
     LOAD_LATENCY = ":tensorflow:cc:saved_model:load_latency"
+    BATCHING = ":tensorflow:serving:batching_session:"
 
     def __init__(self):
         self.registry = CollectorRegistry()
@@ -71,16 +76,27 @@ class Metrics:
                               ("model_path", "status"))
         self.counters.declare(self.LOAD_LATENCY, "Latency in microseconds for SavedModels that were successfully "
                               "loaded.", ("model_path",))
+        self.counters.declare(self.BATCHING + "wrapped_run_count", "Total count of run calls on the wrapped session",
+                              ())
         self.registry.register(self.counters)
 
-        def histogram(name, documentation, labels):
-            return Histogram(name, documentation, labels, registry=self.registry, buckets=_LATENCY_BUCKETS)
+        def histogram(name, documentation, labels, buckets=_LATENCY_BUCKETS):
+            return Histogram(name, documentation, labels, registry=self.registry, buckets=buckets)
 
         self.request_latency = histogram(":tensorflow:serving:request_latency", "Distribution of wall time (in "
                                          "microseconds) for Tensorflow Serving request.",
                                          ("model_name", "API", "entrypoint"))
         self.warmup_latency = histogram(":tensorflow:serving:model_warmup_latency", "Distribution of wall time (in "
                                         "microseconds) for warming up the model.", ("model_path", "status"))
+
+        self.batch_queuing = histogram(self.BATCHING + "queuing_latency", "Distribution of wall time spent (in "
+                                       "microseconds) in queuing", ("thread_pool_name",), _QUEUING_BUCKETS)
+        self.batch_input_size = histogram(self.BATCHING + "input_batch_size", "Tracks the batch size distribution "
+                                          "on the inputs.", (), _BATCH_SIZE_BUCKETS)
+        self.batch_processed_size = histogram(self.BATCHING + "processed_batch_size", "Tracks the batch size "
+                                              "distribution on processing.", (), _BATCH_SIZE_BUCKETS)
+        self.batch_padding = histogram(self.BATCHING + "padding_size", "Tracks the padding size distribution on "
+                                       "batches.", ("execution_batch_size",), _BATCH_SIZE_BUCKETS)
 
     def request(self, model_name, api, entrypoint, status_name, seconds, version=""):
         self.counters.add(self.REQUEST_COUNT, (model_name, status_name))
@@ -97,6 +113,20 @@ class Metrics:
 
     def request_logged(self, model_name, status_name="OK"):
         self.counters.add(self.REQUEST_LOG_COUNT, (model_name, status_name))
+
+    def batch_input(self, rows):
+        """A request's run joined a batching queue with `rows` rows (RecordInputBatchSize)."""
+        self.batch_input_size.observe(rows)
+
+    def batch_queued(self, thread_pool_name, micros):
+        """A task left its queue for a batch thread after `micros` (queuing_latency)."""
+        self.batch_queuing.labels(thread_pool_name).observe(micros)
+
+    def batch_run(self, execution_batch_size, padding):
+        """A batch runs at `execution_batch_size` rows, `padding` of them padding."""
+        self.batch_processed_size.observe(execution_batch_size)
+        self.batch_padding.labels(str(execution_batch_size)).observe(padding)
+        self.counters.add(self.BATCHING + "wrapped_run_count", ())
 
     def exposition(self):
         return generate_latest(self.registry)

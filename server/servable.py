@@ -67,9 +67,10 @@ class SavedModelServable:
         self._callables = {}
         self._callables_lock = threading.Lock()
         self._batcher = None
-        if batching is not None:
+        if batching is not None:  # (the server's batching.Scheduler, this model's batching.Options)
             from .batching import Batcher
-            self._batcher = Batcher(self._session_run, batching)
+            scheduler, options = batching
+            self._batcher = Batcher(scheduler, self._session_run, options)
 
     def close(self):
         if self._batcher is not None:

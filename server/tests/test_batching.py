@@ -1,7 +1,9 @@
 """--enable_batching: concurrent requests merged into one run, each request gets its own rows back."""
 
+import shutil
 import subprocess
 import threading
+import urllib.request
 
 import grpc
 import numpy as np
@@ -9,9 +11,11 @@ import pytest
 import tensorflow as tf
 from server_helpers import Client, rpc_error, values
 
+from google.protobuf import text_format
 from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.config import model_server_config_pb2
 
-from server.testing import EXECUTABLE, ServerProcess
+from server.testing import EXECUTABLE, ServerProcess, free_port
 
 KERNEL = np.array([[1.5377980470657349], [3.204693078994751]], np.float32)  # Toy version 1, linear
 BIAS = np.float32(2.858245849609375)
@@ -93,7 +97,8 @@ def test_full_queue_is_unavailable(toy_models, tmp_path):
                 seen.add((e.code().name, e.details()))
             if seen:
                 break
-        assert seen == {("UNAVAILABLE", "The batch scheduling queue to which this task was submitted is full")}
+        assert seen == {("UNAVAILABLE", "The batch scheduling queue to which this task was submitted is full; "
+                                         "currently 1 batches enqueued and max_enqueued_batches is 1")}
         client.close()
 
 
@@ -124,3 +129,66 @@ def test_shared_batching_config_and_a_bad_one(toy_models, tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 255
     assert result.stderr.splitlines()[-2].startswith("Error parsing text-format tensorflow.serving.BatchingParameters: 1:")
+
+
+# -- per-model parameters, splitting and the batching metrics --------------------------------------------
+
+def copy_model(source, target, versions=(1,)):
+    for version in versions:
+        shutil.copytree(f"{source}/{version}", f"{target}/{version}")
+    return target
+
+
+def test_per_model_parameters_come_from_the_version_folder(toy_models, tmp_path):
+    own = copy_model(f"{toy_models}/Toy", tmp_path / "Own")
+    (own / "1" / "batching_params.pbtxt").write_text(
+        "max_batch_size { value: 16 }\nbatch_timeout_micros { value: 0 }\nenable_large_batch_splitting { value: true }\n"
+        "max_execution_batch_size { value: 2 }\nmax_enqueued_batches { value: 100 }\n")
+    copy_model(f"{toy_models}/Toy", tmp_path / "Plain")
+    broken = copy_model(f"{toy_models}/Toy", tmp_path / "Broken")
+    (broken / "1" / "batching_params.pbtxt").write_text("max_batch_size: 4\n")
+    config = tmp_path / "models.config"
+    config.write_text(models_config(tmp_path, "Own", "Plain"))
+    global_parameters = tmp_path / "global.config"  # ignored for the models, but for its thread pool
+    global_parameters.write_text("max_batch_size { value: 1 }\nnum_batch_threads { value: 1 }\n"
+                                 "thread_pool_name { value: 'shared_pool' }\n")
+    monitoring = tmp_path / "monitoring.config"
+    monitoring.write_text("prometheus_config { enable: true }\n")
+    rest_port = free_port()
+    with ServerProcess(f"--model_config_file={config}", "--enable_batching",
+                       f"--batching_parameters_file={global_parameters}", "--enable_per_model_batching_parameters",
+                       f"--rest_api_port={rest_port}", f"--monitoring_config_file={monitoring}",
+                       "--max_num_load_retries=0") as server:
+        client = Client(server.target)
+        x = np.arange(14, dtype=np.float32).reshape(7, 2)
+        for model in ("Own", "Plain"):  # Own: 7 rows split into runs of 2; Plain: not batched at all
+            got = np.array(values(client.predict(model, inputs={"input_1": x}), "output_1"))
+            np.testing.assert_allclose(got, (x @ KERNEL + BIAS).ravel(), rtol=1e-5)
+        page = metrics_page(rest_port)
+        assert ":tensorflow:serving:batching_session:processed_batch_size_count 4.0" in page  # 2 + 2 + 2 + 1
+        assert ":tensorflow:serving:batching_session:processed_batch_size_sum 7.0" in page
+        assert ":tensorflow:serving:batching_session:input_batch_size_count 1.0" in page
+        assert ':tensorflow:serving:batching_session:queuing_latency_count{thread_pool_name="shared_pool"} 4.0' \
+            in page
+        assert ":tensorflow:serving:batching_session:wrapped_run_count 4" in page
+        assert ':tensorflow:serving:batching_session:padding_size_count{execution_batch_size="1"} 1.0' in page
+        config.write_text(models_config(tmp_path, "Own", "Plain", "Broken"))
+        code, details = rpc_error(client.reload, text_format.Parse(config.read_text(),
+                                                                   model_server_config_pb2.ModelServerConfig()))
+        assert code == "UNKNOWN" and details.startswith(
+            "1 model(s) did not become available: {{name: Broken version: 1 due to error: INVALID_ARGUMENT: "
+            "Invalid protobuf file: "), details
+        assert client.states("Broken") == {1: "END"}
+        assert values(client.predict("Own", inputs={"input_1": x[:1]}), "output_1")  # the others go on
+        client.close()
+
+
+def models_config(folder, *names):
+    return "model_config_list {\n" + "".join(
+        f"  config {{ name: '{name}' base_path: '{folder / name}' model_platform: 'tensorflow' }}\n"
+        for name in names) + "}\n"
+
+
+def metrics_page(rest_port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/monitoring/prometheus/metrics", timeout=30) as answer:
+        return answer.read().decode()

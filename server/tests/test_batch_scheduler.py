@@ -1,0 +1,222 @@
+"""The batch scheduler in-process, with fake session runs (as TF Serving tests its own batching):
+tasks merged into batches, split across them, queues sharing threads, full queues, closing."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from server import batching, local_protos, status
+
+
+def options(**fields):
+    parameters = local_protos.BatchingParameters()
+    for name, value in fields.items():
+        if name == "allowed_batch_sizes":
+            parameters.allowed_batch_sizes.extend(value)
+        else:
+            getattr(parameters, name).value = value
+    return batching.Options(parameters, cpus=1)
+
+
+class FakeRun:
+    """A session run: y = 2x, recording each batch's row count; `gate` holds runs until set."""
+
+    def __init__(self, seconds=0.0):
+        self.sizes, self.seconds = [], seconds
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()  # a run has started (and may be waiting at the gate)
+        self.lock = threading.Lock()
+
+    def __call__(self, feeds, fetch_names):
+        self.entered.set()
+        self.gate.wait(30)
+        (_, x), = feeds
+        with self.lock:
+            self.sizes.append(len(x))
+        time.sleep(self.seconds)
+        return [x * 2]
+
+
+@pytest.fixture
+def scheduler():
+    s = batching.Scheduler(1)
+    yield s
+    s.close()
+
+
+def run_all(batcher, inputs):
+    """Run each input on its own thread; the results in order."""
+    results, threads = [None] * len(inputs), []
+    for i, x in enumerate(inputs):
+        def call(i=i, x=x):
+            try:
+                results[i] = batcher.run([("x:0", x)], ["y:0"])[0]
+            except status.ServingError as e:
+                results[i] = e
+        threads.append(threading.Thread(target=call))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return results
+
+
+def test_concurrent_tasks_are_merged_and_each_gets_its_rows(scheduler):
+    run = FakeRun()
+    run.gate.clear()  # the first batch waits, so the rest queue up behind it
+    batcher = batching.Batcher(scheduler, run, options(max_batch_size=8, batch_timeout_micros=0,
+                                                           max_enqueued_batches=100))
+    inputs = [np.full((1 + i % 3, 4), i, np.float32) for i in range(12)]
+    threading.Timer(0.3, run.gate.set).start()
+    results = run_all(batcher, inputs)
+    for x, y in zip(inputs, results):
+        np.testing.assert_array_equal(y, x * 2)
+    assert sum(run.sizes) == sum(len(x) for x in inputs)
+    assert max(run.sizes) > 3 and all(size <= 8 for size in run.sizes)  # merged, never past the limit
+    batcher.close()
+
+
+def test_a_batch_is_padded_to_the_next_allowed_size(scheduler):
+    run = FakeRun()
+    batcher = batching.Batcher(scheduler, run, options(max_batch_size=8, allowed_batch_sizes=[4, 8]))
+    y, = run_all(batcher, [np.ones((3, 2), np.float32)])
+    assert y.shape == (3, 2) and run.sizes == [4]
+    batcher.close()
+
+
+def test_a_task_larger_than_the_limit_is_refused():
+    scheduler = batching.Scheduler(1)
+    batcher = batching.Batcher(scheduler, FakeRun(), options(max_batch_size=4))
+    error, = run_all(batcher, [np.ones((5, 2), np.float32)])
+    assert error.code.name == "INVALID_ARGUMENT"
+    assert error.message == "Task size 5 is larger than maximum input batch size 4"
+    batcher.close()
+    scheduler.close()
+
+
+def test_large_batch_splitting_runs_a_task_in_pieces_of_the_execution_size(scheduler):
+    run = FakeRun()
+    batcher = batching.Batcher(scheduler, run, options(max_batch_size=16, enable_large_batch_splitting=True,
+                                                       max_execution_batch_size=4, max_enqueued_batches=10))
+    x = np.arange(22, dtype=np.float32).reshape(11, 2)
+    y, = run_all(batcher, [x])
+    np.testing.assert_array_equal(y, x * 2)  # the pieces' rows back in order
+    assert run.sizes == [4, 4, 3]
+    batcher.close()
+
+
+def test_splitting_fills_the_open_batch_first(scheduler):
+    run = FakeRun()
+    run.gate.clear()
+    batcher = batching.Batcher(scheduler, run, options(max_batch_size=16, enable_large_batch_splitting=True,
+                                                       max_execution_batch_size=4, batch_timeout_micros=10**6))
+    blocker = threading.Thread(target=run_all, args=(batcher, [np.ones((4, 1), np.float32)]))
+    blocker.start()  # a full batch: runs at once, and waits on the gate
+    assert run.entered.wait(30)
+    results = []
+    first = threading.Thread(target=lambda: results.append(run_all(batcher, [np.ones((1, 1), np.float32)])))
+    first.start()
+    time.sleep(0.2)  # noqa: the 1-row task is queued before the 6-row one (ordering, not timing, is tested)
+    second = run_all_async(batcher, np.arange(6, dtype=np.float32).reshape(6, 1))
+    time.sleep(0.2)  # noqa: as above
+    run.gate.set()
+    blocker.join()
+    first.join()
+    y = second()
+    np.testing.assert_array_equal(y, np.arange(6, dtype=np.float32).reshape(6, 1) * 2)
+    assert run.sizes == [4, 4, 3]  # 1 + 3 of the 6 rows, then the other 3
+    batcher.close()
+
+
+def run_all_async(batcher, x):
+    box = []
+    thread = threading.Thread(target=lambda: box.append(run_all(batcher, [x])[0]))
+    thread.start()
+
+    def result():
+        thread.join(30)
+        return box[0]
+    return result
+
+
+def test_a_full_splitting_queue_is_unavailable_with_tfs_message(scheduler):
+    run = FakeRun()
+    run.gate.clear()
+    batcher = batching.Batcher(scheduler, run, options(max_batch_size=8, enable_large_batch_splitting=True,
+                                                       max_execution_batch_size=4, max_enqueued_batches=2,
+                                                       batch_timeout_micros=10**6))
+    pending = [run_all_async(batcher, np.ones((4, 1), np.float32))]
+    assert run.entered.wait(30)
+    pending.append(run_all_async(batcher, np.ones((3, 1), np.float32)))  # queued: 3 of 4 in the open batch
+    time.sleep(0.2)  # noqa: let it queue (the error below depends only on what is queued)
+    error, = run_all(batcher, [np.ones((6, 1), np.float32)])
+    assert error.code.name == "UNAVAILABLE"
+    assert error.message == (
+        "The batch scheduling queue to which this task was submitted is full; task size is 6 but scheduling "
+        "capacity is only 5 (num_enqueued_batches=1, max_enqueued_batches=2, open_batch_size=3, "
+        "max_execution_batch_size=4)")
+    run.gate.set()
+    for result in pending:
+        assert result().shape[1] == 1
+    batcher.close()
+
+
+def test_one_thread_serves_every_queue_in_turn(scheduler):
+    run_a, run_b = FakeRun(0.01), FakeRun(0.01)
+    a = batching.Batcher(scheduler, run_a, options(max_batch_size=1, max_enqueued_batches=1000))
+    b = batching.Batcher(scheduler, run_b, options(max_batch_size=1, max_enqueued_batches=1000))
+    busy = threading.Thread(target=run_all, args=(a, [np.ones((1, 1), np.float32)] * 30))
+    busy.start()
+    while len(run_a.sizes) < 2:
+        time.sleep(0.005)
+    started = time.monotonic()
+    run_all(b, [np.ones((1, 1), np.float32)])
+    waited = time.monotonic() - started
+    busy.join()
+    assert run_b.sizes == [1]
+    assert len(run_a.sizes) == 30
+    assert waited < 0.2, waited  # B's batch came within a turn or two, not after A's 28 queued ones (0.28 s)
+    a.close()
+    b.close()
+
+
+def test_closing_a_queue_runs_what_is_queued(scheduler):
+    run = FakeRun()
+    run.gate.clear()
+    batcher = batching.Batcher(scheduler, run, options(max_batch_size=2, batch_timeout_micros=10**7,
+                                                       max_enqueued_batches=10))
+    pending = [run_all_async(batcher, np.full((1, 1), i, np.float32)) for i in range(5)]
+    assert run.entered.wait(30)  # the first full batch runs; the others are queued behind it
+    time.sleep(0.2)  # noqa: let the other tasks queue (if one is late, it is refused, and the test fails)
+    closer = threading.Thread(target=batcher.close)
+    closer.start()
+    run.gate.set()
+    closer.join(30)
+    assert not closer.is_alive()
+    assert sorted(float(result()[0, 0]) for result in pending) == [0.0, 2.0, 4.0, 6.0, 8.0]
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"max_batch_size": 0}, "input_batch_size_limit must be positive; was 0"),
+    ({"batch_timeout_micros": -1}, "batch_timeout_micros must be non-negative; was -1"),
+    ({"max_enqueued_batches": 0}, "max_enqueued_batches must be positive; was 0"),
+    ({"num_batch_threads": 0}, "num_batch_threads must be positive; was 0"),
+    ({"max_batch_size": 4, "enable_large_batch_splitting": True, "max_execution_batch_size": 8},
+     "When enable_large_batch_splitting is true, input_batch_size_limit must be greater than or equal to "
+     "max_execution_batch_size."),
+    ({"max_batch_size": 8, "allowed_batch_sizes": [2, 4]},
+     "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 4; expected 8"),
+    ({"max_batch_size": 8, "allowed_batch_sizes": [4, 2, 8]}, "allowed_batch_sizes entries must be monotonically increasing"),
+])
+def test_bad_parameters_get_tf_servings_messages(fields, message):
+    with pytest.raises(ValueError) as e:
+        options(**fields)
+    assert str(e.value) == message
+
+
+def test_max_execution_batch_size_counts_only_with_splitting():
+    assert options(max_batch_size=8, max_execution_batch_size=2).max_execution_batch_size == 8
+    assert options(max_batch_size=8, enable_large_batch_splitting=True).max_execution_batch_size == 8
