@@ -9,6 +9,7 @@ message names the variable.
 import argparse
 import math
 import os
+from urllib.parse import urlsplit
 
 NO_DEADLINE = 1e9  # seconds (31 years): from here on, -t means no deadline (gRPC's own ends near 9.2e9)
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -64,6 +65,48 @@ def count(minimum=0, must="must be"):
         if value < minimum:
             raise _refuse(text, f"{must} >= {minimum}")
         return value
+    return parse
+
+
+def counts(minimum=0):
+    """A whole number >= minimum, or a comma list of different ones (1,2,4,8): a list, in the order given."""
+    one = count(minimum)
+
+    def parse(text):
+        items = str(text).split(",")
+        if len(items) == 1:
+            if not str(text).strip():
+                raise _refuse(text, "no number given", True)
+            return [one(text)]
+        values = []
+        for item in items:
+            if not item.strip():
+                raise _refuse(text, "an empty item in the list", True)
+            try:
+                value = int(item)
+            except ValueError:
+                raise _refuse(text, f"not a whole number: {_shown(item.strip())} in the list", True) from None
+            if value < minimum:
+                raise _refuse(text, f"every number must be >= {minimum}, not {value} in the list", True)
+            if value in values:
+                raise _refuse(text, f"{value} is in the list twice", True)
+            values.append(value)
+        return values
+    return parse
+
+
+def url(what):
+    """An http:// or https:// URL with a host (a page to read, e.g. the server's metrics)."""
+    def parse(value):
+        text_value = text(what)(value)
+        try:
+            parts = urlsplit(text_value)
+            parts.port  # noqa: B018  (a bad port raises ValueError)
+        except ValueError:
+            raise _refuse(value, f"{what} is not a valid URL", True) from None
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname or any(c.isspace() for c in text_value):
+            raise _refuse(value, f"{what} must be an http:// or https:// URL", True)
+        return text_value
     return parse
 
 
