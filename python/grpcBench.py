@@ -332,7 +332,12 @@ def read_metrics(url, args):
         raise MetricsError(f"cannot read it ({reason})") from None
     except TimeoutError:
         raise MetricsError(f"no answer within {timeout:g}s") from None
-    except (OSError, ValueError, http.client.HTTPException) as e:  # reset, bad status line, bad chunking
+    except http.client.RemoteDisconnected:
+        raise MetricsError("cannot read it (the connection closed without an answer)") from None
+    except http.client.HTTPException as e:  # e.g. gRPC's HTTP/2 frames: the message would be binary
+        raise MetricsError(f"the answer is not HTTP/1.x ({type(e).__name__}): the page is on the REST port, "
+                           "not the gRPC port") from None
+    except (OSError, ValueError) as e:  # a reset, a bad chunked encoding
         raise MetricsError(f"cannot read it ({type(e).__name__}: {e})") from None
     try:
         text = b"".join(chunks).decode("utf-8")

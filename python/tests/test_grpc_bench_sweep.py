@@ -299,6 +299,14 @@ def test_metrics_page_unreachable(run):
     assert result.err == f"grpcBench.py: error: --metrics {url}: cannot read it (Connection refused)\n"
 
 
+def test_metrics_at_the_grpc_port(toy_server):
+    url = f"http://{toy_server.target}/metrics"
+    result = run_script(SCRIPT, "-n", "5", "-c", "1,2", "--metrics", url, server=toy_server.target)
+    assert (result.code, result.out) == (1, ""), result
+    assert result.err == (f"grpcBench.py: error: --metrics {url}: the answer is not HTTP/1.x (BadStatusLine): "
+                          "the page is on the REST port, not the gRPC port\n")
+
+
 @pytest.mark.parametrize("answers, message", [
     ([(200, b"<!DOCTYPE html>\n<html></html>\n")], "not Prometheus text (line 1: '<!DOCTYPE html>')"),
     ([(200, b"\xff\xfe x 1\n")], "not Prometheus text (not UTF-8)"),
