@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
-"""Local server Predict throughput: Toy, half_plus_two and Wide, concurrency 1, 8, 32, with and without
-batching, against two bounds. One run, one table.
+"""Local server Predict throughput: Toy and half_plus_two at concurrency 1, 8, 32, with and without
+batching, against two bounds; then batching on a compute-bound model (bench_batching.py). One run.
 
 - ceiling: the same SavedModel signature called in-process in a loop (no gRPC at all);
 - gRPC floor: a gRPC Python server with the same thread pool whose Predict returns a ready-made
   response (all of gRPC's cost, none of the model's). A server cannot beat it at any concurrency.
 
 Toy and half_plus_two cost ~40 us a run, so gRPC's ~0.5 ms per call bounds them and batching has
-nothing to amortize. Wide (two 4096x4096 float32 layers, built here with fixed weights) costs
-~2.7 ms a row alone and ~13 ms for 32 rows: the kind of model batching exists for.
+nothing to amortize: what batching costs. The second table (bench_batching.py's) is a model of two
+2048x2048 layers, the kind batching exists for: what it pays.
 
     .venv/bin/python benchmarks/bench_server.py [--seconds 3]
 
@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 
 from server.testing import ServerProcess, free_port  # noqa: E402
 from report import publish  # noqa: E402
+import bench_batching  # noqa: E402  the compute-bound comparison
 
 TESTDATA = os.path.abspath(os.path.join(REPO, "..", "shared", "tfs-testdata"))
 MODELS = {
@@ -37,32 +38,9 @@ MODELS = {
     "half_plus_two": (os.path.join(TESTDATA, "saved_model_half_plus_two_cpu"), ["-i", "x=[[1.0], [2.0]]"], "x",
                       [[1.0], [2.0]], "y"),
 }
-WIDE = 4096
 CONCURRENCY = (1, 8, 32)
-# One batch thread filling batches of up to 32 for 2 ms: the setting that served Wide best here
-# (64 rows / 2 threads / 0.5 ms and 32 / 1 / 5 ms measured lower).
 BATCHING = "max_batch_size { value: 32 }\nbatch_timeout_micros { value: 2000 }\nmax_enqueued_batches { value: 1000 }\n" \
            "num_batch_threads { value: 1 }\n"
-
-
-def build_wide(path):
-    """Wide: y = relu(x @ W1) @ W2, x [batch, 4096], weights fixed by seed."""
-    from server.quiet_tf import import_tensorflow
-    tf = import_tensorflow()
-    rng = np.random.default_rng(0)
-    scale = np.float32(1 / np.sqrt(WIDE))
-
-    class Wide(tf.Module):
-        def __init__(self):
-            self.w1 = tf.Variable(rng.standard_normal((WIDE, WIDE), np.float32) * scale)
-            self.w2 = tf.Variable(rng.standard_normal((WIDE, WIDE), np.float32) * scale)
-
-        @tf.function(input_signature=[tf.TensorSpec([None, WIDE], tf.float32, name="x")])
-        def __call__(self, x):
-            return {"y": tf.matmul(tf.nn.relu(tf.matmul(x, self.w1)), self.w2)}
-
-    model = Wide()
-    tf.saved_model.save(model, os.path.join(path, "1"), signatures=model.__call__)
 
 
 def serve_floor(port, workers):
@@ -103,7 +81,7 @@ def ceiling(seconds):
         path = folders[version]
         servable = SavedModelServable(name, version, path)
         signature = servable.signatures["serving_default"]
-        feeds = [(signature.inputs[alias].name, np.array(value() if callable(value) else value, np.float32))]
+        feeds = [(signature.inputs[alias].name, np.array(value, np.float32))]
         fetch = [signature.outputs[output].name]
         for _ in range(200):
             servable.run(feeds, fetch)
@@ -140,17 +118,13 @@ def floor(workers, seconds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the compute-bound comparison (median)")
     parser.add_argument("--serve-floor", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=4 * os.cpu_count(), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_floor:
         return serve_floor(args.serve_floor, args.workers)
     with tempfile.TemporaryDirectory() as tmp:
-        wide = os.path.join(tmp, "Wide")
-        build_wide(wide)
-        row = os.path.join(tmp, "wide_row.npy")
-        np.save(row, np.full((1, WIDE), 0.5, np.float32))
-        MODELS["Wide"] = (wide, ["-i", f"x=@{row}"], "x", np.full((1, WIDE), 0.5, np.float32), "y")
         ceilings = ceiling(args.seconds)
         floors = floor(args.workers, args.seconds)
         config = os.path.join(tmp, "models.config")
@@ -182,6 +156,7 @@ def main():
     lines += ["", "| bound | req/s or calls/s |", "|---|---:|"]
     lines += [f"| ceiling, {m} | {c:.0f} |" for m, c in ceilings.items()]
     lines += [f"| gRPC floor, concurrency {c} | {r:.0f} |" for c, r in floors.items()]
+    lines += ["", *bench_batching.table(args.rounds, args.seconds + 1)]
     publish("server", lines)
 
 

@@ -7,7 +7,7 @@ py=.venv/bin/python
 "$py" benchmarks/bench_cli.py
 "$py" benchmarks/bench_codec.py
 "$py" benchmarks/bench_loadgen.py
-"$py" benchmarks/bench_server.py
+"$py" benchmarks/bench_server.py  # and bench_batching.py's compute-bound table
 "$py" benchmarks/bench_flavours.py
 "$py" benchmarks/bench_rest.py
 "$py" benchmarks/bench_memory.py

@@ -287,8 +287,13 @@ class Scheduler:
 
     def submit(self, queue, task):
         with self._cond:
+            was = queue.due(time.monotonic())
             queue.schedule(task)
-            self._cond.notify()
+            # Wake a batch thread only when this task makes a batch due, or gives an idle queue its first
+            # deadline; a task that just joins a waiting batch changes nothing a thread waits for.
+            now = queue.due(time.monotonic())
+            if now == 0.0 or was is None:
+                self._cond.notify()
 
     def close_queue(self, queue):
         """Refuse new tasks, run what is queued, then drop the queue (QueueHandle's destructor)."""

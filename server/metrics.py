@@ -17,6 +17,7 @@ except ImportError:  # older prometheus_client
     pass
 
 DEFAULT_PATH = "/monitoring/prometheus/metrics"
+_BATCHING_LOCK = threading.Lock()
 _LATENCY_BUCKETS = tuple(10 * 1.8 ** i for i in range(33)) + (float("inf"),)
 # TF's monitoring::Buckets::Exponential(scale, growth, count): the batching metrics' buckets
 # (tensorflow_serving/batching/batching_session.cc, batching_util.h)
@@ -89,14 +90,25 @@ class Metrics:
         self.warmup_latency = histogram(":tensorflow:serving:model_warmup_latency", "Distribution of wall time (in "
                                         "microseconds) for warming up the model.", ("model_path", "status"))
 
-        self.batch_queuing = histogram(self.BATCHING + "queuing_latency", "Distribution of wall time spent (in "
-                                       "microseconds) in queuing", ("thread_pool_name",), _QUEUING_BUCKETS)
-        self.batch_input_size = histogram(self.BATCHING + "input_batch_size", "Tracks the batch size distribution "
-                                          "on the inputs.", (), _BATCH_SIZE_BUCKETS)
-        self.batch_processed_size = histogram(self.BATCHING + "processed_batch_size", "Tracks the batch size "
-                                              "distribution on processing.", (), _BATCH_SIZE_BUCKETS)
-        self.batch_padding = histogram(self.BATCHING + "padding_size", "Tracks the padding size distribution on "
-                                       "batches.", ("execution_batch_size",), _BATCH_SIZE_BUCKETS)
+        self._histogram = histogram
+        self._batching = None  # made at the first batch: TF Serving prints no batching series before one
+
+    def _batching_histograms(self):
+        if self._batching is not None:
+            return self._batching
+        with _BATCHING_LOCK:
+            if self._batching is None:
+                h = self._histogram
+                self._batching = (
+                    h(self.BATCHING + "queuing_latency", "Distribution of wall time spent (in microseconds) in "
+                      "queuing", ("thread_pool_name",), _QUEUING_BUCKETS),
+                    h(self.BATCHING + "input_batch_size", "Tracks the batch size distribution on the inputs.", (),
+                      _BATCH_SIZE_BUCKETS),
+                    h(self.BATCHING + "processed_batch_size", "Tracks the batch size distribution on processing.",
+                      (), _BATCH_SIZE_BUCKETS),
+                    h(self.BATCHING + "padding_size", "Tracks the padding size distribution on batches.",
+                      ("execution_batch_size",), _BATCH_SIZE_BUCKETS))
+            return self._batching
 
     def request(self, model_name, api, entrypoint, status_name, seconds, version=""):
         self.counters.add(self.REQUEST_COUNT, (model_name, status_name))
@@ -116,16 +128,17 @@ class Metrics:
 
     def batch_input(self, rows):
         """A request's run joined a batching queue with `rows` rows (RecordInputBatchSize)."""
-        self.batch_input_size.observe(rows)
+        self._batching_histograms()[1].observe(rows)
 
     def batch_queued(self, thread_pool_name, micros):
         """A task left its queue for a batch thread after `micros` (queuing_latency)."""
-        self.batch_queuing.labels(thread_pool_name).observe(micros)
+        self._batching_histograms()[0].labels(thread_pool_name).observe(micros)
 
     def batch_run(self, execution_batch_size, padding):
         """A batch runs at `execution_batch_size` rows, `padding` of them padding."""
-        self.batch_processed_size.observe(execution_batch_size)
-        self.batch_padding.labels(str(execution_batch_size)).observe(padding)
+        _, _, processed, padded = self._batching_histograms()
+        processed.observe(execution_batch_size)
+        padded.labels(str(execution_batch_size)).observe(padding)
         self.counters.add(self.BATCHING + "wrapped_run_count", ())
 
     def exposition(self):

@@ -183,7 +183,8 @@ _PACKED_RAW = {types_pb2.DT_FLOAT: "<f4", types_pb2.DT_DOUBLE: "<f8", types_pb2.
                types_pb2.DT_COMPLEX128: "<f8", types_pb2.DT_BOOL: "u1"}
 
 
-def _varint(n):
+def varint(n):
+    """`n` as a protobuf varint."""
     out = bytearray()
     while True:
         byte, n = n & 0x7F, n >> 7
@@ -199,7 +200,7 @@ def _write_field(proto, array):
         getattr(proto, _DTYPES[proto.dtype][1]).extend(flat.tolist())
         return
     number, payload = packed
-    head = _varint(number << 3 | 2) + _varint(payload.nbytes)
+    head = varint(number << 3 | 2) + varint(payload.nbytes)
     wire = bytearray(len(head) + payload.nbytes)  # in one piece: the parser sizes the field once
     wire[:len(head)] = head
     wire[len(head):] = payload.data

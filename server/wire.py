@@ -117,7 +117,7 @@ def defers(array, as_tensor_content):
 
 # -- reading -----------------------------------------------------------------------------------
 
-def _varint(data, pos, end):
+def _read_varint(data, pos, end):
     value = shift = 0
     while True:
         if pos >= end or shift > 63:
@@ -134,12 +134,12 @@ def _fields(data, start, end):
     """(number, wire type, field start, value start, value end) for each field in data[start:end]."""
     pos = start
     while pos < end:
-        key, value_start = _varint(data, pos, end)
+        key, value_start = _read_varint(data, pos, end)
         number, kind = key >> 3, key & 7
         if kind == _VARINT:
-            _, value_end = _varint(data, value_start, end)
+            _, value_end = _read_varint(data, value_start, end)
         elif kind == _LENGTH:
-            size, value_start = _varint(data, value_start, end)
+            size, value_start = _read_varint(data, value_start, end)
             value_end = value_start + size
         elif kind == _FIXED64:
             value_end = value_start + 8
@@ -154,20 +154,11 @@ def _fields(data, start, end):
 
 
 def _length_field(number, body):
-    return _key(number, _LENGTH) + _encode_varint(len(body)) + body
+    return _key(number, _LENGTH) + tensors.varint(len(body)) + body
 
 
 def _key(number, kind):
-    return _encode_varint(number << 3 | kind)
-
-
-def _encode_varint(n):
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
+    return tensors.varint(number << 3 | kind)
 
 
 def _split_entry(data, start, end):
@@ -247,11 +238,11 @@ def serialize_predict_response(response):
             number, payload = _TENSOR_CONTENT, tensors.contiguous_bytes(array)
         else:
             number, payload = tensors.packed_field(array, dtype)
-        value_head = head.SerializeToString() + _key(number, _LENGTH) + _encode_varint(payload.nbytes)
+        value_head = head.SerializeToString() + _key(number, _LENGTH) + tensors.varint(payload.nbytes)
         value_size = len(value_head) + payload.nbytes
         key = _length_field(1, alias.encode())
-        entry_head = key + _key(2, _LENGTH) + _encode_varint(value_size)
-        parts += [_key(_OUTPUTS, _LENGTH), _encode_varint(len(entry_head) + value_size), entry_head,
+        entry_head = key + _key(2, _LENGTH) + tensors.varint(value_size)
+        parts += [_key(_OUTPUTS, _LENGTH), tensors.varint(len(entry_head) + value_size), entry_head,
                   value_head, payload.data]
     response.large = ()
     return b"".join(parts)

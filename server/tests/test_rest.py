@@ -185,6 +185,7 @@ def test_metrics_count_requests_by_model_and_status(rest):
     assert by_version['API="Predict",model_name="Toy_double",status="OK",version="1"'] >= 3
     loads = samples(page, ":tensorflow:cc:saved_model:load_attempt_count")
     assert any(key.endswith('status="success"') and "Toy_double" in key for key in loads)
+    assert "batching_session" not in page  # no batch has run: TF Serving prints no batching series yet
 
 
 def test_metrics_path_with_a_query_is_refused(rest):

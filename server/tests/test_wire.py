@@ -28,15 +28,6 @@ HALF_PLUS_TWO = os.path.join(TESTDATA, "saved_model_half_plus_two_cpu")
 BIG = 2**19  # floats: 2 MiB, past wire.LARGE
 
 
-def varint(n):
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def request(x, content=True, name="h", **extra):
     message = predict_pb2.PredictRequest()
     message.model_spec.name = name
@@ -99,14 +90,14 @@ def test_irregular_messages_parse_as_protobuf_parses_them():
     data = big.SerializeToString()
     later = request(np.zeros(BIG, np.float32)).SerializeToString()
     second_content = tensor_pb2.TensorProto(tensor_content=b"\1" * 8192).SerializeToString()
-    entry = b"\x0a\x01x" + b"\x12" + varint(len(second_content)) + second_content
+    entry = b"\x0a\x01x" + b"\x12" + tensors.varint(len(second_content)) + second_content
     cases = {
         "the same alias twice (the later wins)": data + later,
-        "two tensor_content in one tensor (the last wins)": data + b"\x12" + varint(len(entry)) + entry,
+        "two tensor_content in one tensor (the last wins)": data + b"\x12" + tensors.varint(len(entry)) + entry,
         "an unknown field": data + b"\xf8\x07\x01",
-        "an unknown field in the tensor": b"\x12" + varint(len(entry) + 2) + entry + b"\x18\x01",
-        "value before key": b"\x12" + varint(len(entry)) + entry[3:] + entry[:3],
-        "an entry with no key": b"\x12" + varint(len(entry) - 3) + entry[3:],
+        "an unknown field in the tensor": b"\x12" + tensors.varint(len(entry) + 2) + entry + b"\x18\x01",
+        "value before key": b"\x12" + tensors.varint(len(entry)) + entry[3:] + entry[:3],
+        "an entry with no key": b"\x12" + tensors.varint(len(entry) - 3) + entry[3:],
         "output_filter after the inputs": data + b"\x1a\x01y",
     }
     for what, case in cases.items():
