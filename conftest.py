@@ -9,7 +9,7 @@ import pytest
 REPO = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, REPO)
 
-from server.testing import ServerProcess  # noqa: E402
+from testing.server import ServerProcess  # noqa: E402
 
 MODELS = os.path.join(REPO, "models", "save")
 TESTDATA = os.path.abspath(os.path.join(REPO, "..", "shared", "tfs-testdata"))

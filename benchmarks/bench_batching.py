@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.join(REPO, "python"))
 import numpy as np  # noqa: E402
 
 from report import publish  # noqa: E402
-from server.testing import ServerProcess, free_port  # noqa: E402
+from testing.server import ServerProcess, free_port  # noqa: E402
 
 WIDTH = 2048
 PROCESSES, THREADS = 4, 8

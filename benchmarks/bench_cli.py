@@ -18,7 +18,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from server.testing import ServerProcess  # noqa: E402
+from testing.server import ServerProcess  # noqa: E402
 from report import publish  # noqa: E402
 
 

@@ -30,7 +30,7 @@ import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 
 import codec  # noqa: E402
-from server.testing import ServerProcess, free_port, wait_until  # noqa: E402
+from testing.server import ServerProcess, free_port, wait_until  # noqa: E402
 from tfs_protos import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
 from report import publish  # noqa: E402
 

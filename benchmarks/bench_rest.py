@@ -42,7 +42,7 @@ import urllib.request
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from server.testing import ServerProcess, free_port  # noqa: E402
+from testing.server import ServerProcess, free_port  # noqa: E402
 from report import publish  # noqa: E402
 
 TOY = os.path.join(REPO, "models", "save", "Toy")

@@ -28,7 +28,7 @@ sys.path.insert(0, REPO)
 
 import numpy as np  # noqa: E402
 
-from server.testing import ServerProcess, free_port  # noqa: E402
+from testing.server import ServerProcess, free_port  # noqa: E402
 from report import publish  # noqa: E402
 import bench_batching  # noqa: E402  the compute-bound comparison
 

@@ -15,7 +15,7 @@ import time
 import pytest
 from script_helpers import PYTHON_DIR, run_script
 
-from server.testing import ServerProcess, client_connected
+from testing.server import ServerProcess, client_connected
 
 SCRIPT = "grpcBench.py"
 LATENCY_KEYS = ["min", "p50", "p90", "p99", "p99.9", "max"]

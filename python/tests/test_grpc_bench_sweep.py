@@ -15,7 +15,7 @@ import threading
 import pytest
 from script_helpers import run_script
 
-from server.testing import ServerProcess, free_port
+from testing.server import ServerProcess, free_port
 
 SCRIPT = "grpcBench.py"
 METRICS_PATH = "/monitoring/prometheus/metrics"

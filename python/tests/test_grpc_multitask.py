@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from script_helpers import run_script
 
-from server.testing import ServerProcess
+from testing.server import ServerProcess
 
 TESTDATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "tfs-testdata"))
 

@@ -6,7 +6,7 @@ import shlex
 import pytest
 from script_helpers import GUIDE, run_script
 
-from server.testing import ServerProcess
+from testing.server import ServerProcess
 
 
 def guide_commands():

@@ -171,7 +171,7 @@ def test_boolean_variables_mean_what_they_say(run, value):
 
 
 def test_wait_for_ready_off_fails_at_once(tmp_path):
-    from server.testing import free_port
+    from testing.server import free_port
     target = f"localhost:{free_port()}"
     started = time.monotonic()
     result = run_script("grpcModelStatus.py", "-t", "20", server=target, env={"TFS_WAIT_FOR_READY": "off"})
@@ -244,7 +244,7 @@ def test_a_server_that_dies_in_a_call_is_not_a_tls_problem():
 
 
 def test_a_reload_to_a_missing_version_says_what_is_served(toy_models):
-    from server.testing import ServerProcess
+    from testing.server import ServerProcess
     with ServerProcess(f"--model_config_file={toy_models}/toy_labels.config",
                        "--allow_version_labels_for_unavailable_models", "--max_num_load_retries=0") as server:
         result = run_script("grpcReloadModel.py", "-m", "Toy", "--versions", "7", server=server.target)

@@ -3,7 +3,7 @@
 import pytest
 from script_helpers import run_script
 
-from server.testing import ServerProcess
+from testing.server import ServerProcess
 
 
 @pytest.fixture(scope="module")

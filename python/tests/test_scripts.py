@@ -114,7 +114,7 @@ def test_usage_errors_exit_2(run, args, message):
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_server_down(script, tmp_path):
-    from server.testing import free_port
+    from testing.server import free_port
     port = free_port()
     args = ["-c", str(tmp_path / "x.config")] if script == "grpcReloadModel.py" else []
     if args:

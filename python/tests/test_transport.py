@@ -10,7 +10,7 @@ import pytest
 from certs import make_pki, ssl_config
 from script_helpers import PYTHON_DIR, run_script
 
-from server.testing import ServerProcess, free_port, wait_until
+from testing.server import ServerProcess, free_port, wait_until
 
 REPO = os.path.dirname(PYTHON_DIR)
 TOY = os.path.join(REPO, "models", "save", "Toy")

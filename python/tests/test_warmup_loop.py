@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from script_helpers import run_script
 
-from server.testing import ServerProcess
+from testing.server import ServerProcess
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from google.protobuf import text_format
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from server.testing import EXECUTABLE, ServerProcess, free_port
+from testing.server import EXECUTABLE, ServerProcess, free_port
 
 KERNEL = np.array([[1.5377980470657349], [3.204693078994751]], np.float32)  # Toy version 1, linear
 BIAS = np.float32(2.858245849609375)

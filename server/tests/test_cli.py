@@ -6,7 +6,7 @@ import subprocess
 import pytest
 from server_helpers import Client
 
-from server.testing import EXECUTABLE, ServerProcess
+from testing.server import EXECUTABLE, ServerProcess
 
 TESTDATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "tfs-testdata"))
 

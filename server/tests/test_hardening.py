@@ -22,7 +22,7 @@ from server_helpers import Client, model_config, rpc_error, values
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import classification_pb2, inference_pb2, predict_pb2, regression_pb2
 
-from server.testing import REPO, ServerProcess, client_connected, wait_until
+from testing.server import REPO, ServerProcess, client_connected, wait_until
 
 TESTDATA = os.path.abspath(os.path.join(REPO, "..", "shared", "tfs-testdata"))
 PYTHON_DIR = os.path.join(REPO, "python")

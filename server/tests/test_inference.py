@@ -6,7 +6,7 @@ import pytest
 from server_helpers import Client, rpc_error
 from tensorflow_serving.apis import classification_pb2, inference_pb2, regression_pb2
 
-from server.testing import ServerProcess
+from testing.server import ServerProcess
 
 TESTDATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "tfs-testdata"))
 CLASSIFY, REGRESS = "tensorflow/serving/classify", "tensorflow/serving/regress"

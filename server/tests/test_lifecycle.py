@@ -8,7 +8,7 @@ import threading
 import pytest
 from server_helpers import Client, model_config, rpc_error, values
 
-from server.testing import ServerProcess, wait_until
+from testing.server import ServerProcess, wait_until
 
 
 def break_version(path):

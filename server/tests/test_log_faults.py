@@ -14,7 +14,7 @@ from server_helpers import Client, model_config, rpc_error
 from tensorflow_serving.apis import prediction_log_pb2
 
 from server import request_log
-from server.testing import REPO, ServerProcess
+from testing.server import REPO, ServerProcess
 
 sys.path.insert(0, os.path.join(REPO, "python"))
 import tfrecord  # noqa: E402  the project's TFRecord reader (the scripts' module)

@@ -13,7 +13,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from server import status
 from server.core import ServerCore
 from server.manager import Manager, State
-from server.testing import wait_until
+from testing.server import wait_until
 
 
 class FakeServable:

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from server.testing import ServerProcess, free_port
+from testing.server import ServerProcess, free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTDATA = os.path.abspath(os.path.join(REPO, "..", "shared", "tfs-testdata"))

@@ -15,7 +15,7 @@ import time
 import pytest
 import requests
 
-from server.testing import ServerProcess, free_port, wait_until
+from testing.server import ServerProcess, free_port, wait_until
 from test_hardening import slow_model  # noqa: F401  (the fixture: a model that sleeps as long as asked)
 
 PREDICT = "/v1/models/Toy:predict"

@@ -9,7 +9,7 @@ import requests
 
 from server import rest_json
 from server.rest_server import RestServer
-from server.testing import free_port
+from testing.server import free_port
 
 
 class StandInApi:

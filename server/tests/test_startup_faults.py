@@ -11,7 +11,7 @@ from google.protobuf import text_format
 from server_helpers import Client, model_config, rpc_error
 
 from server.main import MAX_FILE_BYTES
-from server.testing import EXECUTABLE, ServerProcess, wait_until
+from testing.server import EXECUTABLE, ServerProcess, wait_until
 
 # A guard for the machine, not a measure: a server reading /dev/zero to the end (13.7 GB once) stops at this.
 MEMORY_LIMIT = 2 * 2**30
@@ -84,7 +84,7 @@ def sparse_big_file(tmp_path):
      "{zero} is not a regular file (a character device)"),
 ])
 def test_files_that_are_not_files_or_too_large_stop_start_up(flags, what, tmp_path, sparse_big_file, toy_models):
-    from server.testing import free_port
+    from testing.server import free_port
     link, fifo = tmp_path / "zero.config", tmp_path / "fifo.config"
     link.symlink_to("/dev/zero")
     os.mkfifo(fifo)

@@ -71,7 +71,7 @@ def test_trims_are_debounced(monkeypatch):
     monkeypatch.setattr(memory, "DELAY_SECONDS", 0.05)
     for _ in range(5):
         memory.after_large_request()
-    from server.testing import wait_until
+    from testing.server import wait_until
     wait_until(lambda: trims == [0], timeout=5, what="one trim")
     memory.after_large_request()
     wait_until(lambda: trims == [0, 0], timeout=5, what="a second trim after the first ran")

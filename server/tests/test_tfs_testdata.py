@@ -10,7 +10,7 @@ from google.protobuf import json_format
 from server_helpers import Client, rpc_error, values
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from server.testing import ServerProcess
+from testing.server import ServerProcess
 
 TESTDATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "tfs-testdata"))
 MODELS = {

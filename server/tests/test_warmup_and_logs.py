@@ -11,7 +11,7 @@ import pytest
 from server_helpers import Client, model_config, rpc_error, values
 from tensorflow_serving.apis import classification_pb2, prediction_log_pb2
 
-from server.testing import REPO, ServerProcess, wait_until
+from testing.server import REPO, ServerProcess, wait_until
 
 sys.path.insert(0, os.path.join(REPO, "python"))
 import tfrecord  # noqa: E402  the project's TFRecord framing (the scripts' module)

@@ -18,7 +18,7 @@ from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from server import tensors, wire
-from server.testing import REPO, ServerProcess, wait_until
+from testing.server import REPO, ServerProcess, wait_until
 
 sys.path.insert(0, os.path.join(REPO, "python"))
 import tfrecord  # noqa: E402

@@ -1,4 +1,4 @@
-"""Run the real server as a subprocess for tests and demos: a free port, readiness by polling."""
+"""Run the real server as a subprocess for tests and benchmarks: a free port, readiness by polling."""
 
 import os
 import re
@@ -8,7 +8,8 @@ import subprocess
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .paths import REPO
+
 EXECUTABLE = os.path.join(REPO, "server", "tensorflow_model_server")
 
 
