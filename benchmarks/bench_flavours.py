@@ -31,7 +31,7 @@ def serve_aio(port):
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     from server.core import ServerCore
-    from server.main import single_model_config
+    from server.config import single_model_config
     from server.servable import SavedModelServable
 
     core = ServerCore(lambda name, version, path: SavedModelServable(name, version, path))

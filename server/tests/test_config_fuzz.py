@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from server import flags
 from server.local_protos import BatchingParameters, SSLConfig
-from server.main import StartupError, read_config_file, read_text_proto
+from server.config import StartupError, read_config_file, read_text_proto
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEMPLATES = [os.path.join(REPO, "models", "config", name)
