@@ -145,7 +145,9 @@ class ModelServer:
 
     def _start_rest(self):
         """TF Serving's REST API (and the metrics page, if configured) on --rest_api_port."""
-        from . import rest, rest_server, services
+        from . import services
+        from .rest.api import RestApi
+        from .rest.http_server import RestServer
         from .metrics import Page
 
         o = self.options
@@ -159,11 +161,11 @@ class ModelServer:
             log.error("server_options.http_port cannot be same as grpc_port. Please use a different port for "
                       "HTTP/REST API. Skipped exporting HTTP/REST API.")
             return
-        api = rest.RestApi(services.PredictionService(self.core), services.ModelService(self.core), page,
+        api = RestApi(services.PredictionService(self.core), services.ModelService(self.core), page,
                            timeout_seconds=o.rest_api_timeout_in_ms / 1000 if o.rest_api_timeout_in_ms > 0 else None,
                            cors=o.rest_api_enable_cors_support)
         try:
-            self.rest_server = rest_server.RestServer(api, o.rest_api_port, threads=o.rest_api_num_threads
+            self.rest_server = RestServer(api, o.rest_api_port, threads=o.rest_api_num_threads
                                                       or 4 * flags.cpu_count(), grace=SHUTDOWN_GRACE_SECONDS,
                                                       idle_timeout=_rest_idle_timeout(),
                                                       guard_timeouts=self.batching is not None).start()
@@ -249,7 +251,7 @@ class ModelServer:
 
 
 def _rest_idle_timeout():
-    from .rest_server import IDLE_TIMEOUT_SECONDS
+    from .rest.http_server import IDLE_TIMEOUT_SECONDS
 
     text = os.environ.get(REST_IDLE_TIMEOUT_VARIABLE, "")
     try:

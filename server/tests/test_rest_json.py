@@ -17,7 +17,9 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, predict_pb2,
                                      regression_pb2)
 
-from server import rest_json, status, tensors
+from server import status, tensors
+from server.rest import examples_json, json_reader, json_values, metadata_json, predict_json
+from server.rest.json_writer import error as json_error
 
 TESTDATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "tfs-testdata"))
 
@@ -36,7 +38,7 @@ def signature(**dtypes):
 def fill(body, sig):
     """parse + fill_predict_request: (request, columnar)."""
     request = predict_pb2.PredictRequest()
-    columnar = rest_json.fill_predict_request(rest_json.parse(body), sig, request)
+    columnar = predict_json.fill_predict_request(json_reader.parse(body), sig, request)
     return request, columnar
 
 
@@ -67,13 +69,13 @@ def outputs(**arrays):
 # error bodies
 
 def test_error_body_layout():
-    assert rest_json.error("Servable not found for request: Latest(half)") == (
+    assert json_error("Servable not found for request: Latest(half)") == (
         '{\n    "error": "Servable not found for request: Latest(half)"\n}')
 
 
 def test_error_body_escapes_like_rapidjson():
     message = 'q"b\\s/n\nt\tr\rb\bf\f\x01\x1f\x7f é ✓'
-    assert rest_json.error(message) == (
+    assert json_error(message) == (
         '{\n    "error": "q\\"b\\\\s/n\\nt\\tr\\rb\\bf\\f\\u0001\\u001F\x7f é ✓"\n}')
 
 
@@ -88,9 +90,9 @@ def test_error_body_escapes_like_rapidjson():
 ])
 def test_float32_values(value, text):
     response = outputs(y=np.array(value, np.float32))
-    assert rest_json.predict_response(response, True) == '{\n    "outputs": %s\n}' % text
+    assert predict_json.predict_response(response, True) == '{\n    "outputs": %s\n}' % text
     vector = outputs(y=np.array([value, value], np.float32))
-    assert rest_json.predict_response(vector, False) == '{\n    "predictions": [%s, %s\n    ]\n}' % (text, text)
+    assert predict_json.predict_response(vector, False) == '{\n    "predictions": [%s, %s\n    ]\n}' % (text, text)
 
 
 @pytest.mark.parametrize("value, text", [
@@ -99,7 +101,7 @@ def test_float32_values(value, text):
 ])
 def test_float64_values(value, text):
     response = outputs(y=np.array([value], np.float64))
-    assert rest_json.predict_response(response, False) == '{\n    "predictions": [%s\n    ]\n}' % text
+    assert predict_json.predict_response(response, False) == '{\n    "predictions": [%s\n    ]\n}' % text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,55 +109,55 @@ def test_float64_values(value, text):
 
 def test_row_one_output_1d():
     response = outputs(y=np.array([2.5, 3.0, 4.5], np.float32))
-    assert rest_json.predict_response(response, False) == '{\n    "predictions": [2.5, 3.0, 4.5\n    ]\n}'
+    assert predict_json.predict_response(response, False) == '{\n    "predictions": [2.5, 3.0, 4.5\n    ]\n}'
 
 
 def test_row_one_output_2d():
     response = outputs(y=np.array([[2.5, 3.0], [3.5, 4.0]], np.float32))
-    assert rest_json.predict_response(response, False) == (
+    assert predict_json.predict_response(response, False) == (
         '{\n    "predictions": [[2.5, 3.0], [3.5, 4.0]\n    ]\n}')
 
 
 def test_row_one_output_3d_and_single_row():
     response = outputs(y=np.arange(8, dtype=np.int32).reshape(2, 2, 2))
-    assert rest_json.predict_response(response, False) == (
+    assert predict_json.predict_response(response, False) == (
         '{\n    "predictions": [[[0, 1], [2, 3]], [[4, 5], [6, 7]]\n    ]\n}')
     one = outputs(y=np.array([[1.0]], np.float32))
-    assert rest_json.predict_response(one, False) == '{\n    "predictions": [[1.0]\n    ]\n}'
+    assert predict_json.predict_response(one, False) == '{\n    "predictions": [[1.0]\n    ]\n}'
 
 
 def test_row_several_outputs_are_objects_in_sorted_order():
     response = outputs(b=np.array([[1, 2], [3, 4]], np.int64), a=np.array([1.0, 2.0], np.float32))
-    assert rest_json.predict_response(response, False) == (
+    assert predict_json.predict_response(response, False) == (
         '{\n    "predictions": [\n        {\n            "a": 1.0,\n            "b": [1, 2]\n        },\n'
         '        {\n            "a": 2.0,\n            "b": [3, 4]\n        }\n    ]\n}')
 
 
 def test_columnar_one_output():
     response = outputs(y=np.array([2.5, 3.0, 4.5], np.float32))
-    assert rest_json.predict_response(response, True) == (
+    assert predict_json.predict_response(response, True) == (
         '{\n    "outputs": [\n        2.5,\n        3.0,\n        4.5\n    ]\n}')
     matrix = outputs(y=np.array([[1, 2], [3, 4]], np.float32))
-    assert rest_json.predict_response(matrix, True) == (
+    assert predict_json.predict_response(matrix, True) == (
         '{\n    "outputs": [\n        [\n            1.0,\n            2.0\n        ],\n        [\n'
         '            3.0,\n            4.0\n        ]\n    ]\n}')
 
 
 def test_columnar_several_outputs_and_scalars():
     response = outputs(b=np.array([3, 4], np.int32), a=np.array([1.0, 2.0], np.float32))
-    assert rest_json.predict_response(response, True) == (
+    assert predict_json.predict_response(response, True) == (
         '{\n    "outputs": {\n        "a": [\n            1.0,\n            2.0\n        ],\n'
         '        "b": [\n            3,\n            4\n        ]\n    }\n}')
     scalars = outputs(x=np.array(2.5, np.float32), n=np.array(7, np.int64))
-    assert rest_json.predict_response(scalars, True) == (
+    assert predict_json.predict_response(scalars, True) == (
         '{\n    "outputs": {\n        "n": 7,\n        "x": 2.5\n    }\n}')
 
 
 def test_empty_dimensions():
-    assert rest_json.predict_response(outputs(y=np.zeros((0,), np.float32)), True) == '{\n    "outputs": []\n}'
+    assert predict_json.predict_response(outputs(y=np.zeros((0,), np.float32)), True) == '{\n    "outputs": []\n}'
     response = outputs(y=np.zeros((2, 0), np.float32))
-    assert rest_json.predict_response(response, False) == '{\n    "predictions": [[], []\n    ]\n}'
-    assert rest_json.predict_response(response, True) == '{\n    "outputs": [\n        [],\n        []\n    ]\n}'
+    assert predict_json.predict_response(response, False) == '{\n    "predictions": [[], []\n    ]\n}'
+    assert predict_json.predict_response(response, True) == '{\n    "outputs": [\n        [],\n        []\n    ]\n}'
 
 
 def test_value_types():
@@ -163,7 +165,7 @@ def test_value_types():
         i64=np.array([-(2**63), 2**63 - 1], np.int64), u64=np.array([0, 2**64 - 1], np.uint64),
         u32=np.array([1, 2**32 - 1], np.uint32), flag=np.array([True, False]),
         i8=np.array([-128, 127], np.int8), u8=np.array([0, 255], np.uint8), i16=np.array([-5, 5], np.int16))
-    assert rest_json.predict_response(response, False) == (
+    assert predict_json.predict_response(response, False) == (
         '{\n    "predictions": [\n        {\n            "flag": true,\n            "i16": -5,\n'
         '            "i64": -9223372036854775808,\n            "i8": -128,\n            "u32": 1,\n'
         '            "u64": 0,\n            "u8": 0\n        },\n        {\n            "flag": false,\n'
@@ -174,7 +176,7 @@ def test_value_types():
 
 def test_strings_are_raw_and_escaped():
     response = outputs(s=np.array([b'a "q"\n', "é".encode(), b"\xff\x00"], object))
-    text = rest_json.predict_response(response, False)
+    text = predict_json.predict_response(response, False)
     assert text == '{\n    "predictions": ["a \\"q\\"\\n", "é", "\udcff\\u0000"\n    ]\n}'
     # invalid UTF-8 is carried as surrogate escapes: TF Serving's raw bytes on the wire
     assert text.encode("utf-8", "surrogateescape").endswith(b'"\xff\\u0000"\n    ]\n}')
@@ -182,21 +184,21 @@ def test_strings_are_raw_and_escaped():
 
 def test_bytes_outputs_are_base64_objects():
     response = outputs(img_bytes=np.array([b"hello", b"world"], object))
-    assert rest_json.predict_response(response, False) == (
+    assert predict_json.predict_response(response, False) == (
         '{\n    "predictions": [{\n            "b64": "aGVsbG8="\n        }, {\n            "b64": "d29ybGQ="\n'
         '        }\n    ]\n}')
-    assert rest_json.predict_response(response, True) == (
+    assert predict_json.predict_response(response, True) == (
         '{\n    "outputs": [\n        {\n            "b64": "aGVsbG8="\n        },\n        {\n'
         '            "b64": "d29ybGQ="\n        }\n    ]\n}')
     several = outputs(x_bytes=np.array([b"\x00\xff"], object), x=np.array([b"\x00\xff"], object))
-    assert rest_json.predict_response(several, False) == (
+    assert predict_json.predict_response(several, False) == (
         '{\n    "predictions": [\n        {\n            "x": "\\u0000\udcff",\n            "x_bytes": {\n'
         '                "b64": "AP8="\n            }\n        }\n    ]\n}')
 
 
 def test_tensor_content_outputs_are_decoded():
     proto = tensors.to_proto(np.array([[1.5, 2.0]], np.float32), as_tensor_content=True)
-    assert rest_json.predict_response(outputs(y=proto), False) == '{\n    "predictions": [[1.5, 2.0]\n    ]\n}'
+    assert predict_json.predict_response(outputs(y=proto), False) == '{\n    "predictions": [[1.5, 2.0]\n    ]\n}'
 
 
 @pytest.mark.parametrize("response, columnar, message", [
@@ -212,22 +214,22 @@ def test_tensor_content_outputs_are_decoded():
     (outputs(u=np.array([1], np.uint16)), True, "Failed to write JSON value for tensor type: uint16"),
 ])
 def test_predict_response_errors(response, columnar, message):
-    assert failure(rest_json.predict_response, response, columnar) == (grpc.StatusCode.INVALID_ARGUMENT, message)
+    assert failure(predict_json.predict_response, response, columnar) == (grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
 def test_unsupported_type_without_values_writes_nothing():
-    assert rest_json.predict_response(outputs(h=np.zeros((0,), np.float16)), True) == '{\n    "outputs": []\n}'
+    assert predict_json.predict_response(outputs(h=np.zeros((0,), np.float16)), True) == '{\n    "outputs": []\n}'
 
 
 def test_zero_batch_rows():
     # json_tensor_test.cc FromJsonSingleZeroBatchTensor, FromJsonMultipleZeroBatchTensors(Errors): a batch of
     # 0 answers { "predictions": [] } (the old "has invalid batch size: 0" error is gone)
     one = outputs(int_tensor=np.zeros((0, 2), np.int32))
-    assert rest_json.predict_response(one, False) == '{\n    "predictions": []\n}'
+    assert predict_json.predict_response(one, False) == '{\n    "predictions": []\n}'
     two = outputs(str_tensor=np.zeros((0, 1, 2), object), float_tensor=np.zeros((0, 3, 4), np.float32))
-    assert rest_json.predict_response(two, False) == '{\n    "predictions": []\n}'
+    assert predict_json.predict_response(two, False) == '{\n    "predictions": []\n}'
     mixed = outputs(int_tensor=np.zeros((0, 2), np.int32), str_tensor=np.array([[b"foo", b"bar"]], object))
-    assert failure(rest_json.predict_response, mixed, False) == (
+    assert failure(predict_json.predict_response, mixed, False) == (
         grpc.StatusCode.INVALID_ARGUMENT, "Tensor name: str_tensor has inconsistent batch size: 1 expecting: 0")
 
 
@@ -265,38 +267,38 @@ def test_zero_batch_rows():
     (b"{\"a\": 'x'}", "JSON Parse error: Invalid value. at offset: 6"),
 ])
 def test_parse_errors(body, message):
-    assert failure(rest_json.parse, body) == (grpc.StatusCode.INVALID_ARGUMENT, message)
+    assert failure(json_reader.parse, body) == (grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
 def test_parse_accepts_what_rapidjson_accepts():
-    document = rest_json.parse(b'\xef\xbb\xbf {"a": [NaN, Infinity, -Infinity, Inf, -Inf, -NaN]}\x00 trailing')
+    document = json_reader.parse(b'\xef\xbb\xbf {"a": [NaN, Infinity, -Infinity, Inf, -Inf, -NaN]}\x00 trailing')
     values = document["a"]
     assert math.isnan(values[0]) and math.isnan(values[5])
     assert values[1:5] == [math.inf, -math.inf, math.inf, -math.inf]
-    assert rest_json.parse(b'{"s": "\xff\xfe", "k": "\\ud83d\\ude00", "l": "\\udc80"}') == {
+    assert json_reader.parse(b'{"s": "\xff\xfe", "k": "\\ud83d\\ude00", "l": "\\udc80"}') == {
         "s": "\udcff\udcfe", "k": "\U0001F600", "l": "\udced\udcb2\udc80"}
-    assert rest_json.parse(b'{"a": 1, "a": 2}') == {"a": 1}  # FindMember finds the first
-    assert rest_json.parse(b'{"a": -NaInf}') == {"a": -math.inf}  # a failed "NaN" reads on as "Inf"
-    big = rest_json.parse(b'{"a": [18446744073709551615, 18446744073709551616, -9223372036854775809, 1E+2]}')["a"]
+    assert json_reader.parse(b'{"a": 1, "a": 2}') == {"a": 1}  # FindMember finds the first
+    assert json_reader.parse(b'{"a": -NaInf}') == {"a": -math.inf}  # a failed "NaN" reads on as "Inf"
+    big = json_reader.parse(b'{"a": [18446744073709551615, 18446744073709551616, -9223372036854775809, 1E+2]}')["a"]
     # integers beyond [-2**63, 2**64 - 1] are doubles to rapidjson (json.loads keeps them as ints: same reading)
     assert [float(v) for v in big] == [1.8446744073709552e19, 1.8446744073709552e19, -9.223372036854776e18, 100.0]
-    assert [rest_json._is_double(v) for v in big] == [False, True, True, True]
+    assert [json_values.is_double(v) for v in big] == [False, True, True, True]
 
 
 def test_parse_document_must_be_an_object():
-    assert failure(rest_json.parse, b"[1, 2.5]") == (
+    assert failure(json_reader.parse, b"[1, 2.5]") == (
         grpc.StatusCode.INVALID_ARGUMENT, "JSON Value: [1, 2.5] Is not object")
-    assert failure(rest_json.parse, b"2.5")[1] == "JSON Value: 2.5 Is not object"
-    assert failure(rest_json.parse, b'"x"')[1] == 'JSON Value: "x" Is not object'
-    assert failure(rest_json.parse, b"null")[1] == "JSON Value: null Is not object"
+    assert failure(json_reader.parse, b"2.5")[1] == "JSON Value: 2.5 Is not object"
+    assert failure(json_reader.parse, b'"x"')[1] == 'JSON Value: "x" Is not object'
+    assert failure(json_reader.parse, b"null")[1] == "JSON Value: null Is not object"
     # rapidjson's Writer refuses NaN inside a value: the message's JSON stops there
-    assert failure(rest_json.parse, b"[1, NaN, 3]")[1] == "JSON Value: [1,  Is not object"
-    assert failure(rest_json.parse, b"NaN")[1] == "JSON Value:  Is not object"
+    assert failure(json_reader.parse, b"[1, NaN, 3]")[1] == "JSON Value: [1,  Is not object"
+    assert failure(json_reader.parse, b"NaN")[1] == "JSON Value:  Is not object"
 
 
 def test_parse_signature_name_must_be_a_string():
     body = b'{"signature_name": 5, "instances": [[1,2],[3,4]]}'
-    assert failure(rest_json.parse, body) == (
+    assert failure(json_reader.parse, body) == (
         grpc.StatusCode.INVALID_ARGUMENT,
         'JSON Value: {\n    "signature_name": 5,\n    "instances": [[1, 2], [3, 4]]\n} not formatted correctly. '
         "'signature_name' key must be a string value.")
@@ -316,16 +318,16 @@ def test_content_after_the_document_is_ignored(body):
 
 
 def test_parse_stops_after_the_first_value():
-    assert rest_json.parse(b"{} {}") == {}
-    assert rest_json.parse(b'{"a": [1, 2]}]]]') == {"a": [1, 2]}
-    assert rest_json.parse(b'{"a": "\\ud83d\\ude00"} \\ud800') == {"a": "\U0001F600"}
+    assert json_reader.parse(b"{} {}") == {}
+    assert json_reader.parse(b'{"a": [1, 2]}]]]') == {"a": [1, 2]}
+    assert json_reader.parse(b'{"a": "\\ud83d\\ude00"} \\ud800') == {"a": "\U0001F600"}
     # a root that is not a container ends where its token ends; it is still not an object
-    assert failure(rest_json.parse, b"123abc")[1] == "JSON Value: 123 Is not object"
-    assert failure(rest_json.parse, b"[1] x")[1] == "JSON Value: [1] Is not object"
-    assert failure(rest_json.parse, b'"s" "t"')[1] == 'JSON Value: "s" Is not object'
+    assert failure(json_reader.parse, b"123abc")[1] == "JSON Value: 123 Is not object"
+    assert failure(json_reader.parse, b"[1] x")[1] == "JSON Value: [1] Is not object"
+    assert failure(json_reader.parse, b'"s" "t"')[1] == 'JSON Value: "s" Is not object'
     # what is wrong inside the first value is still an error
-    assert failure(rest_json.parse, b'{"a": [1,]} x')[1] == "JSON Parse error: Invalid value. at offset: 9"
-    assert failure(rest_json.parse, b"1.")[1] == "JSON Parse error: Miss fraction part in number. at offset: 2"
+    assert failure(json_reader.parse, b'{"a": [1,]} x')[1] == "JSON Parse error: Invalid value. at offset: 9"
+    assert failure(json_reader.parse, b"1.")[1] == "JSON Parse error: Miss fraction part in number. at offset: 2"
 
 
 def test_any_depth_parses():
@@ -345,7 +347,7 @@ def test_any_depth_parses():
 
 def test_json_value_text_has_arrays_on_one_line():
     body = b'{"signature_name": {"a": [{"b": [1, {"c": []}]}, {}], "d": {}}}'
-    assert failure(rest_json.parse, body)[1] == (
+    assert failure(json_reader.parse, body)[1] == (
         'JSON Value: {\n    "signature_name": {\n        "a": [{\n                "b": [1, {\n'
         '                        "c": []\n                    }]\n            }, {}],\n        "d": {}\n'
         "    }\n} not formatted correctly. 'signature_name' key must be a string value.")
@@ -354,15 +356,15 @@ def test_json_value_text_has_arrays_on_one_line():
 def test_json_value_text_is_cut_after_256_bytes():
     suffix = " not formatted correctly. 'signature_name' key must be a string value."
     numbers = b'{"signature_name": [' + b", ".join(b"%d" % i for i in range(200)) + b"]}"
-    assert failure(rest_json.parse, numbers)[1] == (
+    assert failure(json_reader.parse, numbers)[1] == (
         'JSON Value: {\n    "signature_name": [' + ", ".join(map(str, range(61))) + suffix)  # 257 bytes
     # bytes, not characters: "éé" is 4 bytes
     accents = b'{"signature_name": [' + b", ".join([b'"\xc3\xa9\xc3\xa9"'] * 100) + b"]}"
-    assert failure(rest_json.parse, accents)[1] == (
+    assert failure(json_reader.parse, accents)[1] == (
         'JSON Value: {\n    "signature_name": [' + ", ".join(['"éé"'] * 30) + suffix)
     # an event begun under the limit is written whole; the next one is refused
     long = b'{"signature_name": 1, "s": "' + b"x" * 1000 + b'", "t": 2}'
-    assert failure(rest_json.parse, long)[1] == (
+    assert failure(json_reader.parse, long)[1] == (
         'JSON Value: {\n    "signature_name": 1,\n    "s": "' + "x" * 1000 + '"' + suffix)
     # the same cut in every message that shows a JSON value
     row = b'{"instances": [{"a": [' + b", ".join(b"%d" % i for i in range(100)) + b']}]}'
@@ -374,7 +376,7 @@ def test_json_value_text_is_cut_after_256_bytes():
 def test_json_value_text_writes_numbers_as_rapidjson_writer_does():
     # Writer::Double (Grisu2, no '+' in exponents); 64-bit integers as they are
     body = b'[1e39, 1.0000001, 0.1, 1e-7, 123456789012.0, -0.0, 1E2, 5e-324, 1.7976931348623157e308, -9223372036854775808]'
-    assert failure(rest_json.parse, body)[1] == (
+    assert failure(json_reader.parse, body)[1] == (
         "JSON Value: [1e39, 1.0000001, 0.1, 1e-7, 123456789012.0, -0.0, 100.0, 5e-324, 1.7976931348623157e308, "
         "-9223372036854775808] Is not object")
     assert fill_error(b'{"inputs": [3.4e38]}', signature(x=I32)) == (
@@ -388,7 +390,7 @@ def test_json_value_text_writes_numbers_as_rapidjson_writer_does():
 
 def test_json_value_text_keeps_repeated_names():
     # rapidjson keeps every member: FindMember sees the first, Accept writes them all
-    assert failure(rest_json.parse, b'{"signature_name": 1, "signature_name": "x"}')[1] == (
+    assert failure(json_reader.parse, b'{"signature_name": 1, "signature_name": "x"}')[1] == (
         'JSON Value: {\n    "signature_name": 1,\n    "signature_name": "x"\n} not formatted correctly. '
         "'signature_name' key must be a string value.")
     # and MemberCount() counts them: two "b64" members are not a base64 object
@@ -631,9 +633,9 @@ def test_a_single_named_row_object_and_ragged_rows():
 
 def test_fill_predict_request_checks_the_document_itself():
     request = predict_pb2.PredictRequest()
-    assert failure(rest_json.fill_predict_request, [1], signature(x=F), request)[1] == (
+    assert failure(predict_json.fill_predict_request, [1], signature(x=F), request)[1] == (
         "JSON Value: [1] Is not object")
-    assert failure(rest_json.fill_predict_request, {"signature_name": 1, "inputs": [1]}, signature(x=F),
+    assert failure(predict_json.fill_predict_request, {"signature_name": 1, "inputs": [1]}, signature(x=F),
                    request)[1].endswith("'signature_name' key must be a string value.")
 
 
@@ -641,10 +643,10 @@ def test_round_trip_through_predict_response():
     request, columnar = fill(b'{"instances": [[1.0], [2.0], [5.0]]}', signature(x=F))
     x = tensors.to_ndarray(request.inputs["x"])
     response = outputs(y=x * np.float32(0.5) + np.float32(2))
-    assert rest_json.predict_response(response, columnar) == '{\n    "predictions": [[2.5], [3.0], [4.5]\n    ]\n}'
+    assert predict_json.predict_response(response, columnar) == '{\n    "predictions": [[2.5], [3.0], [4.5]\n    ]\n}'
     request, columnar = fill(b'{"signature_name": "serving_default", "inputs": [3.0, 4.0]}', signature(x=F))
     response = outputs(y=tensors.to_ndarray(request.inputs["x"]) * np.float32(0.5) + np.float32(2))
-    assert json.loads(rest_json.predict_response(response, columnar)) == {"outputs": [3.5, 4.0]}
+    assert json.loads(predict_json.predict_response(response, columnar)) == {"outputs": [3.5, 4.0]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -652,7 +654,7 @@ def test_round_trip_through_predict_response():
 
 def example_request(body, request=None):
     request = request or classification_pb2.ClassificationRequest()
-    rest_json.fill_example_request(rest_json.parse(body), request)
+    examples_json.fill_example_request(json_reader.parse(body), request)
     return request
 
 
@@ -735,13 +737,13 @@ def test_example_float_values_are_rounded_not_refused():
 def test_classify_response():
     response = classification_pb2.ClassificationResponse()
     response.result.classifications.add().classes.add(label="", score=12.0)
-    assert rest_json.classify_response(response) == '{\n    "results": [[["", 12.0]]\n    ]\n}'
+    assert examples_json.classify_response(response) == '{\n    "results": [[["", 12.0]]\n    ]\n}'
     response = classification_pb2.ClassificationResponse()
     for pairs in ([("car", 0.2), ("bike", 0.7)], [("car", 0.7), ("bike", 0.1)]):
         classes = response.result.classifications.add()
         for label, score in pairs:
             classes.classes.add(label=label, score=score)
-    assert rest_json.classify_response(response) == (
+    assert examples_json.classify_response(response) == (
         '{\n    "results": [[["car", 0.2], ["bike", 0.7]], [["car", 0.7], ["bike", 0.1]]\n    ]\n}')
 
 
@@ -749,13 +751,13 @@ def test_regress_response():
     response = regression_pb2.RegressionResponse()
     for value in (3.5, 4.0, 10.8054295):
         response.result.regressions.add(value=value)
-    assert rest_json.regress_response(response) == '{\n    "results": [3.5, 4.0, 10.8054295]\n}'
+    assert examples_json.regress_response(response) == '{\n    "results": [3.5, 4.0, 10.8054295]\n}'
 
 
 def test_empty_results():
-    assert failure(rest_json.classify_response, classification_pb2.ClassificationResponse()) == (
+    assert failure(examples_json.classify_response, classification_pb2.ClassificationResponse()) == (
         grpc.StatusCode.INVALID_ARGUMENT, "Cannot convert empty ClassificationResults to JSON")
-    assert failure(rest_json.regress_response, regression_pb2.RegressionResponse()) == (
+    assert failure(examples_json.regress_response, regression_pb2.RegressionResponse()) == (
         grpc.StatusCode.INVALID_ARGUMENT, "Cannot convert empty RegressionResults to JSON")
 
 
@@ -766,7 +768,7 @@ def test_regress_round_trip():
     response = regression_pb2.RegressionResponse()
     for x in xs:
         response.result.regressions.add(value=x * 0.5 + 2)
-    assert rest_json.regress_response(response) == '{\n    "results": [42.0, 7.0]\n}'
+    assert examples_json.regress_response(response) == '{\n    "results": [42.0, 7.0]\n}'
 
 
 # ---------------------------------------------------------------------------------------------
@@ -793,7 +795,7 @@ def model_metadata(folder, version):
 def test_metadata_matches_tf_serving_testdata(folder, name, expected):
     response = model_metadata(folder, "00000123")
     response.model_spec.name = name
-    text = rest_json.metadata(response)
+    text = metadata_json.metadata(response)
     with open(os.path.join(TESTDATA, expected)) as f:
         assert json.loads(text) == json.load(f)
     assert text.startswith('{\n"model_spec":{\n "name": "%s",\n "version": "123",\n "signature_name": ""\n}\n,\n'
@@ -804,9 +806,9 @@ def test_metadata_matches_tf_serving_testdata(folder, name, expected):
 
 def test_metadata_errors():
     response = get_model_metadata_pb2.GetModelMetadataResponse()
-    assert failure(rest_json.metadata, response) == (
+    assert failure(metadata_json.metadata, response) == (
         grpc.StatusCode.INTERNAL,
         "Failed to find 'signature_def' key in the GetModelMetadataResponse metadata map.")
     response.metadata["signature_def"].Pack(predict_pb2.PredictRequest())
-    assert failure(rest_json.metadata, response) == (
+    assert failure(metadata_json.metadata, response) == (
         grpc.StatusCode.INTERNAL, "Failed to unpack 'Any' object to 'SignatureDefMap'.")

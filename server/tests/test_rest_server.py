@@ -7,8 +7,8 @@ import time
 import pytest
 import requests
 
-from server import rest_json
-from server.rest_server import RestServer
+from server.rest.http_server import RestServer
+from server.rest.json_writer import error as json_error
 from testing.server import free_port
 
 
@@ -27,7 +27,7 @@ class StandInApi:
         return 200, json.dumps({"slept": float(body or 0)}), "application/json", {}
 
     def timed_out(self):
-        return 504, rest_json.error("Timed out waiting for notification"), "application/json", {}
+        return 504, json_error("Timed out waiting for notification"), "application/json", {}
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from concurrent import futures
 # bodies and caps their size itself, where uvicorn would leave both to us.
 from aiohttp import http_exceptions, web
 
-from . import rest_json
+from .json_writer import error as json_error
 
 log = logging.getLogger("tensorflow_serving.model_servers")
 
@@ -129,7 +129,7 @@ class RestServer:
             return _error(400, f"Could not read the request body: {detail}")
         code, text, content_type, headers = await self._call(request.method, request.raw_path, body,
                                                              request.headers.get("Origin"))
-        data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text  # rest_json carries
+        data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text  # the JSON modules carry
         # bytes that are not UTF-8 (as rapidjson passes them through) as surrogates
         response = web.Response(status=code, body=data, headers=headers)
         if content_type:
@@ -151,12 +151,12 @@ class RestServer:
                 return self.api.handle(method, path, body, origin)
             except Exception as e:  # a bug of ours: INTERNAL (500), logged, and the server serves on
                 log.exception("REST %s %s failed", method, path)
-                return 500, rest_json.error(f"Internal error: {type(e).__name__}: {e}"), "application/json", {}
+                return 500, json_error(f"Internal error: {type(e).__name__}: {e}"), "application/json", {}
 
         try:
             call = asyncio.wrap_future(self._pool.submit(run))
         except RuntimeError:  # the pool is shut down: the server is stopping
-            return 503, rest_json.error("Server is shutting down"), "application/json", {}
+            return 503, json_error("Server is shutting down"), "application/json", {}
         timeout = self.api.timeout_seconds
         if not timeout or started is None:  # TensorFlow cancels a run that overstays it: nothing to guard
             return await call
@@ -175,6 +175,6 @@ def _body_limit(headers):
 
 def _error(code, message):
     """An answer to a request whose body could not be read, in TF Serving's error JSON; the connection closes."""
-    response = web.Response(status=code, text=rest_json.error(message), content_type="application/json")
+    response = web.Response(status=code, text=json_error(message), content_type="application/json")
     response.force_close()
     return response

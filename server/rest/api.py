@@ -2,7 +2,7 @@
 
 Every call goes through the gRPC servicers' own methods (PredictionService, ModelService), so REST
 answers with the same checks, the same messages and the same request logging as gRPC; this module
-only turns JSON into requests and responses into JSON (rest_json.py), and status codes into HTTP.
+only turns JSON into requests and responses into JSON (the JSON modules beside this one), and status codes into HTTP.
 """
 
 import logging
@@ -14,7 +14,9 @@ from google.protobuf import json_format
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
                                      predict_pb2, regression_pb2)
 
-from . import rest_json, servable, status
+from .. import servable, status
+from . import examples_json, json_reader, metadata_json, predict_json
+from .json_writer import error as json_error
 
 log = logging.getLogger("tensorflow_serving.model_servers")
 
@@ -79,11 +81,11 @@ class RestApi:
         try:
             return 200, self._dispatch(method, uri, body), "application/json", headers
         except status.ServingError as e:
-            return HTTP_STATUS.get(e.code, 500), rest_json.error(e.message), "application/json", headers
+            return HTTP_STATUS.get(e.code, 500), json_error(e.message), "application/json", headers
 
     def timed_out(self):
         """The answer to a call that ran past --rest_api_timeout_in_ms."""
-        return 504, rest_json.error(TIMED_OUT), "application/json", CORS_HEADERS if self.cors else {}
+        return 504, json_error(TIMED_OUT), "application/json", CORS_HEADERS if self.cors else {}
 
     def _dispatch(self, method, uri, body):
         if method == "POST" and (match := _POST.fullmatch(uri)) and match["verb"] in ("predict", "classify", "regress"):
@@ -116,7 +118,7 @@ class RestApi:
         if match["metadata"] == "metadata":  # matched case-blind, compared exactly: /METADATA is a status call
             request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
             self._spec(request.model_spec, match)
-            return rest_json.metadata(self.prediction.GetModelMetadata(request, _Context()))
+            return metadata_json.metadata(self.prediction.GetModelMetadata(request, _Context()))
         request = get_model_status_pb2.GetModelStatusRequest()
         self._spec(request.model_spec, match)
         response = self.model.GetModelStatus(request, _Context())
@@ -124,27 +126,27 @@ class RestApi:
                                          always_print_fields_with_no_presence=True)
 
     def _post(self, match, body):
-        document = rest_json.parse(body)  # rapidjson's parse errors, "Is not object", signature_name's type
+        document = json_reader.parse(body)  # rapidjson's parse errors, "Is not object", signature_name's type
         verb = match["verb"]
         if verb == "predict":
             request = predict_pb2.PredictRequest()
             self._spec(request.model_spec, match)
             signature = self._signature_for(request.model_spec, document)
-            columnar = rest_json.fill_predict_request(document, signature, request)
+            columnar = predict_json.fill_predict_request(document, signature, request)
             response = self.prediction.Predict(request, _Context())
-            return rest_json.predict_response(response, columnar)
+            return predict_json.predict_response(response, columnar)
         request = (classification_pb2.ClassificationRequest() if verb == "classify"
                    else regression_pb2.RegressionRequest())
         self._spec(request.model_spec, match)
-        rest_json.fill_example_request(document, request)
+        examples_json.fill_example_request(document, request)
         if verb == "classify":
-            return rest_json.classify_response(self.prediction.Classify(request, _Context()))
-        return rest_json.regress_response(self.prediction.Regress(request, _Context()))
+            return examples_json.classify_response(self.prediction.Classify(request, _Context()))
+        return examples_json.regress_response(self.prediction.Regress(request, _Context()))
 
     def _signature_for(self, spec, document):
         """The SignatureDef the request names (its input types decode the JSON), from the version spec resolves to.
 
-        rest_json.parse has checked that the document is an object and its signature_name a string.
+        json_reader.parse has checked that the document is an object and its signature_name a string.
         """
         key = document.get("signature_name") or "serving_default"
         with self.prediction.core.handle(spec) as servable:
