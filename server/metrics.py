@@ -41,10 +41,6 @@ class _Counters:
             counts = self._families[name][2]
             counts[values] = counts.get(values, 0) + amount
 
-    def value(self, name, values):
-        with self._lock:
-            return self._families[name][2].get(values, 0)
-
     def collect(self):
         with self._lock:
             families = [(name, doc, labels, dict(counts)) for name, (doc, labels, counts) in self._families.items()]

@@ -70,7 +70,7 @@ class SavedModelServable:
         if batching is not None:  # (the server's batching.Scheduler, this model's batching.Options)
             from .batching import Batcher
             scheduler, options = batching
-            self._batcher = Batcher(scheduler, self._session_run, options)
+            self._batcher = Batcher(scheduler, self._run_unbatched, options)
 
     def close(self):
         if self._batcher is not None:
@@ -96,7 +96,7 @@ class SavedModelServable:
                 f"{PREDICT_METHOD}, {CLASSIFY_METHOD}, {REGRESS_METHOD}}}. Was: {signature.method_name}")
         feeds = self._inputs(request, signature)
         aliases = self._output_aliases(request.output_filter, signature)
-        values = self._run(signature, feeds, aliases)
+        values = self._run_aliases(signature, feeds, aliases)
         del feeds  # the inputs' arrays go before the answer is built: a large request's peak is lower by one copy
         response = predict_pb2.PredictResponse()
         response.model_spec.name = model_name
@@ -155,16 +155,17 @@ class SavedModelServable:
             seen.append(alias)
         return seen
 
-    def _run(self, signature, feeds, aliases):
+    def _run_aliases(self, signature, feeds, aliases):
+        """The signature's outputs `aliases`, in order, for the fed [(tensor name, array)]."""
         return self.run(feeds, [signature.outputs[a].name for a in aliases])
 
     def run(self, feeds, fetch_names):
         """Run the session, batched with other requests when --enable_batching; returns the fetched arrays."""
         if self._batcher is not None:
             return self._batcher.run(feeds, fetch_names)
-        return self._session_run(feeds, fetch_names)
+        return self._run_unbatched(feeds, fetch_names)
 
-    def _session_run(self, feeds, fetch_names):
+    def _run_unbatched(self, feeds, fetch_names):
         """One session run: feeds is [(tensor name, array)]; returns the fetched arrays in order."""
         run = self._callable(tuple(name for name, _ in feeds), tuple(fetch_names), _RUN_TIMEOUT_MS.get())
         try:

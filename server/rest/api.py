@@ -43,6 +43,9 @@ _CORS_ORIGIN = re.compile(r"https?://")
 # What TensorFlow says when a run overstays RunOptions.timeout_in_ms (DirectSession); also said when a
 # run that TensorFlow cannot cancel (a batched one) overstays it.
 TIMED_OUT = "Timed out waiting for notification"
+# The path matches case-insensitively (http_rest_api_handler.cc's RE2 has (?i)), the verb exactly: :PREDICT is
+# a malformed request.
+VERBS = ("predict", "classify", "regress")
 
 
 class _Context:
@@ -52,9 +55,6 @@ class _Context:
 
     def abort(self, code, message):
         raise status.ServingError(code, message)
-
-    def invocation_metadata(self):
-        return ()
 
 
 class RestApi:
@@ -88,7 +88,7 @@ class RestApi:
         return 504, json_error(TIMED_OUT), "application/json", CORS_HEADERS if self.cors else {}
 
     def _dispatch(self, method, uri, body):
-        if method == "POST" and (match := _POST.fullmatch(uri)) and match["verb"] in ("predict", "classify", "regress"):
+        if method == "POST" and (match := _POST.fullmatch(uri)) and match["verb"] in VERBS:
             return self._run(lambda: self._post(match, body))
         if method == "GET" and (match := _GET.fullmatch(uri)):
             if not match["name"]:

@@ -6,7 +6,6 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 from google.protobuf import text_format
@@ -14,10 +13,9 @@ from server_helpers import Client, model_config, rpc_error
 from tensorflow_serving.apis import prediction_log_pb2
 
 from server import request_log
-from testing.server import REPO, ServerProcess
+from testing.server import ServerProcess
 
-sys.path.insert(0, os.path.join(REPO, "python"))
-import tfrecord  # noqa: E402  the project's TFRecord reader (the scripts' module)
+from tfsclient import tfrecord  # the project's TFRecord framing (the scripts' module)
 
 
 def read_all(path):

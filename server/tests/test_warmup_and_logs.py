@@ -3,7 +3,6 @@
 import os
 import shutil
 import struct
-import sys
 import threading
 
 import numpy as np
@@ -13,8 +12,7 @@ from tensorflow_serving.apis import classification_pb2, prediction_log_pb2
 
 from testing.server import REPO, ServerProcess, wait_until
 
-sys.path.insert(0, os.path.join(REPO, "python"))
-import tfrecord  # noqa: E402  the project's TFRecord framing (the scripts' module)
+from tfsclient import tfrecord  # the project's TFRecord framing (the scripts' module)
 
 TESTDATA = os.path.abspath(os.path.join(REPO, "..", "shared", "tfs-testdata"))
 
@@ -238,3 +236,12 @@ def test_truncated_log_is_read_up_to_the_damage(tmp_path):
             records.append(offset)
     assert len(records) == 2
     assert struct.unpack("<Q", data[:8])[0] == len(entry.SerializeToString())
+
+
+def test_the_server_and_the_scripts_frame_records_alike():
+    """The server's request log keeps its own TFRecord framing (it does not import the client package):
+    byte for byte the scripts' (python/tfsclient/tfrecord.py), which read and write these files."""
+    from server import request_log
+
+    for payload in (b"", b"x", bytes(range(256)) * 300, prediction_log_pb2.PredictionLog().SerializeToString()):
+        assert request_log.tfrecord(payload) == tfrecord.frame(payload)

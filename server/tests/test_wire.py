@@ -6,7 +6,6 @@ fails), then a real server with large requests, the request log, and bytes that 
 
 import os
 import random
-import sys
 import threading
 
 import grpc
@@ -20,8 +19,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 from server import tensors, wire
 from testing.server import REPO, ServerProcess, wait_until
 
-sys.path.insert(0, os.path.join(REPO, "python"))
-import tfrecord  # noqa: E402
+from tfsclient import tfrecord  # the project's TFRecord framing (the scripts' module)
 
 TESTDATA = os.path.abspath(os.path.join(REPO, "..", "shared", "tfs-testdata"))
 HALF_PLUS_TWO = os.path.join(TESTDATA, "saved_model_half_plus_two_cpu")
