@@ -1,4 +1,7 @@
-"""Fixtures shared by every test: the toy models, built once, and the real server on a free port."""
+"""Fixtures shared by every test: the toy models, built once, and the real server on a free port.
+
+The repo and python/ are on sys.path through pyproject.toml's pytest settings; test support is in testing/.
+"""
 
 import os
 import subprocess
@@ -6,18 +9,14 @@ import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, REPO)
-
-from testing.server import ServerProcess  # noqa: E402
-
-MODELS = os.path.join(REPO, "models", "save")
-TESTDATA = os.path.abspath(os.path.join(REPO, "..", "shared", "tfs-testdata"))
+from testing.paths import MODELS, REPO, SHARED, need_shared
+from testing.server import ServerProcess
 
 
 @pytest.fixture(scope="session")
 def toy_models():
     """models/save with the guide's toy models and configs (built if missing; fast when present)."""
+    need_shared(os.path.join(SHARED, "toy_models.json"))
     subprocess.run([sys.executable, os.path.join(REPO, "models", "build_toy_models.py")],
                    check=True, stdout=subprocess.DEVNULL)
     return MODELS

@@ -15,6 +15,7 @@ from google.protobuf import text_format
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from testing.paths import TESTDATA
 from testing.server import EXECUTABLE, ServerProcess, free_port
 
 KERNEL = np.array([[1.5377980470657349], [3.204693078994751]], np.float32)  # Toy version 1, linear
@@ -115,10 +116,8 @@ def test_batching_start_up_errors(toy_models, flags, last_line):
 
 
 def test_shared_batching_config_and_a_bad_one(toy_models, tmp_path):
-    import os
-    testdata = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "tfs-testdata"))
     with ServerProcess("--model_name=Toy", f"--model_base_path={toy_models}/Toy", "--enable_batching",
-                       f"--batching_parameters_file={testdata}/batching_config.txt") as server:
+                       f"--batching_parameters_file={TESTDATA}/batching_config.txt") as server:
         client = Client(server.target)
         assert values(client.predict(), "dense") == [0.9901617765426636, 0.9934704303741455]
         client.close()

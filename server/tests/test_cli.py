@@ -6,9 +6,9 @@ import subprocess
 import pytest
 from server_helpers import Client
 
+from testing.paths import TESTDATA
 from testing.server import EXECUTABLE, ServerProcess
 
-TESTDATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "tfs-testdata"))
 
 
 def run(*flags, timeout=120):

@@ -22,9 +22,9 @@ from server_helpers import Client, model_config, rpc_error, values
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import classification_pb2, inference_pb2, predict_pb2, regression_pb2
 
+from testing.paths import TESTDATA
 from testing.server import REPO, ServerProcess, client_connected, wait_until
 
-TESTDATA = os.path.abspath(os.path.join(REPO, "..", "shared", "tfs-testdata"))
 PYTHON_DIR = os.path.join(REPO, "python")
 TOY_V2_OUTPUT = [0.9990350008010864, 0.9997349381446838]  # Toy version 2 on the guide's input
 CAP = 1 << 30  # server.tensors.MAX_TENSOR_BYTES

@@ -1,14 +1,13 @@
 """Classify, Regress and MultiInference on TF Serving's half_plus_two models (TF1 and TF2 exports)."""
 
-import os
 
 import pytest
 from server_helpers import Client, rpc_error
 from tensorflow_serving.apis import classification_pb2, inference_pb2, regression_pb2
 
+from testing.paths import TESTDATA
 from testing.server import ServerProcess
 
-TESTDATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "tfs-testdata"))
 CLASSIFY, REGRESS = "tensorflow/serving/classify", "tensorflow/serving/regress"
 
 

@@ -8,10 +8,10 @@ import urllib.request
 
 import pytest
 
+from testing.paths import TESTDATA
 from testing.server import ServerProcess, free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TESTDATA = os.path.abspath(os.path.join(REPO, "..", "shared", "tfs-testdata"))
 HALF_PLUS_TWO = os.path.join(TESTDATA, "saved_model_half_plus_two_cpu")
 TWO_VERSIONS = os.path.join(TESTDATA, "saved_model_half_plus_two_2_versions")
 METRICS = "/monitoring/prometheus/metrics"

@@ -20,8 +20,8 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
 from server import status, tensors
 from server.rest import examples_json, json_reader, json_values, metadata_json, predict_json
 from server.rest.json_writer import error as json_error
+from testing.paths import TESTDATA
 
-TESTDATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "tfs-testdata"))
 
 F, D = types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE
 I32, I64, S, B = types_pb2.DT_INT32, types_pb2.DT_INT64, types_pb2.DT_STRING, types_pb2.DT_BOOL

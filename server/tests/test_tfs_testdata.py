@@ -10,9 +10,9 @@ from google.protobuf import json_format
 from server_helpers import Client, rpc_error, values
 from tensorflow_serving.apis import get_model_metadata_pb2
 
+from testing.paths import TESTDATA
 from testing.server import ServerProcess
 
-TESTDATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "tfs-testdata"))
 MODELS = {
     "half_plus_two": "saved_model_half_plus_two_cpu",
     "half_plus_two_tf2": "saved_model_half_plus_two_tf2_cpu",

@@ -10,11 +10,11 @@ import pytest
 from server_helpers import Client, model_config, rpc_error, values
 from tensorflow_serving.apis import classification_pb2, prediction_log_pb2
 
-from testing.server import REPO, ServerProcess, wait_until
+from testing.paths import TESTDATA
+from testing.server import ServerProcess, wait_until
 
 from tfsclient import tfrecord  # the project's TFRecord framing (the scripts' module)
 
-TESTDATA = os.path.abspath(os.path.join(REPO, "..", "shared", "tfs-testdata"))
 
 
 def counter_log(signature, delta=None):

@@ -17,11 +17,11 @@ from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from server import tensors, wire
-from testing.server import REPO, ServerProcess, wait_until
+from testing.paths import TESTDATA
+from testing.server import ServerProcess, wait_until
 
 from tfsclient import tfrecord  # the project's TFRecord framing (the scripts' module)
 
-TESTDATA = os.path.abspath(os.path.join(REPO, "..", "shared", "tfs-testdata"))
 HALF_PLUS_TWO = os.path.join(TESTDATA, "saved_model_half_plus_two_cpu")
 BIG = 2**19  # floats: 2 MiB, past wire.LARGE
 
