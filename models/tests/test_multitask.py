@@ -5,16 +5,13 @@ server loads it: TF1 loader, tag 'serve', in a session.
 """
 
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import build_toy_models as btm  # on sys.path through pyproject.toml's pytest settings
 
 MODELS_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(MODELS_DIR))
-
-import build_toy_models as btm  # noqa: E402
 
 EXAMPLES = [{"age": 31.0, "income": 5.2}, {"age": 45.0, "income": 1.0}]
 CLASSES = [[b"low", b"medium", b"high"]] * 2

@@ -9,16 +9,13 @@ import contextlib
 import io
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import build_toy_models as btm  # on sys.path through pyproject.toml's pytest settings
 
 MODELS_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(MODELS_DIR))
-
-import build_toy_models as btm  # noqa: E402
 
 X = [[1.0, 2.0], [1.0, 3.0]]
 NAMES = ["Toy/1", "Toy/2", "Toy/3", "Toy_double/1"]
