@@ -93,8 +93,8 @@ print(json.dumps(out))
 
 def _client(target, seconds, seed, out):
     import grpc
-    import codec
-    from tfs_protos import predict_pb2, prediction_service_pb2_grpc
+    from tfsclient import codec
+    from tfsclient.protos import predict_pb2, prediction_service_pb2_grpc
 
     stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(target))
     counts, latencies, errors, wrong = [0] * THREADS, [], [0], [0]
@@ -159,7 +159,7 @@ def measure(model, tmp, batching, onednn, rounds, seconds, extra_flags=()):
     monitoring = os.path.join(tmp, "monitoring.config")
     with open(monitoring, "w") as f:
         f.write("prometheus_config { enable: true }\n")
-    flags = [f"--model_name=Dense", f"--model_base_path={model}", f"--monitoring_config_file={monitoring}"]
+    flags = ["--model_name=Dense", f"--model_base_path={model}", f"--monitoring_config_file={monitoring}"]
     if batching:
         parameters = os.path.join(tmp, "batching.config")
         with open(parameters, "w") as f:

@@ -23,8 +23,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-import codec  # noqa: E402
-import tfs_protos  # noqa: E402
+from tfsclient import codec  # noqa: E402
+from tfsclient import protos as tfs_protos  # noqa: E402
 
 MIB = 1024 * 1024
 
@@ -115,10 +115,10 @@ def bench_codec(quick):
 
 IMPORTS = [
     ("nothing (interpreter start)", "pass"),
-    ("import tfs_protos", "import tfs_protos"),
-    ("import codec (tfs_protos, numpy, ml_dtypes)", "import codec"),
+    ("import tfsclient.protos", "import tfsclient.protos"),
+    ("import tfsclient.codec (protos, numpy, ml_dtypes)", "import tfsclient.codec"),
     ("import grpc, numpy", "import grpc, numpy"),
-    ("import codec + gRPC stubs", "import codec, tfs_protos; tfs_protos.prediction_service_pb2_grpc"),
+    ("import codec + gRPC stubs", "import tfsclient.codec, tfsclient.protos; tfsclient.protos.prediction_service_pb2_grpc"),
     ("import tensorflow_serving.apis.predict_pb2 (plain)", "import tensorflow_serving.apis.predict_pb2"),
     ("import tensorflow", "import tensorflow"),
 ]

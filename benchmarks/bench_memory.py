@@ -29,9 +29,9 @@ sys.path.insert(0, os.path.join(REPO, "python"))
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 
-import codec  # noqa: E402
+from tfsclient import codec  # noqa: E402
 from testing.server import ServerProcess, free_port, wait_until  # noqa: E402
-from tfs_protos import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
+from tfsclient.protos import predict_pb2  # noqa: E402
 from report import publish  # noqa: E402
 
 MODEL = os.path.abspath(os.path.join(REPO, "..", "shared", "tfs-testdata", "saved_model_half_plus_two_cpu"))

@@ -49,7 +49,7 @@ def serve_floor(port, workers):
 
     import grpc
     sys.path.insert(0, os.path.join(REPO, "python"))
-    from tfs_protos import predict_pb2, prediction_service_pb2_grpc
+    from tfsclient.protos import predict_pb2, prediction_service_pb2_grpc
 
     response = predict_pb2.PredictResponse()
     response.outputs["y"].dtype = 1

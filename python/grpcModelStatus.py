@@ -9,7 +9,7 @@ import sys
 import time
 
 import common
-import flags
+from tfsclient import argtypes
 
 import grpc
 
@@ -19,7 +19,7 @@ PROGRAM = "grpcModelStatus.py"
 def build_parser():
     parser = common.parser("Ask TF Serving for the state of a model's versions (GetModelStatus).",
                            "python3 grpcModelStatus.py -m Toy_double -v 1 --wait 60")
-    parser.add_argument("--wait", type=flags.seconds("the wait", allow_minimum=True), metavar="SECONDS",
+    parser.add_argument("--wait", type=argtypes.seconds("the wait", allow_minimum=True), metavar="SECONDS",
                         help="poll until the version (or, without -v, every version listed) is AVAILABLE; "
                              "exit 1 with the last state seen if that takes longer than SECONDS (-t then bounds "
                              "each poll)")
@@ -55,9 +55,7 @@ def health(args):
 
 def model_status(args):
     if args.health is not None:
-        if not health(args):
-            raise SystemExit(common.EXIT_RPC_ERROR)
-        return
+        return None if health(args) else common.ExitStatus.RPC_ERROR  # the status is printed: no error line
     if args.version_label:
         raise common.InputError("GetModelStatus takes a version number, not a label (TF Serving ignores "
                                 "labels here): use -v")

@@ -12,10 +12,10 @@ if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up ex
 import sys
 
 import common
-import examples
+from tfsclient import tasks as task_specs
+from tfsclient import tf_examples
 
 PROGRAM = "grpcMultiTask.py"
-METHODS = {"classify": "tensorflow/serving/classify", "regress": "tensorflow/serving/regress"}
 
 
 def build_parser():
@@ -27,26 +27,14 @@ def build_parser():
     parser.add_argument("--task", action="append", default=[], metavar="KIND[:SIGNATURE]",
                         help="classify or regress, on SIGNATURE (default: the server's, serving_default); "
                              "repeat to run several tasks in one MultiInference call")
-    examples.add_arguments(parser)
+    tf_examples.add_arguments(parser)
     parser.add_argument("--values", action="store_true",
                         help="print a compact table of each example's results instead of the response")
     return parser
 
 
-def parse_tasks(specs):
-    if not specs:
-        raise common.InputError("give at least one --task classify[:SIGNATURE] or --task regress[:SIGNATURE]")
-    tasks = []
-    for spec in specs:
-        kind, _, signature = spec.partition(":")
-        if kind not in METHODS:
-            raise common.InputError(f"--task wants classify[:SIGNATURE] or regress[:SIGNATURE], not {spec!r}")
-        tasks.append((kind, signature))
-    return tasks
-
-
 def multi_task(args):
-    tasks = parse_tasks(args.task)
+    tasks = task_specs.parse_tasks(args.task)
     protos = common.protos
     with common.channel(args) as channel:
         stub = protos.prediction_service_pb2_grpc.PredictionServiceStub(channel)
@@ -57,16 +45,16 @@ def multi_task(args):
             else:
                 request = protos.regression_pb2.RegressionRequest()
             common.set_model_spec(request.model_spec, args, signature)
-            examples.build_input(args, request.input)
+            tf_examples.build_input(args, request.input)
             call = stub.Classify if kind == "classify" else stub.Regress
             response = call(request, timeout=common.time_left(args))
             results = [(kind, signature, response.result)]
         else:
             request = protos.inference_pb2.MultiInferenceRequest()
             for kind, signature in tasks:
-                task = request.tasks.add(method_name=METHODS[kind])
+                task = request.tasks.add(method_name=task_specs.METHODS[kind])
                 common.set_model_spec(task.model_spec, args, signature)
-            examples.build_input(args, request.input)
+            tf_examples.build_input(args, request.input)
             response = stub.MultiInference(request, timeout=common.time_left(args))
             results = [(kind, signature, getattr(r, f"{'classification' if kind == 'classify' else 'regression'}_result"))
                        for (kind, signature), r in zip(tasks, response.results)]

@@ -14,7 +14,7 @@ import os
 import sys
 
 import common
-import files
+from tfsclient import files
 
 PROGRAM = "grpcReloadModel.py"
 MODELS_DIR = os.environ.get("TFS_MODELS_DIR") or os.path.join(

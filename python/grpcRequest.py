@@ -8,7 +8,7 @@ if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up ex
 import sys
 
 import common
-import inputs
+from tfsclient import codec, predict_inputs
 
 PROGRAM = "grpcRequest.py"
 
@@ -16,7 +16,7 @@ PROGRAM = "grpcRequest.py"
 def build_parser():
     parser = common.parser("Send a Predict request to TF Serving and print the PredictResponse.",
                            "python3 grpcRequest.py -m Toy -v 1 -i 'input_1=[[1.0, 2.0]]'", signature=True)
-    inputs.add_arguments(parser)
+    predict_inputs.add_arguments(parser)
     parser.add_argument("--values", action="store_true",
                         help="print only the output arrays, as one JSON object of output name to nested lists")
     return parser
@@ -25,10 +25,10 @@ def build_parser():
 def predict(args):
     with common.channel(args) as channel:
         stub = common.protos.prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        request = inputs.predict_request(args, stub)
+        request = predict_inputs.predict_request(args, stub)
         response = stub.Predict(request, timeout=common.time_left(args))
     if args.values:
-        common.dump_json({alias: common.json_values(common.make_ndarray(tensor))
+        common.dump_json({alias: common.json_values(codec.make_ndarray(tensor))
                           for alias, tensor in sorted(response.outputs.items())})
     else:
         common.show(response, args)

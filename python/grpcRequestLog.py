@@ -12,9 +12,7 @@ if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up ex
 import sys
 
 import common
-import files
-import inputs
-import tfrecord
+from tfsclient import files, predict_inputs, tfrecord
 
 PROGRAM = "grpcRequestLog.py"
 WIDTH = 100
@@ -28,7 +26,7 @@ def build_parser():
     parser = common.parser(
         "Send a Predict request, print it as a PredictionLog and print the response; or read PredictionLog files.",
         "python3 grpcRequestLog.py -m Toy --log-file warmup/tf_serving_warmup_requests", signature=True)
-    inputs.add_arguments(parser)
+    predict_inputs.add_arguments(parser)
     parser.add_argument("--log-file", metavar="FILE",
                         help="append the PredictionLog (request and response) to FILE as a TFRecord record")
     parser.add_argument("--read", metavar="FILE",
@@ -43,7 +41,7 @@ def request_log(args):
     with common.channel(args) as channel:
         stub = common.protos.prediction_service_pb2_grpc.PredictionServiceStub(channel)
         default_filter = ("output_1",) if not args.input else ()  # the guide's request
-        log.predict_log.request.CopyFrom(inputs.predict_request(args, stub, default_filter))
+        log.predict_log.request.CopyFrom(predict_inputs.predict_request(args, stub, default_filter))
         response = stub.Predict(log.predict_log.request, timeout=common.time_left(args))
     log.predict_log.response.CopyFrom(response)
     if args.log_file:
@@ -67,7 +65,7 @@ def _json(message):
 
 def read_log(args):
     log = common.protos.prediction_log_pb2.PredictionLog()
-    for offset, data in _records(args.read, args.max_file_size):
+    for offset, data in files.tfrecords(args.read, None, args.max_file_size):
         try:
             log.ParseFromString(data)
         except Exception:
@@ -76,23 +74,6 @@ def read_log(args):
             common.dump_json(_json(log))
         else:
             sys.stdout.write(banner(f"record at offset {offset}") + common.to_text(log))
-
-
-def _records(path, max_size):
-    """The records of the file, its read errors as InputError; what the caller writes is not caught here
-    (a closed pipe on stdout is not a failure to read the file)."""
-    with files.open_input(path, None, "tfrecord", max_size) as f:
-        records = tfrecord.read(f)
-        while True:
-            try:
-                record = next(records)
-            except StopIteration:
-                return
-            except tfrecord.CorruptRecord as e:
-                raise common.InputError(f"{path}: {e}") from None
-            except OSError as e:
-                raise common.InputError(f"cannot read {path}: {e.strerror or e}") from None
-            yield record
 
 
 def main(argv=None) -> int:

@@ -17,10 +17,7 @@ import random
 import sys
 
 import common
-import examples
-import files
-import inputs
-import tfrecord
+from tfsclient import codec, files, predict_inputs, tasks, tf_examples, tfrecord
 
 PROGRAM = "grpcWarmup.py"
 MAX_RECORDS = 1000  # TF Serving refuses to load a version whose warmup file holds more
@@ -43,7 +40,7 @@ def build_parser():
     parser.add_argument("--batch", type=int, default=1, help="rows or examples per request (default: 1)")
     parser.add_argument("--sample", type=int, metavar="N", help="keep N records, chosen at random (with --seed)")
     parser.add_argument("--seed", type=int, default=0, help="random seed for --sample (default: 0)")
-    examples.add_arguments(parser)
+    tf_examples.add_arguments(parser)
     return parser
 
 
@@ -51,7 +48,7 @@ def predict_records(args):
     if args.inputs.endswith(".npy"):
         raise common.InputError(f"--inputs {args.inputs}: a .npy file holds one array without its input's name: "
                                 "save the inputs by name with numpy.savez(FILE.npz, NAME=array), or as .json")
-    loaded = inputs.parse_inputs([f"@{args.inputs}"], args.max_file_size)
+    loaded = predict_inputs.parse_inputs([f"@{args.inputs}"], args.max_file_size)
     arrays = {name: array for name, (array, _) in loaded.items()}
     sizes = {len(a) if getattr(a, "ndim", 0) else None for a in arrays.values()}
     if len(sizes) != 1 or None in sizes:
@@ -62,29 +59,27 @@ def predict_records(args):
         request = entry.predict_log.request
         common.set_model_spec(request.model_spec, args, args.signature)
         for name, array in arrays.items():
-            request.inputs[name].CopyFrom(common.make_tensor_proto(array[start:start + args.batch]))
+            request.inputs[name].CopyFrom(codec.make_tensor_proto(array[start:start + args.batch]))
         yield entry
 
 
 def example_records(args):
-    import grpcMultiTask
-
-    tasks = grpcMultiTask.parse_tasks(args.task)
+    specs = tasks.parse_tasks(args.task)
     holder = common.protos.input_pb2.Input()
-    examples.build_input(args, holder)
+    tf_examples.build_input(args, holder)
     kind = holder.WhichOneof("kind")
     all_examples = list(getattr(holder, kind).examples)
     for start in range(0, len(all_examples), args.batch):
         entry = common.protos.prediction_log_pb2.PredictionLog()
-        if len(tasks) == 1:
-            name, signature = tasks[0]
+        if len(specs) == 1:
+            name, signature = specs[0]
             body = entry.classify_log if name == "classify" else entry.regress_log
             request = body.request
             common.set_model_spec(request.model_spec, args, signature)
         else:
             request = entry.multi_inference_log.request
-            for name, signature in tasks:
-                task = request.tasks.add(method_name=grpcMultiTask.METHODS[name])
+            for name, signature in specs:
+                task = request.tasks.add(method_name=tasks.METHODS[name])
                 common.set_model_spec(task.model_spec, args, signature)
         target = getattr(request.input, kind)
         if kind == "example_list_with_context":
@@ -95,24 +90,18 @@ def example_records(args):
 
 def log_records(args):
     for path in args.from_log:
-        with files.open_input(path, None, "tfrecord", args.max_file_size) as f:
+        for offset, data in files.tfrecords(path, None, args.max_file_size):
+            source = common.protos.prediction_log_pb2.PredictionLog()
             try:
-                for offset, data in tfrecord.read(f):
-                    source = common.protos.prediction_log_pb2.PredictionLog()
-                    try:
-                        source.ParseFromString(data)
-                    except Exception:
-                        raise common.InputError(f"{path}: the record at offset {offset} is not a PredictionLog") from None
-                    kind = source.WhichOneof("log_type")
-                    if kind not in ("predict_log", "classify_log", "regress_log", "multi_inference_log"):
-                        continue
-                    entry = common.protos.prediction_log_pb2.PredictionLog()
-                    getattr(entry, kind).request.CopyFrom(getattr(source, kind).request)  # warmup replays requests only
-                    yield entry
-            except tfrecord.CorruptRecord as e:
-                raise common.InputError(f"{path}: {e}") from None
-            except OSError as e:
-                raise common.InputError(f"cannot read {path}: {e.strerror or e}") from None
+                source.ParseFromString(data)
+            except Exception:
+                raise common.InputError(f"{path}: the record at offset {offset} is not a PredictionLog") from None
+            kind = source.WhichOneof("log_type")
+            if kind not in ("predict_log", "classify_log", "regress_log", "multi_inference_log"):
+                continue
+            entry = common.protos.prediction_log_pb2.PredictionLog()
+            getattr(entry, kind).request.CopyFrom(getattr(source, kind).request)  # warmup replays requests only
+            yield entry
 
 
 def check_output(path):

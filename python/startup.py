@@ -6,12 +6,12 @@ Nothing here runs on import: a test or a program that imports a script keeps its
 import os
 import signal
 
-EXIT_INTERRUPTED = 130
+from tfsclient.errors import ExitStatus
 
 
 def quiet_interrupts():
     """Ctrl-C while the script is still starting up: exit 130 at once, without a traceback.
 
-    common.run() replaces this handler while the script works, and puts it back when it returns.
+    tfsclient.cli.run() replaces this handler while the script works, and puts it back when it returns.
     """
-    signal.signal(signal.SIGINT, lambda signum, frame: os._exit(EXIT_INTERRUPTED))
+    signal.signal(signal.SIGINT, lambda signum, frame: os._exit(ExitStatus.INTERRUPTED))

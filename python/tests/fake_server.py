@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import grpc  # noqa: E402
 
-import tfs_protos as protos  # noqa: E402
+from tfsclient import protos  # noqa: E402
 
 
 def metadata_response():

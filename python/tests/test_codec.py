@@ -1,7 +1,6 @@
 """codec.make_tensor_proto / make_ndarray against TensorFlow's own functions as the oracle."""
 
 import os
-import sys
 import warnings
 
 import ml_dtypes
@@ -11,10 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import codec  # noqa: E402
-import tfs_protos  # noqa: E402
+from tfsclient import codec
+from tfsclient import protos as tfs_protos
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402  (the oracle; the codec itself never imports it)

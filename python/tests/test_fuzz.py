@@ -19,7 +19,6 @@ import math
 import os
 import pickle
 import struct
-import sys
 import tracemalloc
 import warnings
 import zipfile
@@ -33,15 +32,13 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from script_helpers import run_script
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import codec  # noqa: E402
-import common  # noqa: E402
-import examples  # noqa: E402
-import inputs  # noqa: E402
-import tfrecord  # noqa: E402
-import tfs_protos  # noqa: E402
-from common import InputError  # noqa: E402
+import common
+from tfsclient import codec, tfrecord
+from tfsclient import predict_inputs as inputs
+from tfsclient import protos as tfs_protos
+from tfsclient import tf_examples as examples
+from tfsclient.errors import InputError
+from tfsclient.text import one_line as flattened
 from google.protobuf.message import DecodeError  # noqa: E402
 
 # FUZZ_EXAMPLES=5000 for a longer session (the end-to-end test stays at 20: subprocesses are slow)
@@ -60,7 +57,7 @@ def fuzz_dir(tmp_path_factory):
 
 def one_line(error):
     """The error as the user sees it (common.run prints it flattened) is one non-empty line."""
-    text = common._flat(error) if isinstance(error, (common.InputError, common.ServerError)) else str(error)
+    text = flattened(error) if isinstance(error, (common.InputError, common.ServerError)) else str(error)
     assert text and "\n" not in text and "\r" not in text, repr(text)
     return error
 

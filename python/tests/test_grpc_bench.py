@@ -193,7 +193,7 @@ def test_the_bench_does_not_start_tensorflow():
 
 
 def test_percentiles_are_nearest_rank():
-    code = ("import grpcBench; p = grpcBench.percentiles([i / 1000 for i in range(1, N + 1)]); "
+    code = ("from tfsclient import loadgen; p = loadgen.percentiles([i / 1000 for i in range(1, N + 1)]); "
             "print([round(v) for v in p.values()])")
     for n, expected in ((1, [1] * 6), (100, [1, 50, 90, 99, 100, 100]), (1000, [1, 500, 900, 990, 999, 1000])):
         result = run_script("-c", code.replace("N", str(n)))
@@ -202,7 +202,8 @@ def test_percentiles_are_nearest_rank():
 
 CLOSED_LOOP_RACE = '''
 import threading, time, types
-import grpc, grpcBench
+import grpc
+from tfsclient import loadgen
 
 class Future:
     """A call's future: answered at once (its callback runs inside add_done_callback) or after `delay`."""
@@ -231,7 +232,7 @@ class Call:
         return Future(self.delays.pop(0))
 
 args = types.SimpleNamespace(timeout=5.0, duration=None, requests=2, concurrency=2, rate=None)
-load = grpcBench.Load(Call(), b"", args)
+load = loadgen.LoadRun(Call(), b"", args)
 load.run(None)
 print(load.tally.completed, "of", load.issued)
 '''

@@ -200,9 +200,10 @@ def test_metrics_in_the_table_and_the_single_report(monitored):
 
 
 PARSE = '''
-import json, sys, grpcBench
+import json, sys
+from tfsclient import prometheus
 text = sys.stdin.read()
-samples = grpcBench.parse_metrics(text, wanted=None)
+samples = prometheus.parse_metrics(text, wanted=None)
 print(json.dumps({name: sorted([sorted(labels.items()), value] for labels, value in series)
                   for name, series in samples.items()}))
 '''
@@ -253,7 +254,7 @@ def test_the_parser_on_tricky_lines():
 def test_the_parser_refuses_what_is_not_prometheus_text(line):
     result = run_script("-c", PARSE, stdin=f"# TYPE x counter\nok 1\n{line}\n")
     assert result.code == 1 and result.err.splitlines()[-1].startswith(
-        "grpcBench.MetricsError: not Prometheus text (line 3: "), result
+        "tfsclient.prometheus.MetricsError: not Prometheus text (line 3: "), result
 
 
 # -- --metrics pages that are not a metrics page -------------------------------------------------------

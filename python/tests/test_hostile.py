@@ -289,8 +289,7 @@ def _limited(limit):
 
 
 def _count(path):
-    sys.path.insert(0, PYTHON_DIR)
-    import tfrecord
+    from tfsclient import tfrecord
     return sum(1 for _ in tfrecord.read(str(path)))
 
 

@@ -1,14 +1,11 @@
 """The README's reliability table for the scripts, row by row: each input gets exactly that one line."""
 
-import os
 import struct
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # python/, as the scripts run
-from tfrecord import masked_crc  # noqa: E402
+from tfsclient.tfrecord import masked_crc
 
 
 def _npy(path, header, data):

@@ -49,7 +49,7 @@ def build_request(predict_pb2, tensor_pb2, types_pb2):
 def test_import_does_not_start_tensorflow():
     out = run_py("""
         import json, sys
-        import tfs_protos, codec
+        from tfsclient import codec, protos as tfs_protos
         loaded = sorted(m for m in sys.modules if m == "tensorflow" or m.startswith("tensorflow."))
         print(json.dumps({
             "runtime": [m for m in loaded if m.startswith(("tensorflow.python", "tensorflow._api"))],
@@ -80,10 +80,10 @@ def test_import_does_not_start_tensorflow():
 
 def test_from_import_of_every_module():
     out = run_py("""
-        import tfs_protos
+        from tfsclient import protos as tfs_protos
         names = ", ".join(tfs_protos.MODULES)
-        exec(f"from tfs_protos import {names}")
-        from tfs_protos import predict_pb2, get_model_status_pb2, model_server_config_pb2
+        exec(f"from tfsclient.protos import {names}")
+        from tfsclient.protos import predict_pb2, get_model_status_pb2, model_server_config_pb2
         predict_pb2.PredictRequest(); get_model_status_pb2.GetModelStatusRequest()
         model_server_config_pb2.ModelServerConfig()
         print(sorted(tfs_protos.MODULES) == sorted(set(dir(tfs_protos)) & set(tfs_protos.MODULES)))
@@ -95,7 +95,7 @@ def test_real_tensorflow_works_afterwards():
     out = run_py("""
         import json, sys
         import numpy as np
-        import tfs_protos, codec
+        from tfsclient import codec, protos as tfs_protos
         assert "tensorflow" not in sys.modules
         import tensorflow as tf
         assert tfs_protos.tensorflow_runtime_loaded()
@@ -135,7 +135,7 @@ def test_when_tensorflow_is_already_imported():
     out = run_py("""
         import sys
         import tensorflow as tf
-        import tfs_protos
+        from tfsclient import protos as tfs_protos
         from tensorflow.core.framework import tensor_pb2
         print(tfs_protos.tensor_pb2 is tensor_pb2, sys.modules["tensorflow"] is tf,
               type(tf.make_tensor_proto([1.0, 2.0])) is tfs_protos.tensor_pb2.TensorProto)
@@ -145,7 +145,8 @@ def test_when_tensorflow_is_already_imported():
 
 def test_request_serializes_like_normal_imports():
     via_tfs_protos = run_py(BUILD_REQUEST + """
-import sys, tfs_protos
+import sys
+from tfsclient import protos as tfs_protos
 print(build_request(tfs_protos.predict_pb2, tfs_protos.tensor_pb2, tfs_protos.types_pb2))
 assert "tensorflow.python" not in sys.modules
 """)
@@ -179,7 +180,7 @@ def test_clear_error_without_tensorflow_or_serving_api(tmp_path, present, messag
         import sys
         assert not any(p.endswith("site-packages") for p in sys.path), sys.path
         try:
-            import tfs_protos
+            from tfsclient import protos  # noqa: F401
         except ImportError as e:
             print("ImportError:", e)
             print("leftover:", "tensorflow" in sys.modules)

@@ -13,10 +13,10 @@ import zlib
 
 import numpy as np
 
-import common
-import files
-from common import InputError
-from codec import _bad_code_points, as_datatype_enum, make_tensor_proto, numpy_dtype
+from . import cli, files, protos
+from .codec import as_datatype_enum, bad_code_points, make_tensor_proto, numpy_dtype
+from .errors import InputError
+from .text import one_line
 
 GUIDE_INPUT = {"input_1": np.array([[1.0, 2.0], [1.0, 3.0]], dtype=np.float32)}
 _MAX_DIMS = 32  # numpy 1.x's limit (2.x's is 64): deeper JSON gets a clear error rather than numpy's
@@ -73,7 +73,7 @@ def _json_leaves(name, value):
             leaves.append(item)
         elif isinstance(item, int):
             if not -2**63 <= item < 2**63:
-                raise InputError(f"input {name!r}: {_short(str(item), 40)} does not fit in int64 "
+                raise InputError(f"input {name!r}: {one_line(str(item), 40)} does not fit in int64 "
                                  "(write it with a decimal point to send it as a float)")
             leaves.append(item)
         elif isinstance(item, str):
@@ -151,7 +151,7 @@ def _read_npy(f, size, where):
     if len(data) < nbytes:
         raise InputError(f"{where} is truncated: {len(data)} of {nbytes} bytes of data")
     array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran_order else "C")
-    if dtype.kind == "U" and _bad_code_points(array):
+    if dtype.kind == "U" and bad_code_points(array):
         raise InputError(f"{where} holds text that is not valid Unicode "
                          "(surrogates or code points beyond U+10FFFF)")
     return array.view(np.uint8).astype(bool) if dtype.kind == "b" else array  # (a bool byte 2 is True: made 1)
@@ -218,7 +218,7 @@ def parse_inputs(specs, max_size=None):
 
     def add(name, value, spec):
         if name in found:
-            raise InputError(f"input {name!r} is given twice (again by -i {_short(spec, 100)}): give each input once")
+            raise InputError(f"input {name!r} is given twice (again by -i {one_line(spec, 100)}): give each input once")
         found[name] = value
 
     for spec in specs:
@@ -248,18 +248,12 @@ def parse_inputs(specs, max_size=None):
         try:
             add(name, (_from_json_value(name, json.loads(value)), True), spec)
         except json.JSONDecodeError as e:
-            raise InputError(f"-i {name}: not valid JSON ({e.msg} at column {e.colno}): {_short(value)}") from None
+            raise InputError(f"-i {name}: not valid JSON ({e.msg} at column {e.colno}): {one_line(value, 200)}") from None
         except RecursionError:
             raise InputError(f"-i {name}: the JSON is nested too deeply") from None
         except ValueError as e:  # an integer of more than 4300 digits (Python's int() limit)
-            raise InputError(f"-i {name}: {_short(str(e), 100)}") from None
+            raise InputError(f"-i {name}: {one_line(str(e), 100)}") from None
     return found
-
-
-def _short(text, limit=200):
-    """User text for an error line: on one line, and not a whole file's worth."""
-    text = text.replace("\r", "\\r").replace("\n", "\\n")
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def check_against_signature(inputs, dtypes, signature, model):
@@ -329,13 +323,13 @@ def add_arguments(parser):
                         help="send input NAME as DTYPE (float32, float64, int32, int64, bool, string, ...)")
     parser.add_argument("--output-filter", action="append", metavar="NAME", default=[],
                         help="return only this output (repeatable; default: all outputs)")
-    common.add_file_limit(parser)
+    cli.add_file_limit(parser)
 
 
 def predict_request(args, prediction_stub, default_output_filter=()):
     """The PredictRequest the flags describe; inputs checked against the model's signature first."""
-    request = common.protos.predict_pb2.PredictRequest()
-    common.set_model_spec(request.model_spec, args, args.signature)
+    request = protos.predict_pb2.PredictRequest()
+    cli.set_model_spec(request.model_spec, args, args.signature)
     if args.input:
         dtypes = parse_dtypes(args.dtype)
         arrays = apply_dtypes(parse_inputs(args.input, getattr(args, "max_file_size", None)), dtypes)
@@ -352,17 +346,17 @@ def predict_request(args, prediction_stub, default_output_filter=()):
         try:
             request.inputs[alias].CopyFrom(make_tensor_proto(array))
         except (TypeError, ValueError) as e:  # the codec's errors; e.g. an array over 2 GB
-            raise InputError(f"input {alias!r}: {' '.join(str(e).split())}") from None
+            raise InputError(f"input {alias!r}: {one_line(e, fold=True)}") from None
     request.output_filter.extend(args.output_filter or default_output_filter)
     return request
 
 
 def _signature(prediction_stub, args):
     """The SignatureDef the request will run, from GetModelMetadata (None if the server has no such signature)."""
-    metadata_request = common.protos.get_model_metadata_pb2.GetModelMetadataRequest()
-    common.set_model_spec(metadata_request.model_spec, args)
+    metadata_request = protos.get_model_metadata_pb2.GetModelMetadataRequest()
+    cli.set_model_spec(metadata_request.model_spec, args)
     metadata_request.metadata_field.append("signature_def")
-    response = prediction_stub.GetModelMetadata(metadata_request, timeout=common.time_left(args))
-    signatures = common.protos.get_model_metadata_pb2.SignatureDefMap()
+    response = prediction_stub.GetModelMetadata(metadata_request, timeout=cli.time_left(args))
+    signatures = protos.get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(signatures)
     return signatures.signature_def.get(args.signature or "serving_default")

@@ -1,11 +1,11 @@
 """TensorProto <-> numpy without TensorFlow: drop-ins for tf.make_tensor_proto / tf.make_ndarray.
 
-    import codec
+    from tfsclient import codec
     proto = codec.make_tensor_proto(values, dtype=None, shape=None)   # -> TensorProto
     array = codec.make_ndarray(proto)                                 # -> numpy.ndarray
 
 Only numpy (and ml_dtypes, for bfloat16 / float8 / int4 etc., when installed) are
-needed; the TensorProto class is the real one, imported through ``tfs_protos``
+needed; the TensorProto class is the real one, imported through ``tfsclient.protos``
 without starting the TensorFlow runtime, so the protos go straight into a
 ``PredictRequest`` (``request.inputs["x"].CopyFrom(proto)``).
 
@@ -57,7 +57,8 @@ try:
 except ImportError:  # bfloat16, float8, int4... are then unsupported
     ml_dtypes = None
 
-from tfs_protos import tensor_pb2, tensor_shape_pb2, types_pb2
+from .protos import tensor_pb2, tensor_shape_pb2, types_pb2
+from .text import one_line
 
 __all__ = ["make_tensor_proto", "make_ndarray", "as_datatype_enum", "dtype_name",
            "numpy_dtype", "TensorProto"]
@@ -216,8 +217,7 @@ def as_datatype_enum(dtype):
 
 def _brief(value, limit=200):
     """repr(value) for an error message: one line (numpy prints arrays over several), at most `limit` chars."""
-    text = " ".join(repr(value).split())
-    return text if len(text) <= limit else text[:limit] + "..."
+    return one_line(repr(value), limit, fold=True)
 
 
 def _check_enum(enum, original):
@@ -430,7 +430,7 @@ def make_tensor_proto(values, dtype=None, shape=None):
 
     if actual == DT_STRING:
         if isinstance(values, (np.ndarray, np.generic)):
-            if nparray.dtype.kind == "U" and _bad_code_points(nparray):
+            if nparray.dtype.kind == "U" and bad_code_points(nparray):
                 raise ValueError("A unicode array holds code points that are not Unicode "
                                  "(surrogates or beyond U+10FFFF).")
             items = nparray.ravel().tolist()
@@ -463,7 +463,7 @@ def _as_nparray(values, enum, np_dt, shape):
     return np.array(values, dtype=np_dt)
 
 
-def _bad_code_points(array):
+def bad_code_points(array):
     """Whether a numpy unicode array (made from raw bytes) holds what no str can: numpy then fails
     with SystemError instead of an error of its own."""
     codes = np.frombuffer(np.ascontiguousarray(array).tobytes(), np.dtype("u4").newbyteorder(array.dtype.byteorder))

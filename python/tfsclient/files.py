@@ -8,6 +8,9 @@ certificates and model configs have fixed ones.
 import os
 import stat
 
+from . import tfrecord
+from .errors import InputError
+
 MiB = 1 << 20
 LIMITS = {  # kind: (default limit in bytes, what the file is, raisable with --max-file-size)
     "json": (64 * MiB, "JSON file", True),
@@ -35,8 +38,8 @@ def too_large(kind, size, limit, where, unpacked=False):
     _, name, raisable = LIMITS[kind]
     how = RAISE if raisable else "the limit for a " + name
     if unpacked:
-        return _error(f"{where} unpacks to {size} bytes, more than the {limit} a {name} may unpack to ({how})")
-    return _error(f"{where} is {size} bytes, more than the {limit} a {name} may be ({how})")
+        return InputError(f"{where} unpacks to {size} bytes, more than the {limit} a {name} may unpack to ({how})")
+    return InputError(f"{where} is {size} bytes, more than the {limit} a {name} may be ({how})")
 
 
 def open_input(path, what, kind, max_size=None, noun=""):
@@ -49,12 +52,12 @@ def open_input(path, what, kind, max_size=None, noun=""):
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
-        raise _error(f"{where}cannot read {noun}{path}: {e.strerror or e}") from None
+        raise InputError(f"{where}cannot read {noun}{path}: {e.strerror or e}") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             kind_name = next((name for test, name in _KINDS if test(info.st_mode)), "not a file")
-            raise _error(f"{where}{noun}{path} is not a regular file ({kind_name})")
+            raise InputError(f"{where}{noun}{path} is not a regular file ({kind_name})")
         limit = limit_of(kind, max_size)
         if info.st_size > limit:
             raise too_large(kind, info.st_size, limit, f"{where}{noun}{path}")
@@ -74,7 +77,7 @@ def read_input(path, what, kind, max_size=None, noun=""):
         try:
             data = f.read(f.limit + 1)
         except OSError as e:
-            raise _error(f"{where}cannot read {noun}{path}: {e.strerror or e}") from None
+            raise InputError(f"{where}cannot read {noun}{path}: {e.strerror or e}") from None
         if len(data) > f.limit:
             raise too_large(kind, len(data), f.limit, f"{where}{noun}{path}")
     return data
@@ -87,9 +90,23 @@ def read_text(path, what, kind, max_size=None, noun=""):
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         where = f"{what}: " if what else ""
-        raise _error(f"{where}cannot read {noun}{path}: not UTF-8 (byte {e.start} is {data[e.start]:#04x})") from None
+        raise InputError(f"{where}cannot read {noun}{path}: not UTF-8 (byte {e.start} is {data[e.start]:#04x})") from None
 
 
-def _error(message):
-    from common import InputError  # here, not at the top: common imports grpc, which this module does not need
-    return InputError(message)
+def tfrecords(path, what, max_size=None):
+    """(offset, data) for each record of the TFRecord file at path; its read errors and corrupt records as
+    InputError. What the caller does with a record is not caught here (a closed pipe on stdout is not a
+    failure to read the file)."""
+    where = f"{what}: " if what else ""
+    with open_input(path, what, "tfrecord", max_size) as f:
+        records = tfrecord.read(f)
+        while True:
+            try:
+                record = next(records)
+            except StopIteration:
+                return
+            except tfrecord.CorruptRecord as e:
+                raise InputError(f"{path}: {e}") from None
+            except OSError as e:
+                raise InputError(f"{where}cannot read {path}: {e.strerror or e}") from None
+            yield record

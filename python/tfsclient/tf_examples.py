@@ -9,9 +9,9 @@ import io
 import json
 import os
 
-import common
-import files
-from common import InputError
+from . import cli, files, protos
+from .errors import InputError
+from .text import one_line
 
 TYPES = ("int", "float", "bytes")
 
@@ -58,8 +58,7 @@ def _int64(name, value):
             raise
         number = None
     if number is None or not -2**63 <= number < 2**63:
-        shown = str(value) if len(str(value)) <= 30 else str(value)[:30] + "..."
-        raise InputError(f"feature {name!r}: {shown} does not fit in an int64 feature "
+        raise InputError(f"feature {name!r}: {one_line(value, 30)} does not fit in an int64 feature "
                          f"(force another type with --feature-type {name}=float or {name}=bytes)")
     return number
 
@@ -77,7 +76,7 @@ def _convert(name, values, kind):
 
 def make_example(features, forced, where):
     """A tf.Example from {name: value or list of values}."""
-    example = common.protos.example_pb2.Example()
+    example = protos.example_pb2.Example()
     if not features:
         raise InputError(f"{where}: an example needs at least one feature")
     for name, raw in features.items():
@@ -120,21 +119,14 @@ def from_file(path, forced, max_size=None):
     if not os.path.exists(path):
         raise InputError(f"--examples: file not found: {path}")
     if path.endswith((".tfrecord", ".tfrecords", ".tfr")):
-        import tfrecord
         examples = []
-        with files.open_input(path, "--examples", "tfrecord", max_size) as f:
+        for offset, data in files.tfrecords(path, "--examples", max_size):
+            example = protos.example_pb2.Example()
             try:
-                for offset, data in tfrecord.read(f):
-                    example = common.protos.example_pb2.Example()
-                    try:
-                        example.ParseFromString(data)
-                    except Exception:
-                        raise InputError(f"{path}: the record at offset {offset} is not a tf.Example") from None
-                    examples.append(example)
-            except tfrecord.CorruptRecord as e:
-                raise InputError(f"{path}: {e}") from None
-            except OSError as e:
-                raise InputError(f"--examples: cannot read {path}: {e.strerror or e}") from None
+                example.ParseFromString(data)
+            except Exception:
+                raise InputError(f"{path}: the record at offset {offset} is not a tf.Example") from None
+            examples.append(example)
         return examples
     if path.endswith(".csv"):
         text = files.read_text(path, "--examples", "csv", max_size)
@@ -177,7 +169,7 @@ def add_arguments(parser):
                         help="features shared by every example (sent as example_list_with_context)")
     parser.add_argument("--feature-type", action="append", default=[], metavar="NAME=TYPE",
                         help="force a feature's type: int, float or bytes (default: inferred from the values)")
-    common.add_file_limit(parser)
+    cli.add_file_limit(parser)
 
 
 def build_input(args, message):

@@ -11,6 +11,8 @@ import math
 import os
 from urllib.parse import urlsplit
 
+from .text import cut, printable
+
 NO_DEADLINE = 1e9  # seconds (31 years): from here on, -t means no deadline (gRPC's own ends near 9.2e9)
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
@@ -44,11 +46,7 @@ def _refuse(text, problem, unreadable=False):
 
 def _plain(text, limit=100):
     """The text as printable: bytes that are not UTF-8 (from argv or the environment) as \\xNN; cut if long."""
-    try:
-        text = str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:
-        text = str(text).encode("utf-8", "backslashreplace").decode("utf-8")
-    return text if len(text) <= limit else text[:limit] + "..."
+    return cut(printable(text), limit)
 
 
 def _shown(text):

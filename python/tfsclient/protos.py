@@ -15,12 +15,12 @@ usual, and it reuses those very proto modules, so a ``TensorProto`` made here is
 the class ``tf.make_tensor_proto`` returns and ``tf.make_ndarray`` reads. If
 TensorFlow is already imported, the modules are simply imported normally.
 
-Usage (python/ is on sys.path when the scripts run from it)::
+Usage::
 
-    from tfs_protos import predict_pb2, prediction_service_pb2_grpc, tensor_pb2
+    from tfsclient.protos import predict_pb2, prediction_service_pb2_grpc, tensor_pb2
     # or
-    import tfs_protos
-    request = tfs_protos.predict_pb2.PredictRequest()
+    from tfsclient import protos
+    request = protos.predict_pb2.PredictRequest()
 
 Attributes, each the real generated module:
 

@@ -6,13 +6,16 @@ interceptor here retries N times, waits 1, 2, 4... s (at most 10 s, each drawn f
 stays within --timeout.
 """
 
+import math
 import random
 import re
 import time
 
 import grpc
 
-import flags
+from . import argtypes, files
+from .errors import InputError
+from .text import one_line
 
 COMPRESSIONS = ("none", "gzip", "deflate")
 # TF Serving answers up to 2 GB; gRPC's default 4 MB receive limit is what users hit first.
@@ -30,26 +33,26 @@ _CHANNEL_OPTIONS = [
 def add_arguments(p):
     """TLS, compression, retries and waiting; each also read from a TFS_* variable for deploy pipelines."""
     g = p.add_argument_group("transport (each also from the environment variable shown)")
-    g.add_argument("--tls", action=flags.Switch, default=flags.env("TFS_TLS", False),
+    g.add_argument("--tls", action=argtypes.Switch, default=argtypes.env("TFS_TLS", False),
                    help="connect with TLS, trusting the system's CAs unless --ca-cert [$TFS_TLS=1]")
-    g.add_argument("--ca-cert", metavar="PEM", default=flags.env("TFS_CA_CERT"),
+    g.add_argument("--ca-cert", metavar="PEM", default=argtypes.env("TFS_CA_CERT"),
                    help="CA certificate(s) that signed the server's certificate; implies --tls [$TFS_CA_CERT]")
-    g.add_argument("--client-cert", metavar="PEM", default=flags.env("TFS_CLIENT_CERT"),
+    g.add_argument("--client-cert", metavar="PEM", default=argtypes.env("TFS_CLIENT_CERT"),
                    help="client certificate for mutual TLS, with --client-key; implies --tls [$TFS_CLIENT_CERT]")
-    g.add_argument("--client-key", metavar="PEM", default=flags.env("TFS_CLIENT_KEY"),
+    g.add_argument("--client-key", metavar="PEM", default=argtypes.env("TFS_CLIENT_KEY"),
                    help="the client certificate's private key [$TFS_CLIENT_KEY]")
-    g.add_argument("--server-name", metavar="NAME", default=flags.env("TFS_SERVER_NAME"),
-                   type=flags.text("the server name"),
+    g.add_argument("--server-name", metavar="NAME", default=argtypes.env("TFS_SERVER_NAME"),
+                   type=argtypes.text("the server name"),
                    help="the name to check the server's certificate against, when it differs from the "
                         "address (e.g. connecting by IP); implies --tls [$TFS_SERVER_NAME]")
-    g.add_argument("--compression", choices=COMPRESSIONS, type=flags.choice(COMPRESSIONS),
-                   default=flags.env("TFS_COMPRESSION", "none"),
+    g.add_argument("--compression", choices=COMPRESSIONS, type=argtypes.choice(COMPRESSIONS),
+                   default=argtypes.env("TFS_COMPRESSION", "none"),
                    help="compress requests (default: %(default)s) [$TFS_COMPRESSION]")
-    g.add_argument("--retries", type=flags.count(0, must="a count is"), default=flags.env("TFS_RETRIES", "0"),
+    g.add_argument("--retries", type=argtypes.count(0, must="a count is"), default=argtypes.env("TFS_RETRIES", "0"),
                    metavar="N",
                    help="retry a call answered UNAVAILABLE up to N times, waiting 1, 2, 4... s (at most 10 s) "
                         "between tries; never a reload; --timeout bounds it all (default: 0) [$TFS_RETRIES]")
-    g.add_argument("--wait-for-ready", action=flags.Switch, default=flags.env("TFS_WAIT_FOR_READY", False),
+    g.add_argument("--wait-for-ready", action=argtypes.Switch, default=argtypes.env("TFS_WAIT_FOR_READY", False),
                    help="wait (up to --timeout) for a server that is not reachable yet, instead of failing "
                         "at once [$TFS_WAIT_FOR_READY=1]")
 
@@ -81,15 +84,14 @@ def wants_tls(args):
 
 def _credentials(args):
     if bool(args.client_cert) != bool(args.client_key):
-        raise _input_error("mutual TLS needs both --client-cert and --client-key")
+        raise InputError("mutual TLS needs both --client-cert and --client-key")
 
     def pem(flag, path):
         if not path:
             return None
-        import files
         data = files.read_input(path, flag, "pem")
         if b"-----BEGIN " not in data:
-            raise _input_error(f"{flag}: {path} is not a PEM file (it has no -----BEGIN line)")
+            raise InputError(f"{flag}: {path} is not a PEM file (it has no -----BEGIN line)")
         return data
 
     ca, key, cert = pem("--ca-cert", args.ca_cert), pem("--client-key", args.client_key), pem("--client-cert",
@@ -106,8 +108,8 @@ def _check_ca(path, data):
     try:
         ssl.create_default_context(cadata=data.decode("ascii", "replace"))
     except (ssl.SSLError, ValueError) as e:
-        reason = re.sub(r"\s*\(_ssl\.c:\d+\)$", "", " ".join(str(e).split()))[:160]  # (OpenSSL's source line)
-        raise _input_error(f"--ca-cert: {path} holds no certificate that can be read ({reason})") from None
+        reason = one_line(re.sub(r"\s*\(_ssl\.c:\d+\)$", "", one_line(e, fold=True)), 160, more="")  # (OpenSSL's source line)
+        raise InputError(f"--ca-cert: {path} holds no certificate that can be read ({reason})") from None
 
 
 def tls_hint(details, args):
@@ -118,7 +120,7 @@ def tls_hint(details, args):
     connecting = "failed to connect" in low or "handshake" in low
     if not wants_tls(args):
         if connecting and ("socket closed" in low or "connection reset" in low or "handshake" in low):
-            return (f"connection with {args.server} closed ({_short(details, 160)}): "
+            return (f"connection with {args.server} closed ({one_line(details, 160, fold=True)}): "
                     "if the server uses TLS, add --tls (and --ca-cert)")
         return None
     if "wrong_version_number" in low:
@@ -134,7 +136,7 @@ def tls_hint(details, args):
                 else ": it may want a client certificate (--client-cert and --client-key)")
         return f"{where}, the server closed the connection{hint}"
     if connecting and ("ssl" in low or "handshake" in low or "certificate" in low):
-        return f"{where} ({_short(details, 200)})"
+        return f"{where} ({one_line(details, 200, fold=True)})"
     return None
 
 
@@ -182,11 +184,38 @@ class _Details(grpc.ClientCallDetails):
         self.credentials, self.wait_for_ready, self.compression = credentials, wait_for_ready, compression
 
 
-def _input_error(message):
-    from common import InputError  # here, not at the top: common imports this module
-    return InputError(message)
+def rpc_error_message(error, args):
+    """A gRPC error as one line that says what to change (the server, TLS, the deadline, the size)."""
+    code, details = error.code(), error.details() or ""
+    if code == grpc.StatusCode.UNAVAILABLE:
+        hint = tls_hint(details, args)
+        if hint:
+            return hint
+        low = details.lower()
+        if "failed to connect" not in low and ("socket closed" in low or "connection reset" in low):
+            return (f"the connection to TF Serving at {args.server} was lost during the call "
+                    f"({server_message(details)}): did the server stop?")
+        reason = "connection refused" if "refused" in low else server_message(details) or "unavailable"
+        attempts = getattr(args, "attempts", 1)
+        tried = f" after {attempts} attempts" if attempts > 1 else ""
+        return f"cannot reach TF Serving at {args.server}{tried} ({reason}): is the server running?"
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED and not math.isinf(args.timeout):
+        return deadline_message(args)
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        return f"UNIMPLEMENTED: the server at {args.server} does not implement this call ({details})"
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details:
+        return f"RESOURCE_EXHAUSTED: {details} (the server's message size limit; send less at once)"
+    return f"{code.name}: {server_message(details)}"
 
 
-def _short(details, limit):
-    text = " ".join(details.split())
-    return text if len(text) <= limit else text[:limit] + "..."
+def deadline_message(args):
+    return f"no answer from TF Serving at {args.server} within {args.timeout:g}s (raise it with --timeout)"
+
+
+def server_message(details, limit=400):
+    """A server message on one line: TF's node context dropped, whitespace folded, long dumps cut."""
+    details = details.split("\n\t [[{{node", 1)[0]
+    text = one_line(details, fold=True)
+    if "Data types don't match" in text:
+        text += " (force a feature's type with --feature-type NAME=float)"
+    return one_line(text, limit, more="... (--debug shows all)")

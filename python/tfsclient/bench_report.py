@@ -1,0 +1,149 @@
+"""grpcBench's reports: one run or a sweep of concurrencies, as text or one JSON document, and their plots."""
+
+from .loadgen import PERCENTILES
+
+
+def _target(r):
+    version = (f"version {r['version']}" if r["version"] is not None
+               else f"label {r['version_label']}" if r["version_label"] else "latest version")
+    signature = "" if r["signature"] == "serving_default" else f", signature {r['signature']}"
+    return f"Predict {r['model']} ({version}{signature}) at {r['server']}"
+
+
+def text_report(r):
+    if r["loop"] == "closed":
+        load = f"closed loop, concurrency {r['concurrency']}"
+    else:
+        load = f"open loop, {r['rate']:g} req/s scheduled"
+    amount = f"for {r['duration']:g} s" if r["duration"] is not None else ""
+    lines = [
+        f"target       {_target(r)}",
+        f"load         {load}{', ' + amount if amount else ''}, after {r['warmup']} warmup requests"
+        + (" (interrupted)" if r["interrupted"] else ""),
+        f"requests     {r['requests']}: ok {r['ok']}, errors {r['requests'] - r['ok']}",
+        f"elapsed      {r['elapsed_s']:.3f} s",
+        f"throughput   {r['throughput_rps']:.1f} req/s (ok {r['ok_rps']:.1f} req/s)",
+    ]
+    if r["loop"] == "open":
+        lag = r["schedule_lag_ms"]
+        offered = r["offered_rps"]
+        behind = offered is not None and offered < 0.95 * r["rate"]
+        behind = " (the generator fell behind: below --rate)" if behind else ""
+        offered = f"{offered:.1f} req/s" if offered is not None else "-"
+        lines.append(f"offered      {offered}, sends late by {lag:.3f} ms at worst{behind}")
+    if r["latency_ms"]:
+        lines.append("latency ms   " + "  ".join(f"{name:>8}" for name, _ in PERCENTILES))
+        lines.append("   ok        " + "  ".join(f"{r['latency_ms'][name]:8.3f}" for name, _ in PERCENTILES))
+    else:
+        lines.append("latency ms   (no ok request)")
+    if "server_metrics" in r:
+        lines.append(_server_line(r["server_metrics"]))
+    if r["errors"]:
+        lines.append("errors by code")
+        lines.extend(f"  {code:<22}{count}" for code, count in r["errors"].items())
+    return "\n".join(lines) + "\n"
+
+
+def draw_histogram(pyplot, path, r, latencies):
+    figure, axes = pyplot.subplots(figsize=(8, 4.5))
+    if latencies:
+        values = [1000.0 * v for v in latencies]
+        axes.hist(values, bins=min(100, max(10, len(values) // 20)), color="#4878a8")
+        axes.set_yscale("log")
+        for (name, value), style in zip(((n, r["latency_ms"][n]) for n in ("p50", "p90", "p99", "p99.9")),
+                                        ("-", "--", "-.", ":")):
+            axes.axvline(value, color="#c03030", linestyle=style, label=f"{name} {value:.3f} ms")
+        axes.legend()
+    else:
+        axes.text(0.5, 0.5, "no ok request", ha="center", va="center", transform=axes.transAxes)
+    axes.set_xlabel("latency (ms)")
+    axes.set_ylabel("requests")
+    axes.set_title(f"{_target(r)}\n{r['ok']} ok, {r['throughput_rps']:.1f} req/s", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path)
+    pyplot.close(figure)
+
+
+def _server_line(m):
+    """--metrics for a single run: the server's numbers in one line of the text report."""
+    if m is None:
+        return "server       - (the metrics page could not be read)"
+    statuses = ", ".join(f"{s} {n}" for s, n in (m["requests_by_status"] or {}).items())
+    requests = "-" if m["requests"] is None else f"{m['requests']}" + (f" ({statuses})" if statuses else "")
+    return (f"server       requests {requests}, mean latency {_cell(m['latency_mean_ms'], '.3f')} ms, "
+            f"mean batch size {_cell(m['batch_size_mean'], '.2f')}")
+
+
+def _cell(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+def sweep_report(args, levels, rounds):
+    """The sweep as one JSON document: what was asked, then one report per round, in order."""
+    first = rounds[0]
+    return {
+        **{k: first[k] for k in ("server", "model", "version", "version_label", "signature", "loop")},
+        "concurrency": levels,
+        "requests_per_round": args.requests,
+        "duration": args.duration,
+        "warmup": args.warmup,
+        "metrics": args.metrics,
+        "rounds": rounds,
+        "interrupted": any(r["interrupted"] for r in rounds),
+    }
+
+
+SWEEP_COLUMNS = (("concurrency", 11), ("requests", 9), ("errors", 7), ("ok req/s", 10),
+                 ("p50 ms", 9), ("p90 ms", 9), ("p99 ms", 9))
+SERVER_COLUMNS = (("server ms", 10), ("server req", 11), ("batch", 7))
+
+
+def sweep_text(s):
+    amount = f"for {s['duration']:g} s" if s["duration"] is not None else f"{s['requests_per_round']} requests"
+    lines = [
+        f"target       {_target(s)}",
+        f"load         closed loop, {amount} per concurrency, after {s['warmup']} warmup requests before the first"
+        + (" (interrupted)" if s["interrupted"] else ""),
+    ]
+    if s["metrics"]:
+        lines.append(f"server       {s['metrics']} in each round: mean Predict latency, requests, "
+                     "mean batch size (rows)")
+    columns = SWEEP_COLUMNS + (SERVER_COLUMNS if s["metrics"] else ())
+    lines.append("  ".join(f"{name:>{width}}" for name, width in columns))
+    for r in s["rounds"]:
+        latency = r["latency_ms"] or {}
+        cells = [r["concurrency"], r["requests"], r["requests"] - r["ok"], f"{r['ok_rps']:.1f}",
+                 *(_cell(latency.get(k), ".3f") for k in ("p50", "p90", "p99"))]
+        if s["metrics"]:
+            m = r.get("server_metrics") or {}
+            cells += [_cell(m.get("latency_mean_ms"), ".3f"), _cell(m.get("requests"), "d"),
+                      _cell(m.get("batch_size_mean"), ".2f")]
+        lines.append("  ".join(f"{cell:>{width}}" for cell, (_, width) in zip(cells, columns))
+                     + ("  (interrupted)" if r["interrupted"] else ""))
+    if any(r["errors"] for r in s["rounds"]):
+        lines.append("errors by code")
+        lines.extend(f"  concurrency {r['concurrency']}: {code} {count}"
+                     for r in s["rounds"] for code, count in r["errors"].items())
+    return "\n".join(lines) + "\n"
+
+
+def draw_sweep(pyplot, path, rounds):
+    """Throughput against p99 latency, one labelled point per concurrency, joined in the order run."""
+    figure, axes = pyplot.subplots(figsize=(8, 5))
+    points = [(r["latency_ms"]["p99"], r["ok_rps"], r["concurrency"]) for r in rounds if r["latency_ms"]]
+    if points:
+        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", color="#4878a8")
+        for latency, throughput, level in points:
+            axes.annotate(f"c={level}", (latency, throughput), textcoords="offset points", xytext=(6, -12),
+                          fontsize=8)
+        axes.set_xlim(0, 1.15 * max(p[0] for p in points))  # room for the last label
+        axes.set_ylim(0, 1.1 * max(p[1] for p in points) or 1)
+    else:
+        axes.text(0.5, 0.5, "no ok request", ha="center", va="center", transform=axes.transAxes)
+    axes.set_xlabel("p99 latency (ms)")
+    axes.set_ylabel("throughput (ok req/s)")
+    axes.grid(True, alpha=0.3)
+    axes.set_title(f"{_target(rounds[0])}\nclosed loop, one point per concurrency", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path)
+    pyplot.close(figure)

@@ -1,0 +1,103 @@
+"""stdout: the result in protobuf text format (as the guide prints it) or JSON, and the guard that turns a
+failed write into an OutputError."""
+
+import json
+import os
+import sys
+
+from .errors import OutputError
+
+
+def to_text(message, expand_any=True):
+    """Protobuf text format, float fields printed as the guide shows them (0.9990350008010864).
+
+    expand_any=False prints an Any as its type_url and packed bytes, as the guide shows metadata.
+    """
+    from google.protobuf import text_format
+
+    printer_class = getattr(text_format, "_Printer", None)
+    if printer_class is None:  # a protobuf without the printer class: its own float style
+        return text_format.MessageToString(message)
+    import io
+
+    from google.protobuf import descriptor
+
+    class GuidePrinter(printer_class):
+        def PrintFieldValue(self, field, value):
+            if field.cpp_type == descriptor.FieldDescriptor.CPPTYPE_FLOAT:
+                self.out.write(repr(float(value)))
+            else:
+                super().PrintFieldValue(field, value)
+
+        def _TryPrintAsAnyMessage(self, message):
+            return expand_any and super()._TryPrintAsAnyMessage(message)
+
+    out = io.StringIO()
+    GuidePrinter(out, as_utf8=False).PrintMessage(message)
+    return out.getvalue()
+
+
+def to_json(message):
+    from google.protobuf import json_format
+
+    return json_format.MessageToJson(message, preserving_proto_field_name=True, indent=2)
+
+
+def show(message, args, expand_any=True):
+    """The message on stdout in the chosen format (--format)."""
+    sys.stdout.write(to_text(message, expand_any) if args.format == "text" else to_json(message) + "\n")
+
+
+def dump_json(value):
+    print(json.dumps(value))
+
+
+def json_values(array):
+    """An output array as nested lists for JSON; bytes as text (invalid UTF-8 escaped)."""
+    if array.dtype == object:
+        def text(value):
+            if isinstance(value, list):
+                return [text(v) for v in value]
+            return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
+        return text(array.tolist())
+    if array.dtype.kind == "c":
+        return [[v.real, v.imag] for v in array.ravel()]
+    return array.astype(float).tolist() if array.dtype.kind == "f" else array.tolist()
+
+
+class GuardedStdout:
+    """sys.stdout while cli.run runs: a failed write (a full disk) is an OutputError with .stdout set; a closed
+    pipe stays a BrokenPipeError (the reader left, e.g. `| head`: not an error)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        return self._guard(self._stream.write, text)
+
+    def flush(self):
+        return self._guard(self._stream.flush)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+    @staticmethod
+    def _guard(call, *args):
+        try:
+            return call(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            error = OutputError(f"cannot write the output: {e.strerror or e}")
+            error.stdout = True
+            raise error from None
+
+
+def discard(stream):
+    """After a failed write: what is still buffered goes nowhere, so that Python's flush at exit cannot fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
