@@ -12,7 +12,7 @@ if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up ex
 import sys
 
 import common
-from tfsclient import files, predict_inputs, tfrecord
+from tfsclient import predict_inputs, tfrecord
 
 PROGRAM = "grpcRequestLog.py"
 WIDTH = 100
@@ -65,7 +65,7 @@ def _json(message):
 
 def read_log(args):
     log = common.protos.prediction_log_pb2.PredictionLog()
-    for offset, data in files.tfrecords(args.read, None, args.max_file_size):
+    for offset, data in tfrecord.read_file(args.read, None, args.max_file_size):
         try:
             log.ParseFromString(data)
         except Exception:

@@ -90,7 +90,7 @@ def example_records(args):
 
 def log_records(args):
     for path in args.from_log:
-        for offset, data in files.tfrecords(path, None, args.max_file_size):
+        for offset, data in tfrecord.read_file(path, None, args.max_file_size):
             source = common.protos.prediction_log_pb2.PredictionLog()
             try:
                 source.ParseFromString(data)

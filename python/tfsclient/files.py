@@ -8,7 +8,6 @@ certificates and model configs have fixed ones.
 import os
 import stat
 
-from . import tfrecord
 from .errors import InputError
 
 MiB = 1 << 20
@@ -92,21 +91,3 @@ def read_text(path, what, kind, max_size=None, noun=""):
         where = f"{what}: " if what else ""
         raise InputError(f"{where}cannot read {noun}{path}: not UTF-8 (byte {e.start} is {data[e.start]:#04x})") from None
 
-
-def tfrecords(path, what, max_size=None):
-    """(offset, data) for each record of the TFRecord file at path; its read errors and corrupt records as
-    InputError. What the caller does with a record is not caught here (a closed pipe on stdout is not a
-    failure to read the file)."""
-    where = f"{what}: " if what else ""
-    with open_input(path, what, "tfrecord", max_size) as f:
-        records = tfrecord.read(f)
-        while True:
-            try:
-                record = next(records)
-            except StopIteration:
-                return
-            except tfrecord.CorruptRecord as e:
-                raise InputError(f"{path}: {e}") from None
-            except OSError as e:
-                raise InputError(f"{where}cannot read {path}: {e.strerror or e}") from None
-            yield record

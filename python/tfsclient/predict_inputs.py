@@ -150,7 +150,10 @@ def _read_npy(f, size, where):
     data = f.read(nbytes)
     if len(data) < nbytes:
         raise InputError(f"{where} is truncated: {len(data)} of {nbytes} bytes of data")
-    array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran_order else "C")
+    try:
+        array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran_order else "C")
+    except ValueError:  # no data, but other dimensions too large for numpy: (0, 1, 2**60)
+        raise InputError(f"{where}: its header has a shape numpy cannot hold {shape}") from None
     if dtype.kind == "U" and bad_code_points(array):
         raise InputError(f"{where} holds text that is not valid Unicode "
                          "(surrogates or code points beyond U+10FFFF)")

@@ -9,7 +9,7 @@ import io
 import json
 import os
 
-from . import cli, files, protos
+from . import cli, files, protos, tfrecord
 from .errors import InputError
 from .text import one_line
 
@@ -120,7 +120,7 @@ def from_file(path, forced, max_size=None):
         raise InputError(f"--examples: file not found: {path}")
     if path.endswith((".tfrecord", ".tfrecords", ".tfr")):
         examples = []
-        for offset, data in files.tfrecords(path, "--examples", max_size):
+        for offset, data in tfrecord.read_file(path, "--examples", max_size):
             example = protos.example_pb2.Example()
             try:
                 example.ParseFromString(data)

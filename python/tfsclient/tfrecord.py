@@ -7,6 +7,9 @@ whole (replace).
 
 import struct
 
+from . import files
+from .errors import InputError
+
 _POLY = 0x82F63B78  # CRC-32C (Castagnoli), reflected
 _TABLE = []
 for _n in range(256):
@@ -136,3 +139,22 @@ def read(source):
             raise CorruptRecord(f"corrupt record data at offset {offset} (CRC mismatch)")
         yield offset, data
         offset += 16 + length
+
+
+def read_file(path, what, max_size=None):
+    """(offset, data) for each record of the TFRecord file at path; its read errors and corrupt records as
+    InputError. What the caller does with a record is not caught here (a closed pipe on stdout is not a
+    failure to read the file)."""
+    where = f"{what}: " if what else ""
+    with files.open_input(path, what, "tfrecord", max_size) as f:
+        records = read(f)
+        while True:
+            try:
+                record = next(records)
+            except StopIteration:
+                return
+            except CorruptRecord as e:
+                raise InputError(f"{path}: {e}") from None
+            except OSError as e:
+                raise InputError(f"{where}cannot read {path}: {e.strerror or e}") from None
+            yield record
