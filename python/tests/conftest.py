@@ -1,16 +1,8 @@
-"""Fixtures for the script tests; python/ on sys.path, as for the scripts, so tests import `tfsclient` and
-`common` (the one place that says where the library is: a test module does not patch sys.path itself)."""
-
-import os
-import sys
+"""Fixtures for the script tests. python/ is on sys.path through the root pyproject.toml's pytest settings,
+as for the scripts, so tests import `tfsclient` and `common`."""
 
 import pytest
-
-PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if PYTHON_DIR not in sys.path:
-    sys.path.insert(0, PYTHON_DIR)
-
-from script_helpers import run_script  # noqa: E402
+from script_helpers import run_script
 
 
 @pytest.fixture

@@ -287,21 +287,26 @@ def check_against_signature(inputs, dtypes, signature, model):
     return arrays
 
 
+def _is_strings(dtype):
+    """Whether a numpy dtype (or `object`) is the object dtype that holds strings here."""
+    return np.dtype(dtype).kind == "O"
+
+
 def _safe_cast(array, dtype):
-    if array.dtype == object or dtype == object:
+    if _is_strings(array.dtype) or _is_strings(dtype):
         return False
     return np.can_cast(array.dtype, dtype, casting="same_kind") or (array.dtype.kind in "iu" and dtype.kind in "fc")
 
 
 def _name(dtype):
-    return "string" if dtype == object else str(dtype)
+    return "string" if _is_strings(dtype) else str(dtype)
 
 
 def apply_dtypes(inputs, dtypes):
     out = {}
     for alias, (array, from_json) in inputs.items():
         if alias in dtypes:
-            if dtypes[alias] == object and np.asarray(array).dtype.kind not in "OSU":
+            if _is_strings(dtypes[alias]) and np.asarray(array).dtype.kind not in "OSU":
                 # as tf.make_tensor_proto: numbers are not turned into text
                 raise InputError(f"input {alias!r}: numbers cannot be sent as strings; give strings, "
                                  'e.g. ["1.5"]')
