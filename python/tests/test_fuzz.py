@@ -33,7 +33,7 @@ from hypothesis.extra import numpy as hnp
 from script_helpers import run_script
 
 import common
-from tfsclient import codec, tfrecord
+from tfsclient import codec, dtypes, tfrecord
 from tfsclient import predict_inputs as inputs
 from tfsclient import protos as tfs_protos
 from tfsclient import tf_examples as examples
@@ -85,8 +85,8 @@ def write(directory, name, data):
 # successful decode would legitimately allocate hundreds of MB.
 dims = st.one_of(st.integers(0, 4), st.integers(0, 4), st.integers(-2**63, -1),
                  st.integers(2**31, 2**63 - 1))
-dtype_enums = st.one_of(st.sampled_from(sorted(codec._ENUM_NAME)),
-                        st.sampled_from(sorted(codec._ENUM_NAME)).map(lambda e: e + 100),
+dtype_enums = st.one_of(st.sampled_from(sorted(dtypes.ENUM_NAME)),
+                        st.sampled_from(sorted(dtypes.ENUM_NAME)).map(lambda e: e + 100),
                         st.integers(-2**31, 2**31 - 1))
 int32s = st.integers(-2**31, 2**31 - 1)
 VAL_FIELDS = {
@@ -160,7 +160,7 @@ python_values = st.one_of(
                hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=3)),
 )
 dtype_args = st.one_of(
-    st.none(), st.sampled_from(sorted(codec._NAME_ENUM)), st.integers(-5, 260),
+    st.none(), st.sampled_from(sorted(dtypes.NAME_ENUM)), st.integers(-5, 260),
     st.sampled_from([np.float16, np.int8, np.uint64, np.complex64, np.bool_, np.object_, str, bytes, float,
                      "float128", "datetime64", "nope", "", b"float32", 1.5, [1]]),
 )

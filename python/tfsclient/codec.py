@@ -57,8 +57,10 @@ try:
 except ImportError:  # bfloat16, float8, int4... are then unsupported
     ml_dtypes = None
 
-from .protos import tensor_pb2, tensor_shape_pb2, types_pb2
-from .text import one_line
+from .protos import tensor_pb2, tensor_shape_pb2
+from .dtypes import (DT_BFLOAT16, DT_BOOL, DT_COMPLEX64, DT_COMPLEX128, DT_DOUBLE, DT_FLOAT, DT_HALF, DT_INT64,
+                     DT_STRING, ENUM_NAME, ENUM_NP, ML_TYPE_ENUM, NAME_ENUM, QUANT_NP_ENUM, REF, as_datatype_enum,
+                     brief_repr, dtype_name, np_enum, numpy_dtype)
 
 __all__ = ["make_tensor_proto", "make_ndarray", "as_datatype_enum", "dtype_name",
            "numpy_dtype", "TensorProto"]
@@ -69,94 +71,12 @@ _Dim = _TensorShapeProto.Dim
 
 _MAX_CONTENT = 1 << 31  # protobuf messages cannot exceed 2 GB
 _LITTLE = sys.byteorder == "little"
-_REF = 100  # DT_FLOAT_REF == DT_FLOAT + 100 etc.
-
-# (DataType enum name, TF dtype name, numpy dtype: a numpy type, a structured
-# spec, an ml_dtypes attribute name, or None when numpy cannot hold it).
-_SPECS = (
-    ("DT_HALF", "float16", np.float16),
-    ("DT_FLOAT", "float32", np.float32),
-    ("DT_DOUBLE", "float64", np.float64),
-    ("DT_INT32", "int32", np.int32),
-    ("DT_UINT8", "uint8", np.uint8),
-    ("DT_UINT16", "uint16", np.uint16),
-    ("DT_UINT32", "uint32", np.uint32),
-    ("DT_UINT64", "uint64", np.uint64),
-    ("DT_INT16", "int16", np.int16),
-    ("DT_INT8", "int8", np.int8),
-    ("DT_STRING", "string", np.object_),
-    ("DT_COMPLEX64", "complex64", np.complex64),
-    ("DT_COMPLEX128", "complex128", np.complex128),
-    ("DT_INT64", "int64", np.int64),
-    ("DT_BOOL", "bool", np.bool_),
-    ("DT_QINT8", "qint8", [("qint8", np.int8)]),
-    ("DT_QUINT8", "quint8", [("quint8", np.uint8)]),
-    ("DT_QINT16", "qint16", [("qint16", np.int16)]),
-    ("DT_QUINT16", "quint16", [("quint16", np.uint16)]),
-    ("DT_QINT32", "qint32", [("qint32", np.int32)]),
-    ("DT_BFLOAT16", "bfloat16", "bfloat16"),
-    ("DT_FLOAT8_E5M2", "float8_e5m2", "float8_e5m2"),
-    ("DT_FLOAT8_E4M3FN", "float8_e4m3fn", "float8_e4m3fn"),
-    ("DT_FLOAT8_E4M3FNUZ", "float8_e4m3fnuz", "float8_e4m3fnuz"),
-    ("DT_FLOAT8_E4M3B11FNUZ", "float8_e4m3b11fnuz", "float8_e4m3b11fnuz"),
-    ("DT_FLOAT8_E5M2FNUZ", "float8_e5m2fnuz", "float8_e5m2fnuz"),
-    ("DT_FLOAT4_E2M1FN", "float4_e2m1fn", "float4_e2m1fn"),
-    ("DT_INT4", "int4", "int4"),
-    ("DT_UINT4", "uint4", "uint4"),
-    ("DT_INT2", "int2", "int2"),
-    ("DT_UINT2", "uint2", "uint2"),
-    ("DT_RESOURCE", "resource", None),
-    ("DT_VARIANT", "variant", None),
-)
-
-_ENUM_NAME = {}      # enum -> TF name
-_ENUM_NP = {}        # enum -> numpy dtype, or None
-_NAME_ENUM = {}      # TF name / alias / DT_* name -> enum (refs included)
-_ML_TYPE_ENUM = {}   # ml_dtypes scalar type -> enum
-_QUANT_NP_ENUM = {}  # structured numpy dtype -> quantized enum
-for _dt_name, _name, _np in _SPECS:
-    try:
-        _enum = types_pb2.DataType.Value(_dt_name)
-    except ValueError:  # an older types.proto without this dtype
-        continue
-    if isinstance(_np, str):
-        _np = getattr(ml_dtypes, _np, None)
-        if _np is not None:
-            _ML_TYPE_ENUM[_np] = _enum
-    if isinstance(_np, list):
-        _QUANT_NP_ENUM[np.dtype(_np)] = _enum
-    _ENUM_NAME[_enum] = _name
-    _ENUM_NP[_enum] = None if _np is None else np.dtype(_np)
-    _NAME_ENUM[_name] = _enum
-    _NAME_ENUM[_name + "_ref"] = _enum + _REF
-    _NAME_ENUM[_dt_name] = _enum
-    _NAME_ENUM[_dt_name + "_REF"] = _enum + _REF
-for _alias, _name in (("half", "float16"), ("float", "float32"), ("double", "float64")):
-    _NAME_ENUM[_alias] = _NAME_ENUM[_name]
-    _NAME_ENUM[_alias + "_ref"] = _NAME_ENUM[_name + "_ref"]
-del _dt_name, _name, _np, _enum, _alias
-
-_E = types_pb2.DataType.Value
-DT_STRING, DT_BOOL = _E("DT_STRING"), _E("DT_BOOL")
-DT_FLOAT, DT_DOUBLE, DT_HALF, DT_BFLOAT16 = _E("DT_FLOAT"), _E("DT_DOUBLE"), _E("DT_HALF"), _E("DT_BFLOAT16")
-DT_INT32, DT_INT64 = _E("DT_INT32"), _E("DT_INT64")
-DT_COMPLEX64, DT_COMPLEX128 = _E("DT_COMPLEX64"), _E("DT_COMPLEX128")
-
-# numpy (kind, itemsize) -> enum for the plain numpy types.
-_KIND_SIZE_ENUM = {
-    ("f", 2): DT_HALF, ("f", 4): DT_FLOAT, ("f", 8): DT_DOUBLE,
-    ("i", 1): _E("DT_INT8"), ("i", 2): _E("DT_INT16"), ("i", 4): DT_INT32, ("i", 8): DT_INT64,
-    ("u", 1): _E("DT_UINT8"), ("u", 2): _E("DT_UINT16"), ("u", 4): _E("DT_UINT32"),
-    ("u", 8): _E("DT_UINT64"),
-    ("c", 8): DT_COMPLEX64, ("c", 16): DT_COMPLEX128,
-}
-
 # Which dtypes tf.make_tensor_proto writes as tensor_content (when it does).
-_CONTENT_ENUMS = frozenset(_NAME_ENUM[n] for n in (
+_CONTENT_ENUMS = frozenset(NAME_ENUM[n] for n in (
     "float16", "float32", "float64", "int32", "uint8", "int16", "int8", "int64",
     "qint8", "quint8", "qint16", "quint16", "qint32", "uint32", "uint64", "bfloat16",
     "float8_e5m2", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e4m3b11fnuz",
-    "float8_e5m2fnuz", "float4_e2m1fn") if n in _NAME_ENUM)
+    "float8_e5m2fnuz", "float4_e2m1fn") if n in NAME_ENUM)
 
 # enum -> (typed field, numpy dtype the field's values are written/read as).
 _FIELDS = {
@@ -172,93 +92,15 @@ _FIELDS = {
 }
 for _n in ("int32", "uint8", "uint16", "int16", "int8", "qint8", "quint8", "qint16",
            "quint16", "qint32", "int4", "uint4", "int2", "uint2"):
-    if _n in _NAME_ENUM:
-        _FIELDS[_NAME_ENUM[_n]] = ("int_val", np.int32)
+    if _n in NAME_ENUM:
+        _FIELDS[NAME_ENUM[_n]] = ("int_val", np.int32)
 for _n in ("uint32", "uint64"):
-    _FIELDS[_NAME_ENUM[_n]] = (_n + "_val", np.dtype(_n))
+    _FIELDS[NAME_ENUM[_n]] = (_n + "_val", np.dtype(_n))
 for _n in ("float8_e5m2", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e4m3b11fnuz",
            "float8_e5m2fnuz", "float4_e2m1fn"):
-    if _n in _NAME_ENUM:
-        _FIELDS[_NAME_ENUM[_n]] = ("float8_val", np.uint8)  # a bytes field: one byte each
-del _n, _E
-
-# Python types tf.as_dtype knows (note: float means float32 there).
-_PY_TYPE_ENUM = {float: DT_FLOAT, bool: DT_BOOL, object: DT_STRING, str: DT_STRING,
-                 bytes: DT_STRING}
-
-
-# ---------------------------------------------------------------------------
-# dtypes
-
-def as_datatype_enum(dtype):
-    """DataType enum (int) for a numpy dtype/type, TF name, enum int or tf.DType-like object."""
-    enum = getattr(dtype, "as_datatype_enum", None)
-    if enum is not None and not isinstance(dtype, (np.dtype, type)):
-        return _check_enum(int(enum), dtype)
-    if dtype is None or isinstance(dtype, (bool, np.bool_)):
-        raise TypeError(f"Cannot convert {_brief(dtype)} to a TensorFlow DType.")
-    if isinstance(dtype, (int, np.integer)):
-        return _check_enum(int(dtype), dtype)
-    if isinstance(dtype, str):
-        enum = _NAME_ENUM.get(dtype)
-        if enum is not None:
-            return enum
-    elif isinstance(dtype, type) and dtype in _PY_TYPE_ENUM:
-        return _PY_TYPE_ENUM[dtype]
-    try:
-        np_dtype = np.dtype(dtype)
-    except (TypeError, ValueError, SyntaxError):  # numpy reads "i4,(" with Python's parser
-        np_dtype = None
-    enum = None if np_dtype is None else _np_enum(np_dtype)
-    if enum is None:
-        raise TypeError(f"Cannot convert {_brief(dtype)} to a TensorFlow DType.")
-    return enum
-
-
-def _brief(value, limit=200):
-    """repr(value) for an error message: one line (numpy prints arrays over several), at most `limit` chars."""
-    return one_line(repr(value), limit, fold=True)
-
-
-def _check_enum(enum, original):
-    if enum % _REF not in _ENUM_NAME or not 0 < enum < 2 * _REF:
-        raise TypeError(f"Cannot convert {_brief(original)} to a TensorFlow DType "
-                        "(not a known DataType value).")
-    return enum
-
-
-def _np_enum(dt):
-    """DataType enum of a numpy dtype, or None."""
-    if dt.type in _ML_TYPE_ENUM:
-        return _ML_TYPE_ENUM[dt.type]
-    kind = dt.kind
-    if kind in "USOT":
-        return DT_STRING
-    if kind == "b":
-        return DT_BOOL
-    if dt.names is not None:
-        return _QUANT_NP_ENUM.get(dt.newbyteorder("=") if dt.itemsize > 1 else dt)
-    return _KIND_SIZE_ENUM.get((kind, dt.itemsize))
-
-
-def dtype_name(enum):
-    """TF name of a DataType enum: 1 -> "float32", 19 -> "float16", 107 -> "string_ref"."""
-    enum = _check_enum(int(enum), enum)
-    name = _ENUM_NAME[enum % _REF]
-    return name + "_ref" if enum > _REF else name
-
-
-def numpy_dtype(enum):
-    """numpy dtype for a DataType enum (object for strings); TypeError if numpy can't hold it."""
-    enum = _check_enum(int(enum), enum)
-    np_dtype = _ENUM_NP.get(enum % _REF)
-    if np_dtype is None:
-        name = _ENUM_NAME[enum % _REF]
-        hint = (" (install ml_dtypes)" if ml_dtypes is None and name not in ("resource", "variant")
-                else "")
-        raise TypeError(f"TensorFlow dtype {name} has no numpy equivalent{hint}.")
-    return np_dtype
-
+    if _n in NAME_ENUM:
+        _FIELDS[NAME_ENUM[_n]] = ("float8_val", np.uint8)  # a bytes field: one byte each
+del _n
 
 # ---------------------------------------------------------------------------
 # make_tensor_proto
@@ -286,7 +128,7 @@ _BOOL_TYPES = (bool, np.bool_)
 
 
 def _expected_types(enum):
-    name = _ENUM_NAME[enum]
+    name = ENUM_NAME[enum]
     if enum == DT_STRING:
         return _STR_TYPES
     if enum == DT_BOOL:
@@ -308,7 +150,7 @@ def _check_elements(values, enum):
     for v in _flatten(values):
         if not (isinstance(v, expected) or (
                 isinstance(v, np.ndarray) and issubclass(v.dtype.type, expected))):
-            raise TypeError(f"Expected {_ENUM_NAME[enum]}, but got {_brief(v)} of type "
+            raise TypeError(f"Expected {ENUM_NAME[enum]}, but got {brief_repr(v)} of type "
                             f"'{type(v).__name__}'.")
 
 
@@ -319,7 +161,7 @@ def _as_bytes(v):
         return v.encode("utf-8")
     if isinstance(v, (bytes, bytearray, memoryview)):
         return bytes(v)
-    raise TypeError(f"Expected binary or unicode string, got {_brief(v)}")
+    raise TypeError(f"Expected binary or unicode string, got {brief_repr(v)}")
 
 
 def _is_array_like(values):
@@ -343,11 +185,11 @@ def _shape_list(shape):
             raise ValueError("shape must have a known rank.")
         shape = [d.size for d in shape.dim]
     if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
-        raise TypeError(f"shape must be a sequence of ints, got {_brief(shape)}.")
+        raise TypeError(f"shape must be a sequence of ints, got {brief_repr(shape)}.")
     try:
         dims = [int(d) for d in shape]
     except (TypeError, ValueError, OverflowError) as e:  # OverflowError: int(float("inf"))
-        raise TypeError(f"shape must be a sequence of ints, got {_brief(shape)}.") from e
+        raise TypeError(f"shape must be a sequence of ints, got {brief_repr(shape)}.") from e
     if any(d < 0 for d in dims):
         raise ValueError(f"shape must not contain negative dimensions, got {dims}.")
     return dims
@@ -363,7 +205,7 @@ def make_tensor_proto(values, dtype=None, shape=None):
         return values
     # Fast path: a numpy array as it is.
     if dtype is None and shape is None and type(values) is np.ndarray:
-        enum = _np_enum(values.dtype)
+        enum = np_enum(values.dtype)
         if enum in _CONTENT_ENUMS and values.size > 1:
             if values.dtype.byteorder == ">":
                 values = values.astype(values.dtype.newbyteorder("<"))
@@ -373,21 +215,21 @@ def make_tensor_proto(values, dtype=None, shape=None):
             return TensorProto(dtype=enum, tensor_shape=_shape_proto(values.shape),
                                tensor_content=content)
 
-    enum = None if dtype is None else as_datatype_enum(dtype) % _REF
+    enum = None if dtype is None else as_datatype_enum(dtype) % REF
     np_dt = None
     if enum is not None:
-        np_dt = _ENUM_NP.get(enum)
+        np_dt = ENUM_NP.get(enum)
         if np_dt is None:
-            raise TypeError(f"Cannot make a TensorProto of dtype {_ENUM_NAME[enum]} from "
+            raise TypeError(f"Cannot make a TensorProto of dtype {ENUM_NAME[enum]} from "
                             "values (numpy cannot hold it).")
-    quantized = enum in _QUANT_NP_ENUM.values()
+    quantized = enum in QUANT_NP_ENUM.values()
 
     if _is_array_like(values):
         values = np.asarray(values)
     try:
         nparray = _as_nparray(values, enum, np_dt, shape)
     except OverflowError as e:  # e.g. [10**30] as int32: numpy cannot even wrap it
-        raise ValueError(f"Values out of range for dtype {_ENUM_NAME[enum]}: {e}.") from None
+        raise ValueError(f"Values out of range for dtype {ENUM_NAME[enum]}: {e}.") from None
     if enum is None and not isinstance(values, (np.ndarray, np.generic)):
         # prefer float32 and int32, as TF
         if nparray.dtype == np.float64:
@@ -397,13 +239,13 @@ def make_tensor_proto(values, dtype=None, shape=None):
             if np.array_equal(down, nparray):
                 nparray = down
 
-    actual = _np_enum(nparray.dtype)
+    actual = np_enum(nparray.dtype)
     if actual is None:
         raise TypeError(f"Unrecognized data type: {nparray.dtype}.")
     if quantized:
         actual = enum
     if enum is not None and enum != actual:
-        raise TypeError(f"dtype {_ENUM_NAME[enum]} is not compatible with values of dtype "
+        raise TypeError(f"dtype {ENUM_NAME[enum]} is not compatible with values of dtype "
                         f"{nparray.dtype}.")
 
     if shape is None:
@@ -439,7 +281,7 @@ def make_tensor_proto(values, dtype=None, shape=None):
         try:
             proto.string_val.extend([_as_bytes(v) for v in items])
         except TypeError as e:
-            raise TypeError(f"Failed to convert elements of {_brief(values)} to a TensorProto: "
+            raise TypeError(f"Failed to convert elements of {brief_repr(values)} to a TensorProto: "
                             f"{e}. Cast them to one supported type.") from None
         return proto
 
@@ -481,7 +323,7 @@ def _write_field(proto, enum, flat):
         return
     elif field in ("scomplex_val", "dcomplex_val"):
         flat = np.ascontiguousarray(flat).view(as_type)
-    elif flat.dtype.type in _ML_TYPE_ENUM:  # int4 & co
+    elif flat.dtype.type in ML_TYPE_ENUM:  # int4 & co
         flat = flat.astype(np.int8)
     getattr(proto, field).extend(flat.tolist())
 
@@ -498,9 +340,9 @@ def make_ndarray(tensor):
     if any(d < 0 for d in shape):
         raise ValueError(f"Cannot make an ndarray of partially known shape {shape}.")
     size = math.prod(shape)
-    enum = tensor.dtype - _REF if tensor.dtype > _REF else tensor.dtype
+    enum = tensor.dtype - REF if tensor.dtype > REF else tensor.dtype
     if enum not in _FIELDS:
-        raise TypeError(f"Unsupported tensor type: {_ENUM_NAME.get(enum, tensor.dtype)}.")
+        raise TypeError(f"Unsupported tensor type: {ENUM_NAME.get(enum, tensor.dtype)}.")
     dt = numpy_dtype(enum)
 
     content = tensor.tensor_content
@@ -509,7 +351,7 @@ def make_ndarray(tensor):
             raise ValueError("A string TensorProto cannot use tensor_content.")
         if len(content) != size * dt.itemsize:
             raise ValueError(f"tensor_content has {len(content)} bytes, but shape {shape} of "
-                             f"{_ENUM_NAME[enum]} needs {size * dt.itemsize}.")
+                             f"{ENUM_NAME[enum]} needs {size * dt.itemsize}.")
         array = np.frombuffer(content, dtype=dt)
         array = array.copy() if _LITTLE else array.byteswap()
         return array.reshape(shape)
@@ -565,5 +407,5 @@ def _check_fill(n, size, dt, shape, enum):
     """Refuse to pad a few values out to more than 2 GB: a 20-byte proto must not take gigabytes."""
     # 2 GB: no tensor_content can be larger, so a real tensor this big could not be sent anyway.
     if size * dt.itemsize >= _MAX_CONTENT:
-        raise ValueError(f"TensorProto of shape {shape} and dtype {_ENUM_NAME[enum]} has {n} values "
+        raise ValueError(f"TensorProto of shape {shape} and dtype {ENUM_NAME[enum]} has {n} values "
                          f"to fill {size * dt.itemsize} bytes; refusing to decode more than 2 GB.")
