@@ -24,6 +24,11 @@ from . import tensors
 
 LARGE = 1 << 20  # messages smaller than this go through protobuf as they are
 _CONTENT_MIN = 4096  # a tensor_content smaller than this stays in the parsed message
+# A plain message has few fields: a tensor with tensor_content holds dtype, shape, version and the content,
+# and a request a spec, its inputs and a few output_filter names. Past these counts the message is
+# protobuf's, so that scanning in Python never walks a million string_val entries (0.7 s for 300k).
+_TENSOR_FIELDS_MAX = 8
+_REQUEST_FIELDS_MAX = 256
 
 _INPUTS = predict_pb2.PredictRequest.DESCRIPTOR.fields_by_name["inputs"].number
 _OUTPUTS = predict_pb2.PredictResponse.DESCRIPTOR.fields_by_name["outputs"].number
@@ -174,7 +179,9 @@ def _split_entry(data, start, end):
     if key is None or value is None:
         raise _Irregular
     content, kept = None, []
-    for number, kind, field_start, value_start, value_end in _fields(data, *value):
+    for count, (number, kind, field_start, value_start, value_end) in enumerate(_fields(data, *value)):
+        if count == _TENSOR_FIELDS_MAX:
+            raise _Irregular
         if number == _TENSOR_CONTENT:
             if kind != _LENGTH or content is not None:
                 raise _Irregular
@@ -197,7 +204,9 @@ def parse_predict_request(data):
     view = memoryview(data)
     try:
         parts, found, aliases = [], {}, set()
-        for number, kind, field_start, value_start, value_end in _fields(view, 0, len(view)):
+        for count, (number, kind, field_start, value_start, value_end) in enumerate(_fields(view, 0, len(view))):
+            if count == _REQUEST_FIELDS_MAX:
+                raise _Irregular
             if number != _INPUTS or kind != _LENGTH:
                 parts.append(view[field_start:value_end])
                 continue

@@ -102,6 +102,19 @@ def test_irregular_messages_parse_as_protobuf_parses_them():
         assert parsed_alike(case) is not None, what
 
 
+def test_a_tensor_of_many_values_is_left_to_protobuf_at_once(monkeypatch):
+    """A large string tensor is 300k string_val fields: the scan gives up after a few, not after all."""
+    message = predict_pb2.PredictRequest()
+    message.model_spec.name = "h"
+    message.inputs["x"].CopyFrom(tensors.to_proto(np.array([b"abcd"] * 300_000, dtype=object)))
+    data = message.SerializeToString()
+    read = []
+    original = wire._read_varint
+    monkeypatch.setattr(wire, "_read_varint", lambda *args: read.append(1) or original(*args))
+    assert parsed_alike(data) == message
+    assert len(read) < 100, len(read)
+
+
 @pytest.mark.parametrize("cut", [1, 7, 100, 2**20])
 def test_truncated_bytes_fail_as_protobuf_fails(cut):
     data = request(np.ones(BIG, np.float32)).SerializeToString()
