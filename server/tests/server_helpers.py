@@ -87,6 +87,15 @@ def model_config(*models):
     return config
 
 
+def with_request_log(config, prefix, rate, kind="file"):
+    """`config` (a ModelServerConfig) with every model logging its requests to `prefix` at `rate`."""
+    for model in config.model_config_list.config:
+        model.logging_config.log_collector_config.type = kind
+        model.logging_config.log_collector_config.filename_prefix = str(prefix)
+        model.logging_config.sampling_config.sampling_rate = rate
+    return config
+
+
 def rpc_error(call, *args, **kwargs):
     """The (code name, details) of a call expected to fail."""
     try:

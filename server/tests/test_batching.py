@@ -9,11 +9,10 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from server_helpers import Client, rpc_error, values
+from server_helpers import Client, model_config, rpc_error, values
 
 from google.protobuf import text_format
 from tensorflow_serving.apis import predict_pb2
-from tensorflow_serving.config import model_server_config_pb2
 
 from testing.paths import TESTDATA
 from testing.server import EXECUTABLE, ServerProcess, free_port
@@ -147,7 +146,7 @@ def test_per_model_parameters_come_from_the_version_folder(toy_models, tmp_path)
     broken = copy_model(f"{toy_models}/Toy", tmp_path / "Broken")
     (broken / "1" / "batching_params.pbtxt").write_text("max_batch_size: 4\n")
     config = tmp_path / "models.config"
-    config.write_text(models_config(tmp_path, "Own", "Plain"))
+    config.write_text(text_format.MessageToString(model_config(*((n, tmp_path / n) for n in ("Own", "Plain")))))
     global_parameters = tmp_path / "global.config"  # ignored for the models, but for its thread pool
     global_parameters.write_text("max_batch_size { value: 1 }\nnum_batch_threads { value: 1 }\n"
                                  "thread_pool_name { value: 'shared_pool' }\n")
@@ -171,21 +170,13 @@ def test_per_model_parameters_come_from_the_version_folder(toy_models, tmp_path)
             in page
         assert ":tensorflow:serving:batching_session:wrapped_run_count 4" in page
         assert ':tensorflow:serving:batching_session:padding_size_count{execution_batch_size="1"} 1.0' in page
-        config.write_text(models_config(tmp_path, "Own", "Plain", "Broken"))
-        code, details = rpc_error(client.reload, text_format.Parse(config.read_text(),
-                                                                   model_server_config_pb2.ModelServerConfig()))
+        code, details = rpc_error(client.reload, model_config(*((n, tmp_path / n) for n in ("Own", "Plain", "Broken"))))
         assert code == "UNKNOWN" and details.startswith(
             "1 model(s) did not become available: {{name: Broken version: 1 due to error: INVALID_ARGUMENT: "
             "Invalid protobuf file: "), details
         assert client.states("Broken") == {1: "END"}
         assert values(client.predict("Own", inputs={"input_1": x[:1]}), "output_1")  # the others go on
         client.close()
-
-
-def models_config(folder, *names):
-    return "model_config_list {\n" + "".join(
-        f"  config {{ name: '{name}' base_path: '{folder / name}' model_platform: 'tensorflow' }}\n"
-        for name in names) + "}\n"
 
 
 def metrics_page(rest_port):

@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 import pytest
-from server_helpers import Client, model_config, rpc_error, values
+from server_helpers import Client, model_config, rpc_error, values, with_request_log
 from tensorflow_serving.apis import classification_pb2, prediction_log_pb2
 
 from testing.paths import TESTDATA
@@ -137,12 +137,8 @@ def logging_server(toy_models):
 
 
 def logging_config(toy_models, prefix, rate, kind="file"):
-    config = model_config(("Toy", f"{toy_models}/Toy", [1, 2]), ("MultiTask", f"{toy_models}/MultiTask"))
-    for model in config.model_config_list.config:
-        model.logging_config.log_collector_config.type = kind
-        model.logging_config.log_collector_config.filename_prefix = str(prefix)
-        model.logging_config.sampling_config.sampling_rate = rate
-    return config
+    return with_request_log(model_config(("Toy", f"{toy_models}/Toy", [1, 2]), ("MultiTask", f"{toy_models}/MultiTask")),
+                            prefix, rate, kind)
 
 
 def read_log(path):

@@ -12,7 +12,7 @@ import grpc
 import numpy as np
 import pytest
 from google.protobuf.message import DecodeError
-from server_helpers import Client, model_config, rpc_error
+from server_helpers import Client, model_config, rpc_error, with_request_log
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
@@ -225,12 +225,7 @@ def test_large_bytes_that_do_not_parse_are_refused_and_the_server_goes_on(server
 
 
 def test_a_logged_large_request_is_logged_whole(client, tmp_path):
-    config = model_config(("h", HALF_PLUS_TWO))
-    model = config.model_config_list.config[0]
-    model.logging_config.log_collector_config.type = "file"
-    model.logging_config.log_collector_config.filename_prefix = str(tmp_path / "log")
-    model.logging_config.sampling_config.sampling_rate = 1.0
-    client.reload(config)
+    client.reload(with_request_log(model_config(("h", HALF_PLUS_TWO)), tmp_path / "log", 1.0))
     try:
         x = np.arange(BIG, dtype=np.float32)
         client.predictions.Predict(request(x), timeout=60)
