@@ -5,11 +5,12 @@ if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up ex
     import startup
     startup.quiet_interrupts()
 
+import json
 import sys
 import time
 
 import common
-from tfsclient import argtypes
+from tfsclient import argtypes, fleet
 
 import grpc
 
@@ -30,7 +31,8 @@ def build_parser():
     return parser
 
 
-def health(args):
+def health_status(args):
+    """The health service's answer for args.health, by name (SERVING, NOT_SERVING, ...)."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     with common.channel(args) as channel:
@@ -45,29 +47,80 @@ def health(args):
                 raise common.ServerError(f"the health service at {args.server} knows no service "
                                          f"{args.health!r} (try PredictionService or ModelService)") from None
             raise
-    state = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+
+def health(args):
+    state = health_status(args)
     if args.format == "json":
         common.dump_json({"service": args.health, "status": state})
     else:
         print(state)
-    return response.status == health_pb2.HealthCheckResponse.SERVING
+    return state == "SERVING"
 
 
-def model_status(args):
-    if args.health is not None:
-        return None if health(args) else common.ExitStatus.RPC_ERROR  # the status is printed: no error line
-    if args.version_label:
-        raise common.InputError("GetModelStatus takes a version number, not a label (TF Serving ignores "
-                                "labels here): use -v")
+class HealthView(fleet.View):
+    """--health --fleet: every replica must answer SERVING."""
+
+    def call(self, args):
+        state = health_status(args)
+        if state != "SERVING":
+            raise common.ServerError(f"the health service says {state}")
+        return state
+
+
+def status(args):
+    """One server's GetModelStatusResponse; with --wait, once every version asked for is AVAILABLE."""
     request = common.protos.get_model_status_pb2.GetModelStatusRequest()
     common.set_model_spec(request.model_spec, args)
     with common.channel(args) as channel:
         stub = common.protos.model_service_pb2_grpc.ModelServiceStub(channel)
         if args.wait is None:
-            common.show(stub.GetModelStatus(request, timeout=common.time_left(args)), args)
-            return
-        response = wait_until_available(stub, request, args)
-    common.show(response, args)
+            return stub.GetModelStatus(request, timeout=common.time_left(args))
+        return wait_until_available(stub, request, args)
+
+
+class StatusView(fleet.View):
+    """--fleet: the versions' states on each replica (with --wait: a rollout check); they must agree."""
+
+    call = staticmethod(status)
+
+    def text(self, response):
+        return versions_text(response.model_version_status) or "no version"
+
+    def data(self, response):
+        return json.loads(common.to_json(response))
+
+    def differences(self, reference, response):
+        states = common.protos.get_model_status_pb2.ModelVersionStatus.State
+        ours = {v.version: v for v in response.model_version_status}
+        theirs = {v.version: v for v in reference.model_version_status}
+        said = [f"no version {n}" for n in sorted(theirs.keys() - ours.keys())]
+        said += [f"version {n} too" for n in sorted(ours.keys() - theirs.keys())]
+        for n in sorted(ours.keys() & theirs.keys()):
+            a, b = ours[n], theirs[n]
+            if (a.state, a.status.error_code) != (b.state, b.status.error_code):
+                said.append(f"version {n} {states.Name(a.state)}, not {states.Name(b.state)}")
+        return ", ".join(said) or None
+
+
+def versions_text(versions):
+    states = common.protos.get_model_status_pb2.ModelVersionStatus.State
+    return ", ".join(f"version {v.version} {states.Name(v.state)}"
+                     + (f" ({v.status.error_message})" if v.status.error_message else "") for v in versions)
+
+
+def model_status(args):
+    if args.health is not None:
+        if args.fleet:
+            return fleet.run(args, HealthView())
+        return None if health(args) else common.ExitStatus.RPC_ERROR  # the status is printed: no error line
+    if args.version_label:
+        raise common.InputError("GetModelStatus takes a version number, not a label (TF Serving ignores "
+                                "labels here): use -v")
+    if args.fleet:
+        return fleet.run(args, StatusView())
+    common.show(status(args), args)
 
 
 def wait_until_available(stub, request, args):
@@ -81,8 +134,7 @@ def wait_until_available(stub, request, args):
             live = [v for v in versions if v.state != states.END] or list(versions)
             if live and all(v.state == states.AVAILABLE for v in live):
                 return response
-            last = ", ".join(f"version {v.version} {states.Name(v.state)}"
-                             + (f" ({v.status.error_message})" if v.status.error_message else "") for v in versions)
+            last = versions_text(versions)
         except grpc.RpcError as e:
             if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND,
                                 grpc.StatusCode.DEADLINE_EXCEEDED):

@@ -18,7 +18,7 @@ os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 import grpc  # noqa: E402  (after GRPC_VERBOSITY)
 
-from . import argtypes, output, transport  # noqa: E402
+from . import argtypes, fleet, output, transport  # noqa: E402
 from .errors import ExitStatus, InputError, OutputError, ServerError  # noqa: E402
 from .text import one_line  # noqa: E402
 
@@ -57,6 +57,7 @@ def parser(description, usage_example, model=True, versions=True, signature=Fals
                    help="text: protobuf text format, as the guide prints; json: one JSON document")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     transport.add_arguments(p)
+    fleet.add_arguments(p)
     return p
 
 

@@ -1,0 +1,341 @@
+"""--fleet: one operation on every replica behind a target, each with its own channel, and one report.
+
+A Kubernetes Service (or any load balancer) puts several TF Serving replicas behind one name, and a gRPC
+channel stays on one of them; --fleet resolves the name to every address (as a headless Service returns
+them: all A and AAAA records) and asks each replica itself, concurrently (at most --fleet-parallel at once).
+
+The report has one line (or block) per replica, then a summary line; the exit status is 0 only when every
+replica answered and they agree. A script says what its operation is with a View: how to ask one replica,
+how to show its answer, and how two answers differ.
+"""
+
+import dataclasses
+import ipaddress
+import queue
+import socket
+import sys
+import threading
+
+import grpc
+
+from . import argtypes, output, transport
+from .errors import InputError, OutputError, ServerError
+from .text import one_line
+
+DEFAULT_PARALLEL = 16
+DEFAULT_PORT = 443  # gRPC's, for a target without a port (gRPC's naming doc)
+_SINGLE = ("unix:", "unix-abstract:", "vsock:")  # one server each: a fleet of one
+
+
+def add_arguments(p):
+    g = p.add_argument_group("fleet (every replica behind the server address)")
+    g.add_argument("--fleet", action=argtypes.Switch, default=argtypes.env("TFS_FLEET", False),
+                   help="resolve -s to every address (dns:///NAME:PORT or NAME:PORT: all A/AAAA records; "
+                        "ipv4:A:P,B:P; ipv6:[A]:P,...; HOST:PORT,HOST:PORT) and run on each replica, one line "
+                        "each and a summary; exit 1 unless all answer and agree [$TFS_FLEET=1]")
+    g.add_argument("--fleet-parallel", type=argtypes.count(1), default=argtypes.env("TFS_FLEET_PARALLEL",
+                                                                                   str(DEFAULT_PARALLEL)),
+                   metavar="N", help="ask at most N replicas at once (default: %(default)s) [$TFS_FLEET_PARALLEL]")
+
+
+@dataclasses.dataclass(frozen=True)
+class Replica:
+    """One address of the fleet: `address` is a gRPC target; `host` the name it was resolved from (or None)."""
+    address: str
+    host: str = None
+
+
+def resolve(target, getaddrinfo=socket.getaddrinfo):
+    """The replicas behind a target, in a stable order (a DNS answer's order changes from call to call).
+
+    InputError for a target that cannot name a fleet; ServerError for a name that does not resolve.
+    """
+    target = target.strip()
+    if not target:
+        raise InputError("--fleet: the server address is empty")
+    low = target.lower()
+    if low.startswith(_SINGLE):
+        return [Replica(target)]
+    if low.startswith("dns:"):
+        rest = target[4:]
+        if rest.startswith("//"):
+            authority, _, rest = rest[2:].partition("/")
+            if authority:
+                raise InputError(f"--fleet resolves names with the system resolver, so a DNS server in the target "
+                                 f"(dns://{authority}/) cannot be used: write dns:///{rest}")
+        return _unique(_resolve_name(*_host_port(rest, target), getaddrinfo))
+    if low.startswith(("ipv4:", "ipv6:")):
+        family = 4 if low.startswith("ipv4:") else 6
+        replicas = []
+        for item in _items(target[5:], target):
+            host, port = _host_port(item, target)
+            ip = _literal(host)
+            if ip is None or ip.version != family:
+                raise InputError(f"--fleet: {item!r} in {target!r} is not an IPv{family} address")
+            replicas.append(Replica(_address(str(ip), port)))
+        return _unique(replicas)
+    if "://" in target:  # xds:///, google-c2p:///...: gRPC resolves those itself
+        scheme = target.split(":", 1)[0]
+        raise InputError(f"--fleet cannot list the servers behind a {scheme}: target; give dns:///NAME:PORT, "
+                         "NAME:PORT, ipv4:/ipv6: lists or HOST:PORT,HOST:PORT")
+    replicas = []
+    for item in _items(target, target):
+        host, port = _host_port(item, target)
+        ip = _literal(host)
+        replicas += [Replica(_address(str(ip), port))] if ip is not None else _resolve_name(host, port, getaddrinfo)
+    return _unique(replicas)
+
+
+def _items(text, target):
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise InputError(f"--fleet: an empty address in {target!r}")
+    return items
+
+
+def _host_port(item, target):
+    """HOST:PORT, [V6]:PORT, HOST or a bare IPv6 address; the port is gRPC's default when missing."""
+    if item.startswith("["):
+        host, sep, rest = item[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else None
+        if not sep or (rest and port is None):
+            raise InputError(f"--fleet: {item!r} in {target!r} is not [IPV6]:PORT")
+    elif item.count(":") > 1:  # a bare IPv6 address
+        host, port = item, None
+    else:
+        host, _, port = item.partition(":")
+        port = port or None
+    if not host:
+        raise InputError(f"--fleet: {item!r} in {target!r} has no host")
+    if port is None:
+        return host, DEFAULT_PORT
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"--fleet: {item!r} in {target!r} has no valid port")
+    return host, int(port)
+
+
+def _literal(host):
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def _address(ip, port):
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _resolve_name(host, port, getaddrinfo):
+    try:
+        answers = getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise ServerError(f"cannot resolve {one_line(host, 100)} ({reason}): check the name, or list the "
+                          "addresses (HOST:PORT,HOST:PORT)") from None
+    ips = []
+    for family, _, _, _, sockaddr in answers:
+        if family in (socket.AF_INET, socket.AF_INET6):
+            ips.append(ipaddress.ip_address(sockaddr[0].split("%")[0]))
+    if not ips:
+        raise ServerError(f"{one_line(host, 100)} resolves to no IPv4 or IPv6 address")
+    ips = sorted(set(ips), key=lambda ip: (ip.version, ip))
+    return [Replica(_address(str(ip), port), host) for ip in ips]
+
+
+def _unique(replicas):
+    seen, result = set(), []
+    for replica in replicas:
+        if replica.address not in seen:
+            seen.add(replica.address)
+            result.append(replica)
+    return result
+
+
+def replica_args(args, replica):
+    """A copy of args that points at one replica: its own address, and over TLS the name it was resolved from
+    (the certificate is for the name, not for the pod's IP) unless --server-name says another."""
+    copy = type(args)(**vars(args))
+    copy.server = replica.address
+    copy.attempts = 1
+    if replica.host and transport.wants_tls(args) and not getattr(args, "server_name", None):
+        copy.server_name = replica.host
+    return copy
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What one replica did: value when it answered, else error (one line) and whether it was bad input."""
+    replica: Replica
+    args: object
+    value: object = None
+    error: str = None
+    bad_input: bool = False
+    exception: BaseException = None
+    differences: str = None  # set by the report: how the answer differs from the reference's
+
+    @property
+    def address(self):
+        return self.replica.address
+
+    @property
+    def ok(self):
+        return self.error is None
+
+
+def each(replicas, call, args):
+    """call(replica_args) on every replica, at most args.fleet_parallel at once: the Outcomes, in order.
+
+    Each call runs in its own daemon thread (a replica that hangs cannot keep the command from exiting at its
+    deadline); call's own deadline is what is left of -t.
+    """
+    parallel = max(1, getattr(args, "fleet_parallel", DEFAULT_PARALLEL))
+    outcomes = [Outcome(replica, replica_args(args, replica)) for replica in replicas]
+    slots = threading.Semaphore(parallel)
+    done = queue.Queue()
+
+    def work(outcome):
+        try:
+            outcome.value = call(outcome.args)
+        except grpc.RpcError as e:
+            outcome.error, outcome.exception = transport.rpc_error_message(e, outcome.args), e
+        except InputError as e:
+            outcome.error, outcome.bad_input, outcome.exception = one_line(e), True, e
+        except (ServerError, OutputError) as e:
+            outcome.error, outcome.exception = one_line(e), e
+        except Exception as e:  # a bug of ours: this replica's failure; --debug raises it
+            outcome.error, outcome.exception = f"unexpected {type(e).__name__}: {one_line(e, 300)}", e
+        finally:
+            slots.release()
+            done.put(outcome)
+
+    for outcome in outcomes:
+        slots.acquire()
+        threading.Thread(target=work, args=(outcome,), daemon=True, name=f"fleet {outcome.address}").start()
+    for _ in outcomes:
+        done.get()
+    if getattr(args, "debug", False):
+        for outcome in outcomes:
+            if outcome.exception is not None and not isinstance(outcome.exception, (grpc.RpcError, InputError,
+                                                                                    ServerError, OutputError)):
+                raise outcome.exception
+    return outcomes
+
+
+class View:
+    """One operation across a fleet: what to ask a replica, how to show and compare the answers.
+
+    call(args) asks one replica (args.server is its address) and returns its answer, raising as the single-
+    server command would; text(value) is one line (or a block of lines) for the report; data(value) is the
+    answer in the JSON document; differences(reference, value) is None when two answers agree, else what
+    differs (a line, or lines).
+    """
+
+    def call(self, args):
+        raise NotImplementedError
+
+    def text(self, value):
+        return str(value)
+
+    def data(self, value):
+        return value
+
+    def differences(self, reference, value):
+        return None if reference == value else f"{self.text(value)} (reference: {self.text(reference)})"
+
+
+def run(args, view, target=None):
+    """Resolve, ask every replica, print the report: what a script's action returns for --fleet."""
+    target = target or args.server
+    outcomes = each(resolve(target), view.call, args)
+    return report(args, outcomes, view, target)
+
+
+def compare(outcomes, view):
+    """Pick the reference (the answer most others agree with; the first on a tie) and mark those that differ."""
+    answered = [o for o in outcomes if o.ok]
+    if not answered:
+        return None
+    agreeing = {id(a): sum(view.differences(a.value, b.value) is None for b in answered if b is not a)
+                for a in answered}
+    reference = max(answered, key=lambda o: agreeing[id(o)])  # max keeps the first of equals
+    for outcome in answered:
+        outcome.differences = None if outcome is reference else view.differences(reference.value, outcome.value)
+    return reference
+
+
+def report(args, outcomes, view, target):
+    """The per-replica lines (or one JSON document) and the summary; ServerError (exit 1) unless all agree."""
+    reference = compare(outcomes, view)
+    failed = [o for o in outcomes if not o.ok]
+    differ = [o for o in outcomes if o.ok and o.differences is not None]
+    if failed and all(o.bad_input for o in failed) and len(failed) == len(outcomes):
+        raise InputError(failed[0].error)  # the same bad input for every replica: nothing was served
+    summary = _summary(outcomes, failed, differ)
+    if args.format == "json":
+        replicas = {}
+        for o in outcomes:
+            entry = {"ok": o.ok}
+            if o.ok:
+                entry["agrees"] = o.differences is None
+                entry["result"] = view.data(o.value)
+                if o.differences is not None:
+                    entry["differences"] = o.differences
+            else:
+                entry["error"] = o.error
+            replicas[o.address] = entry
+        output.dump_json({"target": target, "replicas": replicas, "summary": {
+            "replicas": len(outcomes), "reference": reference.address if reference else None,
+            "agree": [o.address for o in outcomes if o.ok and o.differences is None],
+            "differ": [o.address for o in differ], "failed": [o.address for o in failed]}})
+    else:
+        sys.stdout.write(_text(outcomes, view, reference))
+        sys.stdout.write(f"fleet {target}: {summary}\n")
+    if failed or differ:
+        raise ServerError(_failure(outcomes, failed, differ, reference))
+
+
+def _text(outcomes, view, reference):
+    width = max(len(o.address) for o in outcomes)
+    lines = []
+    for o in outcomes:
+        if not o.ok:
+            lines.append(f"{o.address:<{width}}  FAILED: {o.error}")
+            continue
+        shown = view.text(o.value).rstrip("\n")
+        if "\n" in shown:
+            lines.append(f"== {o.address} ==")
+            lines.append(shown)
+        else:
+            lines.append(f"{o.address:<{width}}  {shown}")
+        if o.differences is not None:
+            first, *rest = str(o.differences).rstrip("\n").split("\n")
+            lines.append(f"{'':<{width}}  DIFFERS from {reference.address}: {first}")
+            lines += [f"{'':<{width}}    {line}" for line in rest]
+    return "\n".join(lines) + "\n"
+
+
+def _summary(outcomes, failed, differ):
+    n = len(outcomes)
+    replicas = f"{n} replica{'s' if n != 1 else ''}"
+    if not failed and not differ:
+        return f"{replicas}, all answered" + (" and agree" if n > 1 else "")
+    parts = [f"{n - len(failed) - len(differ)} agree"]
+    if differ:
+        parts.append(f"{len(differ)} differ ({', '.join(o.address for o in differ)})")
+    if failed:
+        parts.append(f"{len(failed)} failed ({', '.join(o.address for o in failed)})")
+    return f"{replicas}: " + ", ".join(parts)
+
+
+def _failure(outcomes, failed, differ, reference):
+    """The exit-1 line: which replicas failed (the first one's reason) and which differ."""
+    parts = []
+    if failed:
+        names = ", ".join(o.address for o in failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
+        parts.append(f"{len(failed)} of {len(outcomes)} replicas failed ({names}), the first with: "
+                     f"{one_line(failed[0].error, 200)}")
+    if differ:
+        names = ", ".join(o.address for o in differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")
+        verb = "differs" if len(differ) == 1 else "differ"
+        parts.append(f"{len(differ)} of {len(outcomes)} {verb} from {reference.address} ({names})")
+    return "; ".join(parts)
