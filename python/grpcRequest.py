@@ -5,10 +5,11 @@ if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up ex
     import startup
     startup.quiet_interrupts()
 
+import json
 import sys
 
 import common
-from tfsclient import codec, predict_inputs
+from tfsclient import codec, compare, fleet, predict_inputs
 
 PROGRAM = "grpcRequest.py"
 
@@ -18,15 +19,53 @@ def build_parser():
                            "python3 grpcRequest.py -m Toy -v 1 -i 'input_1=[[1.0, 2.0]]'", signature=True)
     predict_inputs.add_arguments(parser)
     parser.add_argument("--values", action="store_true",
-                        help="print only the output arrays, as one JSON object of output name to nested lists")
+                        help="print only the output arrays, as one JSON object of output name to nested lists "
+                             "(with --fleet and --format json: each replica's)")
+    compare.add_arguments(parser)
     return parser
 
 
-def predict(args):
+def predict_response(args):
     with common.channel(args) as channel:
         stub = common.protos.prediction_service_pb2_grpc.PredictionServiceStub(channel)
         request = predict_inputs.predict_request(args, stub)
-        response = stub.Predict(request, timeout=common.time_left(args))
+        return stub.Predict(request, timeout=common.time_left(args))
+
+
+class PredictView(compare.OutputsView):
+    """--fleet: the same request to each replica (built with its own channel, checked against its signature);
+    their outputs must agree within --atol."""
+
+    def __init__(self, tolerance, values):
+        super().__init__(tolerance)
+        self.values = values
+
+    def call(self, args):
+        response = predict_response(args)
+        return compare.Answer(response, outputs(response), response.model_spec.version.value)
+
+    def data(self, answer):
+        if self.values:
+            return {alias: common.json_values(array) for alias, array in sorted(answer.outputs.items())}
+        return json.loads(common.to_json(answer.message))
+
+
+def outputs(response):
+    """A PredictResponse's outputs as arrays; a tensor that cannot be one is the server's error."""
+    arrays = {}
+    for alias, tensor in response.outputs.items():
+        try:
+            arrays[alias] = codec.make_ndarray(tensor)
+        except (TypeError, ValueError) as e:
+            raise common.ServerError(f"output {alias!r} cannot be read: {e}") from None
+    return arrays
+
+
+def predict(args):
+    tolerance = compare.atol(args)
+    if args.fleet:
+        return fleet.run(args, PredictView(tolerance, args.values))
+    response = predict_response(args)
     if args.values:
         common.dump_json({alias: common.json_values(codec.make_ndarray(tensor))
                           for alias, tensor in sorted(response.outputs.items())})

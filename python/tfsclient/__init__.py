@@ -18,4 +18,5 @@ Importing the package imports nothing else: each script pays only for the module
     loadgen         grpcBench's engine: a run of requests in flight, its tally and percentiles
     prometheus      grpcBench --metrics: the server's Prometheus page, read and compared
     bench_report    grpcBench's reports: text, JSON, sweep table, plots
+    compare         --fleet --atol: output arrays compared between replicas, the difference in a few lines
 """
