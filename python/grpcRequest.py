@@ -42,23 +42,12 @@ class PredictView(compare.OutputsView):
 
     def call(self, args):
         response = predict_response(args)
-        return compare.Answer(response, outputs(response), response.model_spec.version.value)
+        return compare.Answer(response, compare.tensors(response.outputs), response.model_spec.version.value)
 
     def data(self, answer):
         if self.values:
             return {alias: common.json_values(array) for alias, array in sorted(answer.outputs.items())}
         return json.loads(common.to_json(answer.message))
-
-
-def outputs(response):
-    """A PredictResponse's outputs as arrays; a tensor that cannot be one is the server's error."""
-    arrays = {}
-    for alias, tensor in response.outputs.items():
-        try:
-            arrays[alias] = codec.make_ndarray(tensor)
-        except (TypeError, ValueError) as e:
-            raise common.ServerError(f"output {alias!r} cannot be read: {e}") from None
-    return arrays
 
 
 def predict(args):

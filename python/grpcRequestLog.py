@@ -12,7 +12,7 @@ if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up ex
 import sys
 
 import common
-from tfsclient import predict_inputs, tfrecord
+from tfsclient import compare, fleet, predict_inputs, tfrecord
 
 PROGRAM = "grpcRequestLog.py"
 WIDTH = 100
@@ -28,27 +28,27 @@ def build_parser():
         "python3 grpcRequestLog.py -m Toy --log-file warmup/tf_serving_warmup_requests", signature=True)
     predict_inputs.add_arguments(parser)
     parser.add_argument("--log-file", metavar="FILE",
-                        help="append the PredictionLog (request and response) to FILE as a TFRecord record")
+                        help="append the PredictionLog (request and response) to FILE as a TFRecord record; "
+                             "with --fleet, one record per replica that answered, in the replicas' order")
     parser.add_argument("--read", metavar="FILE",
                         help="print the PredictionLog records of FILE (warmup file or request log) and exit")
+    compare.add_arguments(parser)
     return parser
 
 
 def request_log(args):
     if args.read:
+        if args.fleet:
+            raise common.InputError("--read prints a file and sends nothing: it does not go with --fleet")
+        compare.atol(args)  # --atol without --fleet: refused
         return read_log(args)
-    log = common.protos.prediction_log_pb2.PredictionLog()
-    with common.channel(args) as channel:
-        stub = common.protos.prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        default_filter = ("output_1",) if not args.input else ()  # the guide's request
-        log.predict_log.request.CopyFrom(predict_inputs.predict_request(args, stub, default_filter))
-        response = stub.Predict(log.predict_log.request, timeout=common.time_left(args))
-    log.predict_log.response.CopyFrom(response)
+    tolerance = compare.atol(args)
+    if args.fleet:
+        return fleet_logs(args, tolerance)
+    log = predict_log(args)
     if args.log_file:
-        try:
-            tfrecord.append(args.log_file, [log.SerializeToString()])
-        except OSError as e:
-            raise common.InputError(f"cannot append to {args.log_file}: {e.strerror}") from None
+        append(args.log_file, [log])
+    response = log.predict_log.response
     if args.format == "json":
         common.dump_json({"request": _json(log.predict_log.request), "response": _json(response)})
         return
@@ -56,6 +56,50 @@ def request_log(args):
     request_only.predict_log.request.CopyFrom(log.predict_log.request)
     sys.stdout.write(banner("request logs") + common.to_text(request_only) + banner("end")
                      + banner("outputs") + common.to_text(response) + banner("end"))
+
+
+def predict_log(args):
+    """The guide's request (or -i's) sent to args.server: request and response as one PredictionLog."""
+    log = common.protos.prediction_log_pb2.PredictionLog()
+    with common.channel(args) as channel:
+        stub = common.protos.prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        default_filter = ("output_1",) if not args.input else ()  # the guide's request
+        log.predict_log.request.CopyFrom(predict_inputs.predict_request(args, stub, default_filter))
+        response = stub.Predict(log.predict_log.request, timeout=common.time_left(args))
+    log.predict_log.response.CopyFrom(response)
+    return log
+
+
+def append(path, logs):
+    try:
+        tfrecord.append(path, [log.SerializeToString() for log in logs])
+    except OSError as e:
+        raise common.InputError(f"cannot append to {path}: {e.strerror}") from None
+
+
+class LogView(compare.OutputsView):
+    """--fleet: the PredictionLog of each replica (its own request, checked against its signature); the
+    responses' outputs must agree within --atol."""
+
+    def call(self, args):
+        log = predict_log(args)
+        response = log.predict_log.response
+        return compare.Answer(log, compare.tensors(response.outputs), response.model_spec.version.value)
+
+    def data(self, answer):
+        return {"request": _json(answer.message.predict_log.request),
+                "response": _json(answer.message.predict_log.response)}
+
+
+def fleet_logs(args, tolerance):
+    """Each replica's PredictionLog; with --log-file, those that answered appended in the replicas' order
+    (before the report, so that a log that cannot be written is the error)."""
+    view = LogView(tolerance)
+    outcomes = fleet.each(fleet.resolve(args.server), view.call, args)
+    answered = [o.value.message for o in outcomes if o.ok]
+    if args.log_file and answered:
+        append(args.log_file, answered)
+    return fleet.report(args, outcomes, view, args.server)
 
 
 def _json(message):

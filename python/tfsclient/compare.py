@@ -9,8 +9,8 @@ import math
 
 import numpy as np
 
-from . import fleet
-from .errors import InputError
+from . import codec, fleet
+from .errors import InputError, ServerError
 
 DEFAULT_ATOL = 1e-5
 
@@ -124,6 +124,17 @@ def summary(named_arrays, limit=6):
                                 precision=6, max_line_width=10**9, floatmode="maxprec")
         parts.append(f"{name}={' '.join(shown.split())}")
     return "  ".join(parts) or "no outputs"
+
+
+def tensors(tensor_map):
+    """A response's output TensorProtos as arrays; a tensor that cannot be one is the server's error."""
+    found = {}
+    for alias, tensor in tensor_map.items():
+        try:
+            found[alias] = codec.make_ndarray(tensor)
+        except (TypeError, ValueError) as e:
+            raise ServerError(f"output {alias!r} cannot be read: {e}") from None
+    return found
 
 
 class Answer:
