@@ -123,6 +123,8 @@ def existing_records(path, max_size):
 
 
 def build(args):
+    if args.fleet:
+        raise common.InputError("--fleet asks every replica, but grpcWarmup.py writes a file and sends nothing")
     check_output(args.output)
     if args.batch < 1:
         raise common.InputError("--batch must be >= 1")
