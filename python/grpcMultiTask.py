@@ -9,11 +9,14 @@ if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up ex
     import startup
     startup.quiet_interrupts()
 
+import json
 import sys
 
+import numpy as np
+
 import common
+from tfsclient import compare, fleet, tf_examples
 from tfsclient import tasks as task_specs
-from tfsclient import tf_examples
 
 PROGRAM = "grpcMultiTask.py"
 
@@ -30,10 +33,24 @@ def build_parser():
     tf_examples.add_arguments(parser)
     parser.add_argument("--values", action="store_true",
                         help="print a compact table of each example's results instead of the response")
+    compare.add_arguments(parser)
     return parser
 
 
 def multi_task(args):
+    tolerance = compare.atol(args)
+    if args.fleet:
+        task_specs.parse_tasks(args.task)  # a bad --task is one usage error, not one per replica
+        return fleet.run(args, TaskView(tolerance))
+    response, results = ask(args)
+    if args.values:
+        sys.stdout.write(table(results))
+    else:
+        common.show(response, args)
+
+
+def ask(args):
+    """The call the tasks make on args.server: its response and [(kind, signature, result)]."""
     tasks = task_specs.parse_tasks(args.task)
     protos = common.protos
     with common.channel(args) as channel:
@@ -58,10 +75,59 @@ def multi_task(args):
             response = stub.MultiInference(request, timeout=common.time_left(args))
             results = [(kind, signature, getattr(r, f"{'classification' if kind == 'classify' else 'regression'}_result"))
                        for (kind, signature), r in zip(tasks, response.results)]
-    if args.values:
-        sys.stdout.write(table(results))
-    else:
-        common.show(response, args)
+    return response, results
+
+
+class TaskView(fleet.View):
+    """--fleet: the tasks on each replica (one line per example, as --values prints); the classes must be the
+    same and the scores and regression values agree within --atol."""
+
+    def __init__(self, tolerance):
+        self.tolerance = tolerance
+
+    def call(self, args):
+        response, results = ask(args)
+        answer = compare.Answer(response, result_arrays(results))
+        answer.results = results
+        return answer
+
+    def text(self, answer):
+        return table(answer.results) or "no results"
+
+    def data(self, answer):
+        return json.loads(common.to_json(answer.message))
+
+    def differences(self, reference, answer):
+        return "\n".join(compare.arrays(reference.outputs, answer.outputs, self.tolerance, what="")) or None
+
+
+def result_arrays(results):
+    """The results as named arrays to compare: per classify task its classes (labels) and scores, [examples,
+    classes] (flat, with the number per example, when examples have different numbers of classes); per regress
+    task its values."""
+    arrays = {}
+    for kind, signature, result in results:
+        name = f"{kind}:{signature}" if signature else kind
+        if kind == "regress":
+            arrays[f"{name} values"] = np.array([r.value for r in result.regressions], dtype=np.float32)
+            continue
+        rows = [list(c.classes) for c in result.classifications]
+        counts = {len(row) for row in rows}
+        labels = [[c.label for c in row] for row in rows]
+        scores = [[c.score for c in row] for row in rows]
+        if len(counts) > 1:
+            arrays[f"{name} classes per example"] = np.array([len(row) for row in rows])
+            labels, scores = [sum(labels, [])], [sum(scores, [])]
+        arrays[f"{name} classes"] = _strings(labels)
+        arrays[f"{name} scores"] = np.array(scores, dtype=np.float32).reshape(len(labels), -1)
+    return arrays
+
+
+def _strings(rows):
+    array = np.empty((len(rows), len(rows[0]) if rows else 0), dtype=object)
+    for i, row in enumerate(rows):
+        array[i, :] = row
+    return array
 
 
 def table(results):

@@ -42,13 +42,18 @@ def atol(args):
 
 
 def arrays(reference, value, tolerance, what="output"):
-    """The lines saying how value ({name: ndarray}) differs from reference; [] when they agree."""
-    lines = [f"no {what} {name!r}" for name in sorted(reference.keys() - value.keys())]
-    lines += [f"{what} {name!r} too" for name in sorted(value.keys() - reference.keys())]
+    """The lines saying how value ({name: ndarray}) differs from reference; [] when they agree.
+
+    what: the kind of thing named ("output 'x'"); "" names them bare."""
+    def named(name):
+        return f"{what} {name!r}" if what else name
+
+    lines = [f"no {named(name)}" for name in sorted(reference.keys() - value.keys())]
+    lines += [f"{named(name)} too" for name in sorted(value.keys() - reference.keys())]
     for name in sorted(reference.keys() & value.keys()):
         said = array(reference[name], value[name], tolerance)
         if said:
-            lines.append(f"{what} {name!r}: {said}")
+            lines.append(f"{named(name)}: {said}")
     return lines
 
 
