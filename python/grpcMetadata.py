@@ -5,9 +5,11 @@ if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up ex
     import startup
     startup.quiet_interrupts()
 
+import json
 import sys
 
 import common
+from tfsclient import fleet
 
 PROGRAM = "grpcMetadata.py"
 
@@ -24,18 +26,91 @@ def build_parser():
 
 
 def metadata(args):
+    if args.fleet:
+        if args.raw:
+            raise common.InputError("--raw prints one server's response as it comes; with --fleet, each replica's "
+                                    "is in --format json")
+        return fleet.run(args, MetadataView(args.summary))
+    response = fetch(args)
+    if args.summary:
+        sys.stdout.write(summary(response, signature_map(response)))
+    else:  # text format shows the Any unpacked, as [type_url] { ... }, unless --raw
+        common.show(response, args, expand_any=not args.raw)
+
+
+def fetch(args):
     request = common.protos.get_model_metadata_pb2.GetModelMetadataRequest()
     common.set_model_spec(request.model_spec, args)
     request.metadata_field.append("signature_def")
     with common.channel(args) as channel:
         stub = common.protos.prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        response = stub.GetModelMetadata(request, timeout=common.time_left(args))
-    if args.summary:
-        signatures = common.protos.get_model_metadata_pb2.SignatureDefMap()
-        response.metadata["signature_def"].Unpack(signatures)
-        sys.stdout.write(summary(response, signatures))
-    else:  # text format shows the Any unpacked, as [type_url] { ... }, unless --raw
-        common.show(response, args, expand_any=not args.raw)
+        return stub.GetModelMetadata(request, timeout=common.time_left(args))
+
+
+def signature_map(response, strict=False):
+    """The response's SignatureDefMap; strict: a ServerError when it holds none (else an empty map)."""
+    signatures = common.protos.get_model_metadata_pb2.SignatureDefMap()
+    if not response.metadata["signature_def"].Unpack(signatures) and strict:
+        raise common.ServerError(f"the metadata holds a {response.metadata['signature_def'].type_url or 'nothing'}, "
+                                 "not a SignatureDefMap")
+    return signatures
+
+
+class MetadataView(fleet.View):
+    """--fleet: each replica's version and signatures (with --summary, its table); a replica with another
+    version, or whose signatures differ (a missing signature, input or output; another method, dtype or shape;
+    tensor names are not compared), is flagged with what differs."""
+
+    def __init__(self, table=False):
+        self.table = table
+
+    def call(self, args):
+        response = fetch(args)
+        return response, signature_map(response, strict=True)
+
+    def text(self, answer):
+        response, signatures = answer
+        if self.table:
+            return summary(response, signatures)
+        names = sorted(name for name in signatures.signature_def if not name.startswith("__"))
+        return f"version {response.model_spec.version.value}: " + (", ".join(names) or "no signatures")
+
+    def data(self, answer):
+        return json.loads(common.to_json(answer[0]))
+
+    def differences(self, reference, answer):
+        return "\n".join(differences(reference, answer)) or None
+
+
+def differences(reference, answer):
+    """Lines saying how answer's (response, SignatureDefMap) differs from reference's."""
+    (ref_response, ref_map), (response, signatures) = reference, answer
+    lines = []
+    version, ref_version = response.model_spec.version.value, ref_response.model_spec.version.value
+    if version != ref_version:
+        lines.append(f"version {version}, not {ref_version}")
+    ours, theirs = signatures.signature_def, ref_map.signature_def
+    lines += [f"no signature {name!r}" for name in sorted(set(theirs) - set(ours))]
+    lines += [f"signature {name!r} too" for name in sorted(set(ours) - set(theirs))]
+    for name in sorted(set(ours) & set(theirs)):
+        a, b = ours[name], theirs[name]
+        said = []
+        if a.method_name != b.method_name:
+            said.append(f"method {a.method_name or 'none'}, not {b.method_name or 'none'}")
+        for kind, mine, others in (("input", a.inputs, b.inputs), ("output", a.outputs, b.outputs)):
+            said += [f"no {kind} {alias!r}" for alias in sorted(set(others) - set(mine))]
+            said += [f"{kind} {alias!r} too" for alias in sorted(set(mine) - set(others))]
+            for alias in sorted(set(mine) & set(others)):
+                if _tensor(mine[alias]) != _tensor(others[alias]):
+                    said.append(f"{kind} {alias!r} {' '.join(_tensor(mine[alias]))}, not "
+                                f"{' '.join(_tensor(others[alias]))}")
+        lines += [f"signature {name!r}: {line}" for line in said]
+    return lines
+
+
+def _tensor(info):
+    """A TensorInfo as the summary shows it: (dtype, shape)."""
+    return common.protos.types_pb2.DataType.Name(info.dtype).replace("DT_", "").lower(), _shape(info.tensor_shape)
 
 
 def summary(response, signatures):
