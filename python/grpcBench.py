@@ -10,6 +10,17 @@ A list of concurrencies (-c 1,2,4,8) is a sweep: one closed-loop round per concu
 given, each sending -n requests (or for -d seconds), after one warmup before the first round; a table
 of throughput and latency per round shows where the server's knee is (--plot draws it). --metrics reads
 the server's Prometheus page before and after each round and shows its own view beside the client's.
+
+--fleet spreads the load over every replica behind -s, one channel each, and reports each replica and the
+total (a table; --format json: keyed by address, and the total), so a slow or failing pod shows up:
+-c C is the requests in flight in total, spread round-robin over the replicas (C=5 over 3: 2, 2, 1; at
+least one each; default one per replica); -r R is split evenly (R/3 each, each replica its own schedule);
+-n N is the requests in total, split as -c is (each replica runs its share to the end; the total's
+throughput counts from the first start to the last answer); -d D runs every replica for D seconds.
+--warmup N is sent to each replica, all at once: a replica that fails it is reported as failed and not
+loaded, and the others share the whole load. The request is built and serialized once (its signature
+checked against the first replica that answers). Exit 1 names the replicas that failed or had errors.
+A sweep (-c 1,2,4), --plot and --metrics are one server's: not with --fleet (exit 2).
 """
 
 if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up exits 130 quietly
@@ -24,7 +35,7 @@ import time
 import grpc
 
 import common
-from tfsclient import argtypes, bench_report, loadgen, predict_inputs
+from tfsclient import argtypes, bench_report, fleet, loadgen, predict_inputs
 from tfsclient.prometheus import ServerView
 
 PROGRAM = "grpcBench.py"
@@ -42,8 +53,9 @@ def build_parser():
                         help="send for this many seconds instead")
     load = parser.add_mutually_exclusive_group()
     load.add_argument("-c", "--concurrency", type=argtypes.counts(1), metavar="C[,C...]",
-                      help="closed loop: keep C requests in flight (default: 1); a comma list (1,2,4,8,16,32) "
-                           "runs one round per concurrency, in that order, and prints a table")
+                      help="closed loop: keep C requests in flight (default: 1; with --fleet: C in total, spread "
+                           "over the replicas, default one each); a comma list (1,2,4,8,16,32) runs one round per "
+                           "concurrency, in that order, and prints a table")
     load.add_argument("-r", "--rate", type=argtypes.positive("the rate"), metavar="R",
                       help="open loop: send R requests/s on a fixed schedule, however many are in flight; "
                            "latency counts from each request's scheduled time")
@@ -92,6 +104,8 @@ def _check(args):
     """The flags' combinations (each value is checked by its type); defaults filled in."""
     if args.duration is None and args.requests is None:
         args.requests = 1000
+    if args.fleet:
+        _check_fleet(args)
     levels = args.concurrency or ([1] if args.rate is None else None)
     if args.histogram and levels and len(levels) > 1:
         raise common.InputError("--histogram draws the latencies of one run, not of a list of concurrencies "
@@ -101,6 +115,16 @@ def _check(args):
     if args.plot and args.histogram and os.path.abspath(args.plot) == os.path.abspath(args.histogram):
         raise common.InputError(f"--plot and --histogram are the same file: {args.plot}")
     return levels
+
+
+def _check_fleet(args):
+    if args.concurrency and len(args.concurrency) > 1:
+        raise common.InputError("--fleet measures one round: give one concurrency (-c 4, the total over the "
+                                "replicas), not a list")
+    if args.plot:
+        raise common.InputError("--plot draws a sweep of concurrencies, which --fleet does not run")
+    if args.metrics:
+        raise common.InputError("--metrics reads one server's page: not with --fleet")
 
 
 def _warmup(call, payload, args):
@@ -139,6 +163,8 @@ def _failure(loads, args):
 
 def bench(args):
     levels = _check(args)
+    if args.fleet:
+        return bench_fleet(args)
     pyplot = _pyplot("--histogram", args.histogram) if args.histogram else None
     plot = _pyplot("--plot", args.plot) if args.plot else None
     sweep = levels is not None and len(levels) > 1
@@ -186,6 +212,129 @@ def bench(args):
         raise common.ServerError(_failure(loads, args))
     if view and view.failure:
         raise common.ServerError(view.failure)
+
+
+def _fleet_payload(args, replicas):
+    """The serialized request, built once; with -i its inputs are checked against the signature of the first
+    replica that answers GetModelMetadata (ServerError when none does)."""
+    errors = []
+    for replica in replicas:
+        replica_args = fleet.replica_args(args, replica)
+        try:
+            with common.channel(replica_args) as channel:
+                stub = common.protos.prediction_service_pb2_grpc.PredictionServiceStub(channel)
+                return predict_inputs.predict_request(replica_args, stub).SerializeToString()
+        except grpc.RpcError as e:
+            errors.append(f"{replica.address}: {common.rpc_error_message(e, replica_args)}")
+    raise common.ServerError(f"no replica answered GetModelMetadata (the inputs are checked against the "
+                             f"signature): {'; '.join(errors[:3])}" + (" ..." if len(errors) > 3 else ""))
+
+
+class _Replica:
+    """One replica's channel, opened and warmed up by fleet.each (a failure there is that replica's)."""
+
+    def __init__(self, args, payload):
+        self.args, self.payload = args, payload
+        self.channel = None
+
+    def __call__(self, args):
+        self.channel = common.channel(args)
+        call = self.channel.unary_unary(PREDICT, request_serializer=None, response_deserializer=None)
+        try:
+            _warmup(call, self.payload, args)
+        except grpc.RpcError as e:
+            raise common.ServerError(f"warmup: {common.rpc_error_message(e, args)}") from None
+        return call
+
+    def close(self):
+        if self.channel is not None:
+            self.channel.close()
+
+
+def _fleet_progress(loads):
+    elapsed = time.perf_counter() - min(load.start for load in loads)
+    done = sum(load.tally.completed for load in loads)
+    errors = sum(sum(load.tally.errors.values()) for load in loads)
+    rate = done / elapsed if elapsed > 0 else 0.0
+    sys.stderr.write(f"\r{PROGRAM}: {len(loads)} replicas, {elapsed:.1f} s, {done} done, {errors} errors, "
+                     f"{rate:.0f} req/s\033[K")
+    sys.stderr.flush()
+
+
+def bench_fleet(args):
+    """--fleet: each replica warmed up and loaded on its own channel, at the same time; one report."""
+    pyplot = _pyplot("--histogram", args.histogram) if args.histogram else None
+    replicas = fleet.resolve(args.server)
+    n = len(replicas)
+    concurrency = args.concurrency[0] if args.concurrency else (n if args.rate is None else None)
+    for flag, value in (("-c", concurrency), ("-n", args.requests)):
+        if value is not None and value < n:
+            raise common.InputError(f"--fleet: {flag} {value} is fewer than the {n} replicas of {args.server} "
+                                    f"(at least one each: {flag} {n})")
+    payload = _fleet_payload(args, replicas)
+    opened = {}
+
+    def warm(replica_args):
+        opened[replica_args.server] = _Replica(replica_args, payload)
+        return opened[replica_args.server](replica_args)
+
+    interrupted = False
+    try:
+        outcomes = fleet.each(replicas, warm, args)
+        measured = [o for o in outcomes if o.ok]
+        loads = []
+        shares = {"concurrency": loadgen.spread(concurrency, len(measured)) if concurrency else None,
+                  "requests": loadgen.spread(args.requests, len(measured)) if args.requests else None}
+        for i, outcome in enumerate(measured):
+            load_args = argparse.Namespace(**vars(outcome.args))
+            load_args.concurrency = shares["concurrency"][i] if concurrency else None
+            load_args.requests = shares["requests"][i] if args.requests else None
+            load_args.rate = args.rate / len(measured) if args.rate is not None else None
+            loads.append(loadgen.LoadRun(outcome.value, payload, load_args))
+        if loads:
+            progress = _fleet_progress if sys.stderr.isatty() else None
+            try:
+                loadgen.run_together(loads, progress)
+            except KeyboardInterrupt:
+                interrupted = True
+            finally:
+                if progress:
+                    sys.stderr.write("\r\033[K")
+                    sys.stderr.flush()
+    finally:
+        for replica in opened.values():
+            replica.close()
+    reports = {o.address: None for o in outcomes}
+    for outcome, load in zip(measured, loads):
+        reports[outcome.address] = loadgen.report(load, interrupted)
+    total = loadgen.total_report(loads, [r for r in reports.values() if r], args.server, interrupted) \
+        if loads else None
+    document = bench_report.fleet_report(args, outcomes, reports, total, concurrency)
+    if args.format == "json":
+        common.dump_json(document)
+    else:
+        sys.stdout.write(bench_report.fleet_text(document))
+    sys.stdout.flush()
+    if pyplot is not None and total is not None:
+        bench_report.draw_histogram(pyplot, args.histogram, total, [v for load in loads for v in load.tally.latencies])
+    if interrupted:
+        raise KeyboardInterrupt
+    failing = [o for o in outcomes if not o.ok or reports[o.address]["errors"]]
+    if failing:
+        raise common.ServerError(_fleet_failure(outcomes, failing, loads, measured))
+
+
+def _fleet_failure(outcomes, failing, loads, measured):
+    """The exit-1 line: the replicas that failed their warmup or had errors, each with its first reason."""
+    loads_by_address = {o.address: load for o, load in zip(measured, loads)}
+    said = []
+    for o in failing[:5]:
+        if not o.ok:
+            said.append(f"{o.address} ({o.error})")
+        else:
+            said.append(f"{o.address} ({_failure([loads_by_address[o.address]], o.args)})")
+    more = f"; and {len(failing) - 5} more" if len(failing) > 5 else ""
+    return f"{len(failing)} of {len(outcomes)} replicas failed or had errors: {'; '.join(said)}{more}"
 
 
 def main(argv=None) -> int:

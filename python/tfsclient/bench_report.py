@@ -147,3 +147,82 @@ def draw_sweep(pyplot, path, rounds):
     figure.tight_layout()
     figure.savefig(path)
     pyplot.close(figure)
+
+
+def fleet_report(args, outcomes, reports, total, concurrency):
+    """--fleet as one JSON document: what was asked, each replica keyed by address (its report, or the error
+    that kept it from being measured), the total over those measured, and which replicas failed."""
+    replicas = {}
+    for o in outcomes:
+        r = reports[o.address]
+        replicas[o.address] = {"error": None, **r} if r is not None else {"server": o.address, "error": o.error}
+    return {
+        "target": args.server,
+        **{k: getattr(args, k) for k in ("model", "version", "version_label", "signature")},
+        "signature": args.signature or "serving_default",
+        "loop": "open" if args.rate is not None else "closed",
+        "concurrency": concurrency,
+        "rate": args.rate,
+        "requests": args.requests,
+        "duration": args.duration,
+        "warmup": args.warmup,
+        "replicas": replicas,
+        "total": total,
+        "failed": [o.address for o in outcomes if not o.ok],
+        "with_errors": [a for a, r in reports.items() if r is not None and r["errors"]],
+        "interrupted": bool(total and total["interrupted"]),
+    }
+
+
+FLEET_COLUMNS = (("load", 8), ("requests", 9), ("errors", 7), ("elapsed s", 9), ("ok req/s", 10),
+                 ("p50 ms", 9), ("p90 ms", 9), ("p99 ms", 9), ("max ms", 9))
+
+
+def fleet_text(d):
+    """--fleet as a table: one row per replica (its share of the load, counts, throughput, latency), a total
+    row over the replicas measured, the errors by replica and code, and a summary line."""
+    n = len(d["replicas"])
+    measured = [r for r in d["replicas"].values() if r["error"] is None]
+    if d["loop"] == "closed":
+        load = f"closed loop, concurrency {d['concurrency']} in total"
+    else:
+        load = f"open loop, {d['rate']:g} req/s in total scheduled"
+    amount = f"for {d['duration']:g} s" if d["duration"] is not None else f"{d['requests']} requests in total"
+    width = max(len("replica"), len("total"), *(len(a) for a in d["replicas"]))
+    lines = [
+        f"target       {_target({**d, 'server': d['target']})}: {n} replica{'s' if n != 1 else ''}",
+        f"load         {load}, {amount}, spread over {len(measured)} replica{'s' if len(measured) != 1 else ''}, "
+        f"after {d['warmup']} warmup requests each" + (" (interrupted)" if d["interrupted"] else ""),
+        f"{'replica':<{width}}  " + "  ".join(f"{name:>{w}}" for name, w in FLEET_COLUMNS),
+    ]
+    for address, r in d["replicas"].items():
+        if r["error"] is not None:
+            lines.append(f"{address:<{width}}  FAILED: {r['error']}")
+        else:
+            lines.append(f"{address:<{width}}  {_fleet_cells(r)}")
+    if d["total"] is not None:
+        lines.append(f"{'total':<{width}}  {_fleet_cells(d['total'])}")
+    if any(r.get("errors") for r in measured):
+        lines.append("errors by replica and code")
+        lines.extend(f"  {address}: {code} {count}" for address, r in d["replicas"].items()
+                     if r["error"] is None for code, count in r["errors"].items())
+    bad = d["failed"] + d["with_errors"]
+    if not bad:
+        summary = f"{n} replica{'s' if n != 1 else ''}, all measured without error"
+    else:
+        parts = [f"{n - len(bad)} without error"]
+        if d["with_errors"]:
+            parts.append(f"{len(d['with_errors'])} with errors ({', '.join(d['with_errors'])})")
+        if d["failed"]:
+            parts.append(f"{len(d['failed'])} failed ({', '.join(d['failed'])})")
+        summary = f"{n} replicas: " + ", ".join(parts)
+    lines.append(f"fleet {d['target']}: {summary}")
+    return "\n".join(lines) + "\n"
+
+
+def _fleet_cells(r):
+    latency = r["latency_ms"] or {}
+    load = f"c {r['concurrency']}" if r["loop"] == "closed" else f"{r['rate']:.4g}/s"
+    cells = [load, r["requests"], r["requests"] - r["ok"], f"{r['elapsed_s']:.3f}", f"{r['ok_rps']:.1f}",
+             *(_cell(latency.get(k), ".3f") for k in ("p50", "p90", "p99", "max"))]
+    return "  ".join(f"{cell:>{w}}" for cell, (_, w) in zip(cells, FLEET_COLUMNS))

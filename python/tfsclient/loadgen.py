@@ -116,7 +116,8 @@ class LoadRun:
         if again:
             self._send(time.perf_counter())
 
-    def run(self, progress):
+    def begin(self):
+        """Send the first requests (closed loop) or start the schedule (open loop); finished is set at the end."""
         self.start = time.perf_counter()
         if self.args.duration is not None:
             self.stop_at = self.start + self.args.duration
@@ -124,15 +125,10 @@ class LoadRun:
             self._closed_loop()
         else:
             threading.Thread(target=self._open_loop, daemon=True).start()
-        try:
-            while not self.finished.wait(0.25 if progress else 1.0):
-                if progress:
-                    progress(self)
-        except KeyboardInterrupt:
-            self.stop()
-            raise
-        if self.failure is not None:
-            raise self.failure
+
+    def run(self, progress):
+        self.begin()
+        _wait([self], lambda: progress(self) if progress else None, bool(progress))
 
     def _open_loop(self):
         try:
@@ -181,6 +177,35 @@ class LoadRun:
             future.cancel()
 
 
+def _wait(loads, progress, often):
+    """Wait until every load finished; Ctrl-C stops them all and raises KeyboardInterrupt; a bug of ours in
+    another thread is raised here."""
+    try:
+        for load in loads:
+            while not load.finished.wait(0.25 if often else 1.0):
+                progress()
+    except KeyboardInterrupt:
+        for load in loads:
+            load.stop()
+        raise
+    for load in loads:
+        if load.failure is not None:
+            raise load.failure
+
+
+def run_together(loads, progress=None):
+    """--fleet: start every load (one per replica, each on its own channel) at once and wait for all of them;
+    progress(loads) about four times a second if given. Ctrl-C stops them all (KeyboardInterrupt)."""
+    for load in loads:
+        load.begin()
+    _wait(loads, lambda: progress(loads) if progress else None, bool(progress))
+
+
+def spread(total, n):
+    """An integer total in n shares as even as can be, the larger ones first: spread(5, 3) == [2, 2, 1]."""
+    return [total // n + (1 if i < total % n else 0) for i in range(n)]
+
+
 def percentiles(latencies):
     """Nearest-rank percentiles in ms: every value is one that was measured."""
     if not latencies:
@@ -216,6 +241,38 @@ def report(load, interrupted=False):
         "latency_ms": {k: round(v, 4) for k, v in percentiles(tally.latencies).items()} if ok else None,
         "offered_rps": _offered(load),
         "schedule_lag_ms": round(1000.0 * load.schedule_lag, 4) if args.rate is not None else None,
+        "interrupted": interrupted,
+    }
+
+
+def total_report(loads, reports, target, interrupted=False):
+    """--fleet: the loads of every replica measured as one run, in the shape of report(): requests and errors
+    summed, throughput over the whole run (first start to last answer), percentiles of every ok latency."""
+    first = reports[0]
+    ok = sum(r["ok"] for r in reports)
+    requests = sum(r["requests"] for r in reports)
+    errors = collections.Counter()
+    for r in reports:
+        errors.update(r["errors"])
+    start = min(load.start for load in loads)
+    end = max((load.tally.last_completion or load.start for load in loads), default=start)
+    elapsed = max(end - start, 1e-9)
+    latencies = [v for load in loads for v in load.tally.latencies]
+    open_loop = first["loop"] == "open"
+    return {
+        **{k: first[k] for k in ("model", "version", "version_label", "signature", "loop", "duration", "warmup")},
+        "server": target,
+        "concurrency": None if open_loop else sum(r["concurrency"] for r in reports),
+        "rate": round(sum(r["rate"] for r in reports), 6) if open_loop else None,
+        "requests": requests,
+        "ok": ok,
+        "errors": dict(errors.most_common()),
+        "elapsed_s": round(elapsed, 6),
+        "throughput_rps": round(requests / elapsed, 3),
+        "ok_rps": round(ok / elapsed, 3),
+        "latency_ms": {k: round(v, 4) for k, v in percentiles(latencies).items()} if ok else None,
+        "offered_rps": round(sum(r["offered_rps"] or 0 for r in reports), 3) if open_loop else None,
+        "schedule_lag_ms": max(r["schedule_lag_ms"] for r in reports) if open_loop else None,
         "interrupted": interrupted,
     }
 
