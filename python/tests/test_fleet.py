@@ -8,6 +8,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import types
@@ -15,9 +17,9 @@ import types
 import pytest
 from certs import make_pki, ssl_config
 from fleet_support import fake_dns
-from script_helpers import run_script
+from script_helpers import PYTHON_DIR, run_script
 
-from testing.server import ServerProcess
+from testing.server import ServerProcess, client_connected, wait_until
 from tfsclient import fleet as fleetlib
 from tfsclient.errors import InputError, ServerError
 
@@ -274,3 +276,36 @@ def test_tls_replicas_are_checked_against_the_name_they_were_resolved_from(tls_f
                        server=f"127.0.0.1:{server.port}")  # an address: no name to check the certificate against
     assert by_ip.code == 1 and "its certificate is not for that name (give the name it has with --server-name)" \
         in by_ip.out, by_ip
+
+
+def test_a_resolver_that_does_not_answer_is_bounded_by_the_deadline(fleet):
+    env = {**fake_dns({"slow.test": ["127.0.0.1"]}), "TFS_TEST_FAKE_DNS_DELAY": "60"}
+    started = time.monotonic()
+    result = run_script("grpcModelStatus.py", "--fleet", "-t", "1", server="slow.test:8500", env=env)
+    assert time.monotonic() - started < 1 + 5
+    assert (result.code, result.out) == (1, ""), result
+    assert result.err == ("grpcModelStatus.py: error: resolving slow.test:8500 took longer than 1s (raise it with "
+                          "--timeout, or list the addresses)\n")
+
+
+def test_ctrl_c_while_a_replica_hangs_exits_130_at_once(fleet):
+    os.kill(fleet.one.process.pid, signal.SIGSTOP)
+    try:
+        process = subprocess.Popen([sys.executable, "grpcModelStatus.py", "-m", "Toy", "--fleet", "-s",
+                                    fleet.target("full", "one")], cwd=PYTHON_DIR, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        wait_until(lambda: client_connected(fleet.one.port), what="the script to connect to the stopped replica")
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+    finally:
+        os.kill(fleet.one.process.pid, signal.SIGCONT)
+    assert (process.returncode, out, err) == (130, "", "")
+
+
+def test_a_full_disk_on_stdout_is_one_line(fleet):
+    with open("/dev/full", "w") as full:
+        completed = subprocess.run([sys.executable, "grpcModelStatus.py", "-m", "Toy", "--fleet", "-s",
+                                    fleet.target("full", "health")], cwd=PYTHON_DIR, stdout=full,
+                                   stderr=subprocess.PIPE, text=True, timeout=60)
+    assert completed.returncode == 1
+    assert completed.stderr == "grpcModelStatus.py: error: cannot write the output: No space left on device\n"

@@ -246,8 +246,34 @@ class View:
 def run(args, view, target=None):
     """Resolve, ask every replica, print the report: what a script's action returns for --fleet."""
     target = target or args.server
-    outcomes = each(resolve(target), view.call, args)
+    outcomes = each(resolve_within(target, args), view.call, args)
     return report(args, outcomes, view, target)
+
+
+def resolve_within(target, args, getaddrinfo=None):
+    """resolve(target) within what is left of -t: the system resolver has no deadline of its own (its retries
+    can take tens of seconds), so it runs in a daemon thread that is left behind at the deadline."""
+    import time
+
+    deadline = getattr(args, "deadline", None)
+    resolver = getaddrinfo or socket.getaddrinfo  # looked up now: a test's fake resolver replaces it at start-up
+    result = {}
+
+    def work():
+        try:
+            result["replicas"] = resolve(target, resolver)
+        except BaseException as e:  # handed to the caller's thread
+            result["error"] = e
+
+    thread = threading.Thread(target=work, daemon=True, name="fleet resolve")
+    thread.start()
+    thread.join(None if deadline is None else max(deadline - time.monotonic(), 0))
+    if thread.is_alive():
+        raise ServerError(f"resolving {one_line(target, 100)} took longer than {args.timeout:g}s (raise it with "
+                          "--timeout, or list the addresses)")
+    if "error" in result:
+        raise result["error"]
+    return result["replicas"]
 
 
 def compare(outcomes, view):

@@ -2,13 +2,15 @@
 
 A script started with this folder on PYTHONPATH imports this module at start-up (Python's site hook), and
 socket.getaddrinfo answers the names listed as a headless Service's DNS would: every address, in a shuffled
-order. $TFS_TEST_FAKE_DNS is `name=ip,ip;name=ip`; a name listed with no address fails as unknown.
+order. $TFS_TEST_FAKE_DNS is `name=ip,ip;name=ip`; a name listed with no address fails as unknown;
+$TFS_TEST_FAKE_DNS_DELAY (seconds) makes every answer that slow, as a resolver that does not answer.
 Every other name goes to the real resolver.
 """
 
 import os
 import random
 import socket
+import time
 
 _real_getaddrinfo = socket.getaddrinfo
 _TABLE = {}
@@ -21,6 +23,7 @@ def _fake_getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
     name = host.decode() if isinstance(host, bytes) else host
     if name is None or name.lower() not in _TABLE:
         return _real_getaddrinfo(host, port, family, type, proto, flags)
+    time.sleep(float(os.environ.get("TFS_TEST_FAKE_DNS_DELAY", "0")))
     ips = _TABLE[name.lower()]
     if not ips:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
