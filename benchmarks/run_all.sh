@@ -11,8 +11,9 @@ py=.venv/bin/python
 "$py" benchmarks/bench_flavours.py
 "$py" benchmarks/bench_rest.py
 "$py" benchmarks/bench_memory.py
+"$py" benchmarks/bench_fleet.py
 {
     echo "# Benchmarks, $(date -u +%Y-%m-%d), $(nproc) CPUs, $(uname -m)"
-    for table in cli codec loadgen server flavours rest memory; do echo; cat "benchmarks/results/$table.md"; done
+    for table in cli codec loadgen server flavours rest memory fleet; do echo; cat "benchmarks/results/$table.md"; done
 } > benchmarks/results/all.md
 echo "== written benchmarks/results/all.md"
