@@ -95,7 +95,7 @@ def fleet_logs(args, tolerance):
     """Each replica's PredictionLog; with --log-file, those that answered appended in the replicas' order
     (before the report, so that a log that cannot be written is the error)."""
     view = LogView(tolerance)
-    outcomes = fleet.each(fleet.resolve(args.server), view.call, args)
+    outcomes = fleet.each(fleet.resolve_within(args.server, args), view.call, args)
     answered = [o.value.message for o in outcomes if o.ok]
     if args.log_file and answered:
         append(args.log_file, answered)
