@@ -264,7 +264,7 @@ def _fleet_progress(loads):
 def bench_fleet(args):
     """--fleet: each replica warmed up and loaded on its own channel, at the same time; one report."""
     pyplot = _pyplot("--histogram", args.histogram) if args.histogram else None
-    replicas = fleet.resolve(args.server)
+    replicas = fleet.resolve_within(args.server, args)  # -t bounds the system resolver too
     n = len(replicas)
     concurrency = args.concurrency[0] if args.concurrency else (n if args.rate is None else None)
     for flag, value in (("-c", concurrency), ("-n", args.requests)):

@@ -159,3 +159,12 @@ def test_flags_that_make_no_sense_over_a_fleet_are_usage_errors(fleet, args, mes
     result = run_script(SCRIPT, "--fleet", "-m", "Toy", *args, server=target)
     assert (result.code, result.out) == (2, "")
     assert result.err == f"grpcBench.py: error: {message.format(target=target)}\n"
+
+
+def test_the_histogram_draws_every_replica_s_latencies(fleet, tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "fleet.png"
+    result = run_script(SCRIPT, "--fleet", "-m", "Toy", "-v", "1", "-n", "6", "--warmup", "0", "--histogram",
+                        str(path), server=fleet.target("full", "one"))
+    assert (result.code, result.err) == (0, ""), result
+    assert path.read_bytes().startswith(b"\x89PNG")
