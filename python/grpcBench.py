@@ -20,7 +20,8 @@ throughput counts from the first start to the last answer); -d D runs every repl
 --warmup N is sent to each replica, all at once: a replica that fails it is reported as failed and not
 loaded, and the others share the whole load. The request is built and serialized once (its signature
 checked against the first replica that answers). Exit 1 names the replicas that failed or had errors.
-A sweep (-c 1,2,4), --plot and --metrics are one server's: not with --fleet (exit 2).
+A sweep (-c 1,2,4), --plot and --metrics are one server's: not with --fleet (exit 2); --histogram draws
+every replica's latencies together.
 """
 
 if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up exits 130 quietly
