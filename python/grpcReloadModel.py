@@ -169,8 +169,8 @@ def reload(args):
     if args.versions and args.latest is not None:
         raise common.InputError("--versions and --latest are exclusive")
     if args.rollback and not args.fleet:
-        raise common.InputError("--rollback goes with --fleet (on one server, a reload that fails leaves its "
-                                "config as it was: reload the old config with -c)")
+        raise common.InputError("--rollback goes with --fleet (it puts back the replicas that took a config "
+                                "others did not); on one server, reload the old config with -c")
     if args.fleet:
         return reload_fleet(args)
     config = parse_config_file(args.config) if args.config else None
