@@ -10,14 +10,10 @@ import json
 import re
 
 import pytest
+from fleet_support import fake_dns
 from script_helpers import run_script
 
 from testing.server import ServerProcess
-
-try:
-    from fleet_support import fake_dns
-except ImportError:  # before the fleet test support moved out of conftest
-    from conftest import fake_dns
 
 SCRIPT = "grpcBench.py"
 LATENCY_KEYS = ["min", "p50", "p90", "p99", "p99.9", "max"]
