@@ -98,13 +98,19 @@ def bench(target, fleet, args):
 
 
 def bench_rows(addresses, args):
-    single, spread = [], []
-    for _ in range(args.rounds):  # alternated, so a noisy moment hits both
+    """One replica, --fleet over 3, and --fleet over 3 addresses of that one server (127.0.0.1-3 at its port:
+    the client's own cost of spreading, with the server side unchanged)."""
+    port = addresses[0].rsplit(":", 1)[1]
+    one_server = ",".join(f"127.0.0.{i}:{port}" for i in (1, 2, 3))
+    single, spread, same = [], [], []
+    for _ in range(args.rounds):  # alternated, so a noisy moment hits all
         single.append(bench(addresses[0], False, args))
         spread.append(bench(",".join(addresses[:3]), True, args))
+        same.append(bench(one_server, True, args))
     median = lambda runs, i: statistics.median(r[i] for r in runs)  # noqa: E731
     per_replica = [statistics.median(r[2][k] for r in spread) for k in range(3)]
-    return (median(single, 0), median(single, 1)), (median(spread, 0), median(spread, 1)), per_replica
+    return ((median(single, 0), median(single, 1)), (median(spread, 0), median(spread, 1)), per_replica,
+            (median(same, 0), median(same, 1)))
 
 
 def main():
@@ -120,7 +126,7 @@ def main():
     try:
         addresses = [f"127.0.0.1:{server.port}" for server in servers]
         one, status = status_rows(addresses, args.repeat)
-        single, spread, per_replica = bench_rows(addresses, args)
+        single, spread, per_replica, same = bench_rows(addresses, args)
     finally:
         stop_servers(servers)
     fleet12 = next(seconds for name, n, seconds in status if n == 12 and "--fleet" in name)
@@ -139,10 +145,13 @@ def main():
               f"| one replica | {single[0]:.0f} | {single[1]:.3f} | 1.00x |",
               f"| --fleet over 3 replicas (total) | {spread[0]:.0f} | {spread[1]:.3f} | {spread[0] / single[0]:.2f}x |",
               f"| ... each replica | {' / '.join(f'{r:.0f}' for r in per_replica)} | | |",
+              f"| --fleet over 3 addresses of the one replica | {same[0]:.0f} | {same[1]:.3f} | "
+              f"{same[0] / single[0]:.2f}x |",
               "",
               f"With {os.cpu_count()} CPUs for the client and all servers, three replicas cannot give three times "
               "one: the ratio shows what --fleet costs or gains on one machine (more server processes to share "
-              "the CPUs, one channel each), not what three pods on their own machines would serve."]
+              "the CPUs, one channel each), not what three pods on their own machines would serve. The last row "
+              "sends to one server through three addresses: what spreading costs the client itself."]
     publish("fleet", lines)
 
 
