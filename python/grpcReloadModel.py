@@ -276,7 +276,7 @@ def fleet_config(args):
 
 def reload_fleet(args):
     config, old = fleet_config(args)
-    replicas = fleet.resolve(args.server)
+    replicas = fleet.resolve_within(args.server, args)  # within -t, as fleet.run does
     if args.model:
         print(f"{PROGRAM}: warning: TF Serving will serve only model {args.model} now on every replica; every "
               "other model is unloaded (use -c FILE to keep several)", file=sys.stderr)
