@@ -22,8 +22,7 @@ import sys
 import time
 
 import common
-from tfsclient import fleet, transport
-from tfsclient import files
+from tfsclient import files, fleet, transport
 from tfsclient.text import one_line
 
 PROGRAM = "grpcReloadModel.py"
