@@ -18,5 +18,8 @@ Importing the package imports nothing else: each script pays only for the module
     loadgen         grpcBench's engine: a run of requests in flight, its tally and percentiles
     prometheus      grpcBench --metrics: the server's Prometheus page, read and compared
     bench_report    grpcBench's reports: text, JSON, sweep table, plots
+    fleet           --fleet: a target resolved to every replica, the operation on each, one report
     compare         --fleet --atol: output arrays compared between replicas, the difference in a few lines
+    model_config    grpcReloadModel's configs: a config file read and checked, -m's one-model config
+    reloading       a config sent: checked served after; to a fleet, each outcome, the rollback, the report
 """

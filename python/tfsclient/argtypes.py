@@ -141,6 +141,19 @@ def positive(what):
     return parse
 
 
+def tolerance(what):
+    """A finite number >= 0 (--atol)."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise _refuse(text, "not a number", True) from None
+        if not (value >= 0 and math.isfinite(value)):
+            raise _refuse(text, f"{what} must be a finite number >= 0")
+        return value
+    return parse
+
+
 def version(text):
     """A model version: an int64 >= 0, as ModelSpec holds it."""
     try:

@@ -4,29 +4,16 @@ A difference is said from the replica's side: "no output 'x'" (the reference has
 "output 'x' too", "float64, not float32", "shape (3, 1), not (2, 1)", or the largest |difference| and where.
 """
 
-import argparse
-import math
-
 import numpy as np
 
-from . import codec, fleet
+from . import argtypes, codec, fleet
 from .errors import InputError, ServerError
 
 DEFAULT_ATOL = 1e-5
 
 
-def _tolerance(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text}")
-    return value
-
-
 def add_arguments(parser):
-    parser.add_argument("--atol", type=_tolerance, metavar="X",
+    parser.add_argument("--atol", type=argtypes.tolerance("the tolerance"), metavar="X",
                         help=f"with --fleet: numbers agree when |a - b| <= X (default: {DEFAULT_ATOL:g}, since "
                              "replicas on other CPUs (AVX2, AVX-512) or a GPU sum float32 in another order and "
                              "differ in the last digits (about 1e-7 of the value), while another model or version "
