@@ -309,3 +309,17 @@ def test_a_full_disk_on_stdout_is_one_line(fleet):
                                    stderr=subprocess.PIPE, text=True, timeout=60)
     assert completed.returncode == 1
     assert completed.stderr == "grpcModelStatus.py: error: cannot write the output: No space left on device\n"
+
+
+def test_fleet_min_fails_before_asking_when_replicas_are_missing(fleet):
+    port = fleet.full.port
+    env = fake_dns({"tfs-headless.test": ["127.0.0.1", "127.0.0.2"]})  # the third pod is not ready
+    short = run_script("grpcModelStatus.py", "-m", "Toy", "--fleet", "--fleet-min", "3",
+                       server=f"dns:///tfs-headless.test:{port}", env=env)
+    assert (short.code, short.out) == (1, ""), short
+    assert short.err == (f"grpcModelStatus.py: error: dns:///tfs-headless.test:{port} resolves to 2 replicas "
+                         f"(127.0.0.1:{port}, 127.0.0.2:{port}), fewer than --fleet-min 3 (a headless Service "
+                         "lists only the pods that are ready)\n")
+    enough = run_script("grpcModelStatus.py", "-m", "Toy", "--fleet", server=f"dns:///tfs-headless.test:{port}",
+                        env={**env, "TFS_FLEET_MIN": "2"})
+    assert enough.code == 0, enough

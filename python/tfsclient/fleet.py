@@ -36,6 +36,9 @@ def add_arguments(p):
     g.add_argument("--fleet-parallel", type=argtypes.count(1), default=argtypes.env("TFS_FLEET_PARALLEL",
                                                                                    str(DEFAULT_PARALLEL)),
                    metavar="N", help="ask at most N replicas at once (default: %(default)s) [$TFS_FLEET_PARALLEL]")
+    g.add_argument("--fleet-min", type=argtypes.count(1), default=argtypes.env("TFS_FLEET_MIN"), metavar="N",
+                   help="exit 1 before asking any replica if -s resolves to fewer than N (a headless Service "
+                        "lists only the pods that are ready) [$TFS_FLEET_MIN]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,7 +276,13 @@ def resolve_within(target, args, getaddrinfo=None):
                           "--timeout, or list the addresses)")
     if "error" in result:
         raise result["error"]
-    return result["replicas"]
+    replicas, wanted = result["replicas"], getattr(args, "fleet_min", None)
+    if wanted is not None and len(replicas) < wanted:
+        found = ", ".join(r.address for r in replicas[:5]) + (" ..." if len(replicas) > 5 else "")
+        raise ServerError(f"{one_line(target, 100)} resolves to {len(replicas)} replica"
+                          f"{'s' if len(replicas) != 1 else ''} ({found}), fewer than --fleet-min {wanted} "
+                          "(a headless Service lists only the pods that are ready)")
+    return replicas
 
 
 def compare(outcomes, view):
