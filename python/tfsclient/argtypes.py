@@ -130,26 +130,22 @@ def seconds(what="the timeout", minimum=0.0, allow_minimum=False, infinite=False
 
 def positive(what):
     """A finite number > 0 (a rate, a duration)."""
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise _refuse(text, "not a number", True) from None
-        if not (value > 0 and math.isfinite(value)):
-            raise _refuse(text, f"{what} must be > 0")
-        return value
-    return parse
+    return _finite(f"{what} must be > 0", zero=False)
 
 
 def tolerance(what):
     """A finite number >= 0 (--atol)."""
+    return _finite(f"{what} must be a finite number >= 0", zero=True)
+
+
+def _finite(problem, zero):
     def parse(text):
         try:
             value = float(text)
         except ValueError:
             raise _refuse(text, "not a number", True) from None
-        if not (value >= 0 and math.isfinite(value)):
-            raise _refuse(text, f"{what} must be a finite number >= 0")
+        if not (math.isfinite(value) and (value > 0 or (zero and value == 0))):
+            raise _refuse(text, problem)
         return value
     return parse
 
