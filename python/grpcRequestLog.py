@@ -9,6 +9,7 @@ if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up ex
     import startup
     startup.quiet_interrupts()
 
+import errno
 import sys
 
 import common
@@ -71,9 +72,13 @@ def predict_log(args):
 
 
 def append(path, logs):
+    """The logs appended to path as whole records: a path that cannot be opened is bad input (exit 2); a write
+    that fails (a full disk) leaves the file as it was (exit 1)."""
     try:
         tfrecord.append(path, [log.SerializeToString() for log in logs])
     except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO):
+            raise common.OutputError(f"cannot append to {path}: {e.strerror} (the file is unchanged)") from None
         raise common.InputError(f"cannot append to {path}: {e.strerror}") from None
 
 

@@ -308,6 +308,19 @@ def test_warmup_writes_all_or_nothing(tmp_path):
     assert _count(out) == 6
 
 
+def test_request_log_gains_only_whole_records(toy_server, tmp_path):
+    log = tmp_path / "requests.log"
+    assert run_script("grpcRequestLog.py", "--log-file", str(log), server=toy_server.target).code == 0
+    before = log.read_bytes()
+    failed = subprocess.run([sys.executable, "grpcRequestLog.py", "-s", toy_server.target, "--log-file", str(log)],
+                            cwd=PYTHON_DIR, capture_output=True, text=True, preexec_fn=_limited(len(before) + 100))
+    assert (failed.returncode, failed.stdout) == (1, ""), failed
+    assert failed.stderr == f"grpcRequestLog.py: error: cannot append to {log}: File too large (the file is unchanged)\n"
+    assert log.read_bytes() == before  # it kept 100 bytes of a partial record
+    again = run_script("grpcRequestLog.py", "--log-file", str(log), server=toy_server.target)
+    assert again.code == 0 and _count(log) == 2, again
+
+
 def test_bench_counts_answers_it_cannot_decode_as_errors():
     with fake_server("garbage") as (target, _):
         result = run_script("grpcBench.py", "-n", "5", "--warmup", "0", "--format", "json", server=target)

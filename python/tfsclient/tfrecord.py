@@ -46,14 +46,30 @@ def frame(data: bytes) -> bytes:
 
 
 def append(path, records):
-    """Append whole records to `path` in one write, flushed to disk."""
+    """Append whole records to `path`, flushed to disk; the file only ever gains whole records.
+
+    The file is locked (flock) while it grows, so two writers cannot interleave; a write that fails part
+    way (a full disk, a file size limit, Ctrl-C) is cut back to the size the file had, under the lock.
+    OSError if the append failed; the file is then as it was.
+    """
+    import fcntl
     import os
 
     payload = b"".join(frame(r) for r in records)
-    with open(path, "ab") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except BaseException:
+            os.ftruncate(fd, size)
+            raise
+    finally:
+        os.close(fd)  # and the lock with it
 
 
 def replace(path, payload):
