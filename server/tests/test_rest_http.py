@@ -6,6 +6,7 @@ import contextlib
 import gzip
 import http.client
 import json
+import os
 import signal
 import socket
 import statistics
@@ -73,6 +74,15 @@ def raw(port, data, timeout=10.0):
 def http_request(method="POST", path=PREDICT, body=BODY, version="HTTP/1.1", extra=""):
     return (f"{method} {path} {version}\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n{extra}\r\n").encode() + body
+
+
+def open_sockets(pid):
+    """How many sockets process pid holds (Linux /proc): one more once it accepted a connection."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+    return count
 
 
 def read_answer(reader, head=False):
@@ -335,10 +345,14 @@ def test_sigterm_lets_rest_requests_in_flight_finish_before_the_models_unload(sl
     running = threading.Thread(target=send, args=("running", 1_500_000))
     running.start()
     wait_until((tmp_path / "running").exists, what="the first run to start")
+    accepted = open_sockets(server.process.pid)
     with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as waiting:
         body = slow_body(0, tmp_path / "waiting")
         waiting.sendall(f"POST /v1/models/Slow:predict HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
                         .encode() + body)  # whole in the server's socket buffer: in flight
+        # Accepted by the server (a connection still in the listen backlog at SIGTERM is closed unanswered,
+        # as when the loop is slow to accept on a busy machine): the server holds one more socket.
+        wait_until(lambda: open_sockets(server.process.pid) > accepted, what="the server to accept the connection")
         server.process.send_signal(signal.SIGTERM)
         status, _, text = read_answer(waiting.makefile("rb"))
     running.join()
