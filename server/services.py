@@ -1,5 +1,6 @@
 """The gRPC services, on the servicers generated in tensorflow-serving-api."""
 
+import contextlib
 import functools
 import logging
 import time
@@ -9,6 +10,7 @@ from tensorflow_serving.apis import (get_model_status_pb2, inference_pb2, model_
                                      model_service_pb2_grpc, prediction_service_pb2_grpc)
 
 from . import inference, status, wire
+from . import servable as servable_module
 from .metrics import METRICS
 
 log = logging.getLogger("tensorflow_serving.model_servers")
@@ -142,13 +144,34 @@ def _require_model_spec(request):
         raise status.invalid_argument("Missing ModelSpec")
 
 
+# A call's remaining time, rounded up to one of these steps (ms: 10 a decade, from 10 ms to 53 min): each step is one
+# compiled callable per signature (RunOptions are fixed in a callable), so the steps bound how many a model
+# keeps; a run may outlive its deadline by up to 26% (TF Serving: by nothing). Beyond the last: no bound.
+_TIMEOUT_STEPS_MS = sorted({round(10 * 10 ** (i / 10)) for i in range(0, 56)})
+
+
+def run_timeout_for(context):
+    """The session-run bound of a gRPC call (its deadline, rounded up to a step); none for REST or no deadline."""
+    remaining = getattr(context, "time_remaining", None)
+    seconds = remaining() if callable(remaining) else None
+    if seconds is None or seconds * 1000 > _TIMEOUT_STEPS_MS[-1]:
+        return contextlib.nullcontext()
+    milliseconds = max(seconds * 1000, 1)
+    return servable_module.run_timeout(next(step for step in _TIMEOUT_STEPS_MS if step >= milliseconds))
+
+
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, core):
         self.core = core
 
-    def _infer(self, api, request, spec, run):
-        """Run `run(servable, request)` on the servable `spec` asks for, then log it (if configured)."""
-        with self.core.handle(spec) as servable:
+    def _infer(self, api, request, spec, run, context):
+        """Run `run(servable, request)` on the servable `spec` asks for, then log it (if configured).
+
+        Over gRPC, the call's deadline bounds its session runs, as TF Serving puts it in their RunOptions
+        (model_servers/prediction_service_impl.cc, enforce_session_run_timeout: on unless on a TPU): TensorFlow
+        cancels a run that outlives its client, and the thread is free again. REST calls bring their own
+        bound (--rest_api_timeout_in_ms)."""
+        with self.core.handle(spec) as servable, run_timeout_for(context):
             response = run(servable, request)
         logged_spec = response.results[0].model_spec if api == "MultiInference" else response.model_spec
         self.core.request_logger.log(api, spec.name, request, response, logged_spec)
@@ -160,7 +183,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         if isinstance(request, wire.PredictRequestView):
             request.keep = self.core.request_logger.logs(request.model_spec.name)
         return self._infer("Predict", request, request.model_spec,
-                           lambda servable, r: servable.predict(r, r.model_spec.name))
+                           lambda servable, r: servable.predict(r, r.model_spec.name), context)
 
     @rpc
     def GetModelMetadata(self, request, context):
@@ -176,18 +199,18 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     @rpc
     def Classify(self, request, context):
         _require_model_spec(request)
-        return self._infer("Classify", request, request.model_spec, inference.classify)
+        return self._infer("Classify", request, request.model_spec, inference.classify, context)
 
     @rpc
     def Regress(self, request, context):
         _require_model_spec(request)
-        return self._infer("Regress", request, request.model_spec, inference.regress)
+        return self._infer("Regress", request, request.model_spec, inference.regress, context)
 
     @rpc
     def MultiInference(self, request, context):
         # The servable is the first task's; no task at all reads as an empty ModelSpec (as TF Serving).
         spec = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
-        return self._infer("MultiInference", request, spec, inference.multi_inference)
+        return self._infer("MultiInference", request, spec, inference.multi_inference, context)
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):

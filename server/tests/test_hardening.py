@@ -428,6 +428,26 @@ def test_a_signal_lets_the_request_in_flight_finish_refuses_new_ones_and_exits_0
     assert not os.path.exists(tmp_path / "late")  # the refused request never ran
 
 
+def test_a_grpc_deadline_frees_the_thread_of_a_run_that_outlives_it(slow_model, tmp_path):
+    """Two gRPC threads; six 10 s runs whose clients wait 1 s, then three tiny ones that wait 8 s. The call's
+    deadline bounds its session run (TF Serving's RunOptions timeout), so TensorFlow cancels each slow run
+    soon after its client gave up and the tiny ones are served; before, each slow run held its thread for
+    10 s after its client had gone, and the tiny ones timed out behind them."""
+    server = ServerProcess("--model_name=Slow", f"--model_base_path={slow_model}", "--grpc_max_threads=2")
+    with server:
+        client = Client(server.target)
+        slow = [client.predictions.Predict.future(slow_request(5_000_000, tmp_path / f"slow{i}"), timeout=1)
+                for i in range(6)]
+        wait_until((tmp_path / "slow0").exists, what="the first slow run to start")
+        tiny = [client.predictions.Predict.future(slow_request(0, tmp_path / f"tiny{i}"), timeout=8)
+                for i in range(3)]
+        for future in slow:
+            assert future.exception(timeout=30).code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        for future in tiny:
+            assert list(future.result(timeout=30).outputs["y"].float_val) == [2.0, 4.0]
+        client.close()
+
+
 # -- soak and reloads under load -------------------------------------------------------------------
 
 
