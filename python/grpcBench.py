@@ -25,7 +25,7 @@ every replica's latencies together.
 """
 
 if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up exits 130 quietly
-    import startup
+    from tfsclient import startup
     startup.quiet_interrupts()
 
 import argparse
@@ -35,8 +35,7 @@ import time
 
 import grpc
 
-import common
-from tfsclient import argtypes, bench_report, fleet, loadgen, predict_inputs
+from tfsclient import argtypes, bench_report, common, fleet, loadgen, predict_inputs
 from tfsclient.prometheus import ServerView
 
 PROGRAM = "grpcBench.py"

@@ -2,14 +2,13 @@
 """GetModelMetadata: a model's signatures, readable by default, as the guide prints with --raw."""
 
 if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up exits 130 quietly
-    import startup
+    from tfsclient import startup
     startup.quiet_interrupts()
 
 import json
 import sys
 
-import common
-from tfsclient import fleet
+from tfsclient import common, fleet
 
 PROGRAM = "grpcMetadata.py"
 

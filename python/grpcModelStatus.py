@@ -2,15 +2,14 @@
 """GetModelStatus: the state of a model's versions; --wait polls until they are AVAILABLE."""
 
 if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up exits 130 quietly
-    import startup
+    from tfsclient import startup
     startup.quiet_interrupts()
 
 import json
 import sys
 import time
 
-import common
-from tfsclient import argtypes, fleet
+from tfsclient import argtypes, common, fleet
 
 import grpc
 

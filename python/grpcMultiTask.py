@@ -6,7 +6,7 @@ version, over the same examples).
 """
 
 if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up exits 130 quietly
-    import startup
+    from tfsclient import startup
     startup.quiet_interrupts()
 
 import json
@@ -14,8 +14,7 @@ import sys
 
 import numpy as np
 
-import common
-from tfsclient import compare, fleet, tf_examples
+from tfsclient import common, compare, fleet, tf_examples
 from tfsclient import tasks as task_specs
 
 PROGRAM = "grpcMultiTask.py"

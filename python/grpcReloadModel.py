@@ -12,14 +12,13 @@ sends OLD to the replicas that took the new one or may have.
 """
 
 if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up exits 130 quietly
-    import startup
+    from tfsclient import startup
     startup.quiet_interrupts()
 
 import os
 import sys
 
-import common
-from tfsclient import model_config, reloading
+from tfsclient import common, model_config, reloading
 
 PROGRAM = "grpcReloadModel.py"
 MODELS_DIR = os.environ.get("TFS_MODELS_DIR") or os.path.join(

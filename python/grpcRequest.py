@@ -2,14 +2,13 @@
 """Predict: send inputs to a model served by TF Serving and print the response."""
 
 if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up exits 130 quietly
-    import startup
+    from tfsclient import startup
     startup.quiet_interrupts()
 
 import json
 import sys
 
-import common
-from tfsclient import codec, compare, fleet, predict_inputs
+from tfsclient import codec, common, compare, fleet, predict_inputs
 
 PROGRAM = "grpcRequest.py"
 

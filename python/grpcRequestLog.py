@@ -6,14 +6,13 @@ assets.extra/tf_serving_warmup_requests. --read prints the records of such a fil
 """
 
 if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up exits 130 quietly
-    import startup
+    from tfsclient import startup
     startup.quiet_interrupts()
 
 import errno
 import sys
 
-import common
-from tfsclient import compare, fleet, predict_inputs, tfrecord
+from tfsclient import common, compare, fleet, predict_inputs, tfrecord
 
 PROGRAM = "grpcRequestLog.py"
 WIDTH = 100

@@ -8,7 +8,7 @@ it was. TF Serving reads at most 1000. No server is needed.
 """
 
 if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up exits 130 quietly
-    import startup
+    from tfsclient import startup
     startup.quiet_interrupts()
 
 import io
@@ -16,8 +16,7 @@ import os
 import random
 import sys
 
-import common
-from tfsclient import codec, files, predict_inputs, tasks, tf_examples, tfrecord
+from tfsclient import codec, common, files, predict_inputs, tasks, tf_examples, tfrecord
 
 PROGRAM = "grpcWarmup.py"
 MAX_RECORDS = 1000  # TF Serving refuses to load a version whose warmup file holds more

@@ -1,5 +1,5 @@
 """Fixtures for the script tests. python/ is on sys.path through the root pyproject.toml's pytest settings,
-as for the scripts, so tests import `tfsclient` and `common`."""
+as for the scripts, so tests import `tfsclient` and the scripts."""
 
 import socket
 

@@ -6,6 +6,7 @@ disk (TF Serving takes it and then serves no Toy). Each test starts with every s
 
 import json
 import os
+import re
 import signal
 import socket
 
@@ -193,8 +194,10 @@ def test_a_config_that_is_not_served_after_the_reload(servers, configs):
     result = reload("--fleet", "-s", target, "-c", configs.missing)
     assert result.code == 1, result
     first = lines(result)[0]  # (version 2 shows END too after an earlier test loaded it)
-    assert first.startswith(f"{servers.address(servers.a)}  NOT SERVED: model Toy is not served after the reload: "
-                            "version 7 is not on disk; the status shows versions 1 END"), result
+    # version 1 is END, or still UNLOADING on a busy machine: TF Serving answers the reload before unloads end
+    assert re.match(re.escape(f"{servers.address(servers.a)}  NOT SERVED: model Toy is not served after the reload: "
+                              "version 7 is not on disk; the status shows versions 1 ") + "(END|UNLOADING)",
+                    first), result
     assert first.endswith(" (it took the config)")
     assert lines(result)[-1] == (f"fleet {target}: 2 replicas: 0 reloaded, 2 not served ({servers.address(servers.a)}, "
                                  f"{servers.address(servers.b)})")

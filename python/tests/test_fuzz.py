@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from script_helpers import run_script
 
-import common
+from tfsclient import common
 from tfsclient import codec, dtypes, tfrecord
 from tfsclient import predict_inputs as inputs
 from tfsclient import protos as tfs_protos

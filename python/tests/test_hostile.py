@@ -336,14 +336,14 @@ def test_bench_counts_answers_it_cannot_decode_as_errors():
 # -- the shared code itself ------------------------------------------------------------------------
 
 def test_importing_the_scripts_leaves_ctrl_c_alone():
-    code = ("import signal, common, grpcRequest, grpcBench, grpcWarmup; "
+    code = ("import signal, grpcRequest, grpcBench, grpcWarmup; from tfsclient import common; "
             "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
     result = run_script("-c", code)
     assert (result.out, result.err) == ("True\n", ""), result
 
 
 def test_run_puts_back_what_it_changes():
-    code = ("import signal, sys, common, grpcRequest\n"
+    code = ("import signal, sys, grpcRequest\nfrom tfsclient import common\n"
             "mine = lambda signum, frame: None\n"
             "signal.signal(signal.SIGINT, mine)\n"
             "stdout = sys.stdout\n"
@@ -359,13 +359,13 @@ def test_run_puts_back_what_it_changes():
 def test_ctrl_c_while_starting_is_quiet():
     process = subprocess.Popen([sys.executable, "-X", "importtime", "grpcRequest.py", "-s", "localhost:1"],
                                cwd=PYTHON_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # -X importtime writes a line per import on stderr, once it is done: the first import after `startup`
+    # -X importtime writes a line per import on stderr, once it is done: the first import after `tfsclient.startup`
     # comes after its handler is set, and before the slow imports (grpc, the protos) are over
     seen = False
     for line in process.stderr:
         if seen:
             break
-        seen = bool(re.search(r"\|\s+startup$", line))
+        seen = bool(re.search(r"\|\s+tfsclient\.startup$", line))
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 130 and out == "", (process.returncode, out, err)

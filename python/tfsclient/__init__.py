@@ -2,6 +2,8 @@
 
 Importing the package imports nothing else: each script pays only for the modules it uses.
 
+    common          what every script imports: the parser, the run funnel, the channel, the output, the errors
+    startup         what a script does first when started as a command: Ctrl-C while starting exits 130
     text            one helper for user text in a one-line message
     errors          InputError, ServerError, OutputError and ExitStatus (no third-party imports)
     argtypes        every flag's value type (and the TFS_* variables that give defaults)

@@ -1,4 +1,4 @@
-"""What can go wrong, as the scripts' exit statuses say it; no third-party imports (startup.py uses it).
+"""What can go wrong, as the scripts' exit statuses say it; no third-party imports (tfsclient/startup.py uses it).
 
 cli.run turns each of these into one line on stderr and its exit status.
 """

@@ -6,7 +6,7 @@ Nothing here runs on import: a test or a program that imports a script keeps its
 import os
 import signal
 
-from tfsclient.errors import ExitStatus
+from .errors import ExitStatus
 
 
 def quiet_interrupts():

@@ -1,0 +1,15 @@
+"""What every script imports (`from tfsclient import common`): the parts of the package each one uses, in one place.
+
+What each part does lives in its module (cli.py, output.py, transport.py, errors.py, protos.py);
+a script that needs more (Predict inputs, tf.Examples, TFRecords) imports that module from tfsclient itself.
+"""
+
+from . import protos
+from .cli import parser, per_call, run, set_model_spec, time_left
+from .errors import ExitStatus, InputError, OutputError, ServerError
+from .output import dump_json, json_values, show, to_json, to_text
+from .transport import channel, rpc_error_message
+
+__all__ = ["protos", "parser", "per_call", "run", "set_model_spec", "time_left", "ExitStatus", "InputError",
+           "OutputError", "ServerError", "dump_json", "json_values", "show", "to_json", "to_text", "channel",
+           "rpc_error_message"]
