@@ -5,7 +5,6 @@ if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up ex
     from tfsclient import startup
     startup.quiet_interrupts()
 
-import json
 import sys
 
 from tfsclient import common, fleet
@@ -75,7 +74,7 @@ class MetadataView(fleet.View):
         return f"version {response.model_spec.version.value}: " + (", ".join(names) or "no signatures")
 
     def data(self, answer):
-        return json.loads(common.to_json(answer[0]))
+        return common.to_data(answer[0])
 
     def differences(self, reference, answer):
         return "\n".join(differences(reference, answer)) or None

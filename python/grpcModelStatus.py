@@ -5,7 +5,6 @@ if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up ex
     from tfsclient import startup
     startup.quiet_interrupts()
 
-import json
 import sys
 import time
 
@@ -88,7 +87,7 @@ class StatusView(fleet.View):
         return versions_text(response.model_version_status) or "no version"
 
     def data(self, response):
-        return json.loads(common.to_json(response))
+        return common.to_data(response)
 
     def differences(self, reference, response):
         states = common.protos.get_model_status_pb2.ModelVersionStatus.State

@@ -9,7 +9,6 @@ if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up ex
     from tfsclient import startup
     startup.quiet_interrupts()
 
-import json
 import sys
 
 import numpy as np
@@ -94,7 +93,7 @@ class TaskView(fleet.View):
         return table(answer.results) or "no results"
 
     def data(self, answer):
-        return json.loads(common.to_json(answer.message))
+        return common.to_data(answer.message)
 
     def differences(self, reference, answer):
         return "\n".join(compare.arrays(reference.outputs, answer.outputs, self.tolerance, what="")) or None

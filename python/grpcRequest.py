@@ -5,7 +5,6 @@ if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up ex
     from tfsclient import startup
     startup.quiet_interrupts()
 
-import json
 import sys
 
 from tfsclient import codec, common, compare, fleet, predict_inputs
@@ -46,7 +45,7 @@ class PredictView(compare.OutputsView):
     def data(self, answer):
         if self.values:
             return {alias: common.json_values(array) for alias, array in sorted(answer.outputs.items())}
-        return json.loads(common.to_json(answer.message))
+        return common.to_data(answer.message)
 
 
 def predict(args):

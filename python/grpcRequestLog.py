@@ -50,7 +50,7 @@ def request_log(args):
         append(args.log_file, [log])
     response = log.predict_log.response
     if args.format == "json":
-        common.dump_json({"request": _json(log.predict_log.request), "response": _json(response)})
+        common.dump_json({"request": common.to_data(log.predict_log.request), "response": common.to_data(response)})
         return
     request_only = common.protos.prediction_log_pb2.PredictionLog()
     request_only.predict_log.request.CopyFrom(log.predict_log.request)
@@ -91,8 +91,8 @@ class LogView(compare.OutputsView):
         return compare.Answer(log, compare.tensors(response.outputs), response.model_spec.version.value)
 
     def data(self, answer):
-        return {"request": _json(answer.message.predict_log.request),
-                "response": _json(answer.message.predict_log.response)}
+        return {"request": common.to_data(answer.message.predict_log.request),
+                "response": common.to_data(answer.message.predict_log.response)}
 
 
 def fleet_logs(args, tolerance):
@@ -106,11 +106,6 @@ def fleet_logs(args, tolerance):
     return fleet.report(args, outcomes, view, args.server)
 
 
-def _json(message):
-    import json
-    return json.loads(common.to_json(message))
-
-
 def read_log(args):
     log = common.protos.prediction_log_pb2.PredictionLog()
     for offset, data in tfrecord.read_file(args.read, None, args.max_file_size):
@@ -119,7 +114,7 @@ def read_log(args):
         except Exception:
             raise common.InputError(f"{args.read}: the record at offset {offset} is not a PredictionLog") from None
         if args.format == "json":
-            common.dump_json(_json(log))
+            common.dump_json(common.to_data(log))
         else:
             sys.stdout.write(banner(f"record at offset {offset}") + common.to_text(log))
 

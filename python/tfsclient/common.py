@@ -7,9 +7,9 @@ a script that needs more (Predict inputs, tf.Examples, TFRecords) imports that m
 from . import protos
 from .cli import parser, per_call, run, set_model_spec, time_left
 from .errors import ExitStatus, InputError, OutputError, ServerError
-from .output import dump_json, json_values, show, to_json, to_text
+from .output import dump_json, json_values, show, to_data, to_json, to_text
 from .transport import channel, rpc_error_message
 
 __all__ = ["protos", "parser", "per_call", "run", "set_model_spec", "time_left", "ExitStatus", "InputError",
-           "OutputError", "ServerError", "dump_json", "json_values", "show", "to_json", "to_text", "channel",
+           "OutputError", "ServerError", "dump_json", "json_values", "show", "to_data", "to_json", "to_text", "channel",
            "rpc_error_message"]

@@ -43,6 +43,13 @@ def to_json(message):
     return json_format.MessageToJson(message, preserving_proto_field_name=True, indent=2)
 
 
+def to_data(message):
+    """The message as to_json writes it, as Python values: for a JSON document that holds several messages."""
+    from google.protobuf import json_format
+
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
 def show(message, args, expand_any=True):
     """The message on stdout in the chosen format (--format)."""
     sys.stdout.write(to_text(message, expand_any) if args.format == "text" else to_json(message) + "\n")
