@@ -1,5 +1,6 @@
 """grpcBench's reports: one run or a sweep of concurrencies, as text or one JSON document, and their plots."""
 
+from . import fleet
 from .loadgen import PERCENTILES
 
 
@@ -206,16 +207,9 @@ def fleet_text(d):
         lines.append("errors by replica and code")
         lines.extend(f"  {address}: {code} {count}" for address, r in d["replicas"].items()
                      if r["error"] is None for code, count in r["errors"].items())
-    bad = d["failed"] + d["with_errors"]
-    if not bad:
-        summary = f"{n} replica{'s' if n != 1 else ''}, all measured without error"
-    else:
-        parts = [f"{n - len(bad)} without error"]
-        if d["with_errors"]:
-            parts.append(f"{len(d['with_errors'])} with errors ({', '.join(d['with_errors'])})")
-        if d["failed"]:
-            parts.append(f"{len(d['failed'])} failed ({', '.join(d['failed'])})")
-        summary = f"{n} replicas: " + ", ".join(parts)
+    bad = len(d["failed"]) + len(d["with_errors"])
+    summary = fleet.summary(n, "all measured without error", f"{n - bad} without error",
+                            [("with errors", d["with_errors"]), ("failed", d["failed"])])
     lines.append(f"fleet {d['target']}: {summary}")
     return "\n".join(lines) + "\n"
 

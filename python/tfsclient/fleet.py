@@ -15,6 +15,7 @@ import queue
 import socket
 import sys
 import threading
+import time
 
 import grpc
 
@@ -256,8 +257,6 @@ def run(args, view, target=None):
 def resolve_within(target, args, getaddrinfo=None):
     """resolve(target) within what is left of -t: the system resolver has no deadline of its own (its retries
     can take tens of seconds), so it runs in a daemon thread that is left behind at the deadline."""
-    import time
-
     deadline = getattr(args, "deadline", None)
     resolver = getaddrinfo or socket.getaddrinfo  # looked up now: a test's fake resolver replaces it at start-up
     result = {}
@@ -351,26 +350,33 @@ def _text(outcomes, view, reference):
 
 def _summary(outcomes, failed, differ):
     n = len(outcomes)
-    replicas = f"{n} replica{'s' if n != 1 else ''}"
-    if not failed and not differ:
-        return f"{replicas}, all answered" + (" and agree" if n > 1 else "")
-    parts = [f"{n - len(failed) - len(differ)} agree"]
-    if differ:
-        parts.append(f"{len(differ)} differ ({', '.join(o.address for o in differ)})")
-    if failed:
-        parts.append(f"{len(failed)} failed ({', '.join(o.address for o in failed)})")
-    return f"{replicas}: " + ", ".join(parts)
+    return summary(n, "all answered" + (" and agree" if n > 1 else ""), f"{n - len(failed) - len(differ)} agree",
+                   [("differ", [o.address for o in differ]), ("failed", [o.address for o in failed])])
+
+
+def summary(count, everyone, good, groups):
+    """A report's summary: "N replicas, <everyone>" when every group is empty, else "N replicas: <good>,
+    K <label> (addresses), ..." for each (label, addresses) group that has some."""
+    replicas = f"{count} replica{'s' if count != 1 else ''}"
+    groups = [(label, members) for label, members in groups if members]
+    if not groups:
+        return f"{replicas}, {everyone}"
+    return f"{replicas}: " + ", ".join([good] + [f"{len(m)} {label} ({', '.join(m)})" for label, m in groups])
+
+
+def addresses(outcomes, limit=5):
+    """The outcomes' addresses for a one-line message: the first `limit`, then how many more."""
+    shown = ", ".join(o.address for o in outcomes[:limit])
+    return shown + (f" and {len(outcomes) - limit} more" if len(outcomes) > limit else "")
 
 
 def _failure(outcomes, failed, differ, reference):
     """The exit-1 line: which replicas failed (the first one's reason) and which differ."""
     parts = []
     if failed:
-        names = ", ".join(o.address for o in failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
-        parts.append(f"{len(failed)} of {len(outcomes)} replicas failed ({names}), the first with: "
+        parts.append(f"{len(failed)} of {len(outcomes)} replicas failed ({addresses(failed)}), the first with: "
                      f"{one_line(failed[0].error, 200)}")
     if differ:
-        names = ", ".join(o.address for o in differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")
         verb = "differs" if len(differ) == 1 else "differ"
-        parts.append(f"{len(differ)} of {len(outcomes)} {verb} from {reference.address} ({names})")
+        parts.append(f"{len(differ)} of {len(outcomes)} {verb} from {reference.address} ({addresses(differ)})")
     return "; ".join(parts)

@@ -153,16 +153,9 @@ def fleet_text(args, config, outcomes, states, rollbacks):
 
 
 def summary(outcomes, states, done="reloaded"):
-    n = len(outcomes)
-    replicas = f"{n} replica{'s' if n != 1 else ''}"
-    if all(state == RELOADED for state in states):
-        return f"{replicas}, all {done} and serving"
-    parts = [f"{states.count(RELOADED)} {done}"]
-    for state in (NOT_SERVED, FAILED, UNKNOWN):
-        named = [o.address for o, s in zip(outcomes, states) if s == state]
-        if named:
-            parts.append(f"{len(named)} {state.replace('_', ' ')} ({', '.join(named)})")
-    return f"{replicas}: " + ", ".join(parts)
+    return fleet.summary(len(outcomes), f"all {done} and serving", f"{states.count(RELOADED)} {done}",
+                         [(state.replace("_", " "), [o.address for o, s in zip(outcomes, states) if s == state])
+                          for state in (NOT_SERVED, FAILED, UNKNOWN)])
 
 
 def fleet_document(args, config, outcomes, states, rollbacks):
@@ -191,11 +184,6 @@ def fleet_document(args, config, outcomes, states, rollbacks):
     return result
 
 
-def names(outcomes, limit=5):
-    shown = ", ".join(o.address for o in outcomes[:limit])
-    return shown + (f" and {len(outcomes) - limit} more" if len(outcomes) > limit else "")
-
-
 def put_back(args, outcomes, config, program):
     """The command that sends `config` to these replicas (the TLS flags of this command still to add)."""
     command = f"python3 {program} --fleet -s {','.join(o.address for o in outcomes)} -c {shlex.quote(config)}"
@@ -216,24 +204,24 @@ def fleet_failure(args, outcomes, states, rollbacks, program):
                         (UNKNOWN, "gave no answer in time (so may have taken it)")):
         if by[state]:
             first = by[state][0]
-            others = f"{names(by[state])}; " if len(by[state]) > 1 else ""
+            others = f"{fleet.addresses(by[state])}; " if len(by[state]) > 1 else ""
             parts.append(f"{len(by[state])} of {n} {what} ({others}{first.address}: {one_line(first.error, 200)})")
     message = "the new config did not land on every replica: " + "; ".join(parts)
     took = [o for o, s in zip(outcomes, states) if s in TOOK]
     maybe = by[UNKNOWN]
     if not took and not maybe:
         return message + "; no replica took it, so the fleet is as it was"
-    message += f"; it landed on {names(took) if took else 'no replica for sure'}"
+    message += f"; it landed on {fleet.addresses(took) if took else 'no replica for sure'}"
     if maybe:
-        message += f" (and maybe on {names(maybe)})"
+        message += f" (and maybe on {fleet.addresses(maybe)})"
     if rollbacks is None:
         return (message + f"; to put them back, run: {put_back(args, took + maybe, 'OLD_CONFIG', program)} "
                           "(or give --rollback OLD_CONFIG with the reload)")
     done = [o for o in rollbacks if o.ok]
     left = [o for o in rollbacks if not o.ok]
     if done:
-        message += f"; {'all ' if not left else ''}rolled back to {args.rollback}: {names(done)}"
+        message += f"; {'all ' if not left else ''}rolled back to {args.rollback}: {fleet.addresses(done)}"
     if left:
-        message += (f"; the rollback did not land on {names(left)} ({left[0].address}: {one_line(left[0].error, 200)}): "
+        message += (f"; the rollback did not land on {fleet.addresses(left)} ({left[0].address}: {one_line(left[0].error, 200)}): "
                     f"run {put_back(args, left, args.rollback, program)}")
     return message
