@@ -76,12 +76,11 @@ def ask(args):
     return response, results
 
 
-class TaskView(fleet.View):
+class TaskView(compare.OutputsView):
     """--fleet: the tasks on each replica (one line per example, as --values prints); the classes must be the
     same and the scores and regression values agree within --atol."""
 
-    def __init__(self, tolerance):
-        self.tolerance = tolerance
+    what = ""  # the arrays' names say what they are ("classify:classify scores")
 
     def call(self, args):
         response, results = ask(args)
@@ -94,9 +93,6 @@ class TaskView(fleet.View):
 
     def data(self, answer):
         return common.to_data(answer.message)
-
-    def differences(self, reference, answer):
-        return "\n".join(compare.arrays(reference.outputs, answer.outputs, self.tolerance, what="")) or None
 
 
 def result_arrays(results):

@@ -140,6 +140,8 @@ class OutputsView(fleet.View):
     """--fleet for a call whose answer is named output arrays: one line of values per replica, the outputs
     compared within the tolerance (the versions are shown, not compared: a canary may run another version)."""
 
+    what = "output"  # how a difference names the arrays ("output 'y'"); "" names them bare
+
     def __init__(self, tolerance):
         self.tolerance = tolerance
 
@@ -148,4 +150,4 @@ class OutputsView(fleet.View):
         return version + summary(answer.outputs)
 
     def differences(self, reference, answer):
-        return "\n".join(arrays(reference.outputs, answer.outputs, self.tolerance)) or None
+        return "\n".join(arrays(reference.outputs, answer.outputs, self.tolerance, self.what)) or None
