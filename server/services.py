@@ -1,5 +1,6 @@
 """The gRPC services, on the servicers generated in tensorflow-serving-api."""
 
+import bisect
 import contextlib
 import functools
 import logging
@@ -156,8 +157,8 @@ def run_timeout_for(context):
     seconds = remaining() if callable(remaining) else None
     if seconds is None or seconds * 1000 > _TIMEOUT_STEPS_MS[-1]:
         return contextlib.nullcontext()
-    milliseconds = max(seconds * 1000, 1)
-    return servable_module.run_timeout(next(step for step in _TIMEOUT_STEPS_MS if step >= milliseconds))
+    step = _TIMEOUT_STEPS_MS[bisect.bisect_left(_TIMEOUT_STEPS_MS, max(seconds * 1000, 1))]
+    return servable_module.run_timeout(step)
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
