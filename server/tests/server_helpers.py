@@ -20,6 +20,12 @@ class Client:
     def close(self):
         self.channel.close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     def predict(self, model="Toy", version=None, label=None, signature="serving_default", inputs=None,
                 output_filter=(), timeout=30):
         request = predict_pb2.PredictRequest()

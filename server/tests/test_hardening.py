@@ -68,9 +68,8 @@ def bad_server(toy_models, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(bad_server):
-    c = Client(bad_server.target)
-    yield c
-    c.close()
+    with Client(bad_server.target) as c:
+        yield c
 
 
 GARBAGE = b"this is not a protobuf"  # 't' is field 14 with wire type 4 (end group): no message parses it

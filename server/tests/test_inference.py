@@ -25,9 +25,8 @@ def config_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     with ServerProcess(f"--model_config_file={config_file(tmp_path_factory)}") as server:
-        c = Client(server.target)
-        yield c
-        c.close()
+        with Client(server.target) as c:
+            yield c
 
 
 def add_examples(input_proto, *xs, context=None, feature="x"):

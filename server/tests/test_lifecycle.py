@@ -36,9 +36,8 @@ def server(models_dir):
 
 @pytest.fixture
 def client(server, models_dir):
-    c = Client(server.target)
-    yield c
-    c.close()
+    with Client(server.target) as c:
+        yield c
 
 
 def test_single_model_flags_serve_the_latest_version(client, server):

@@ -19,9 +19,8 @@ GUIDE_SIGNATURE_DEF_MAP = (
 
 @pytest.fixture(scope="module")
 def client(toy_server):
-    c = Client(toy_server.target)
-    yield c
-    c.close()
+    with Client(toy_server.target) as c:
+        yield c
 
 
 @pytest.mark.parametrize("kwargs, version, expected", [

@@ -29,9 +29,8 @@ def client(tmp_path_factory):
                       for name, folder in MODELS.items())
     config.write_text(f"model_config_list {{\n{entries}}}\n")
     with ServerProcess(f"--model_config_file={config}") as server:
-        c = Client(server.target)
-        yield c
-        c.close()
+        with Client(server.target) as c:
+            yield c
 
 
 @pytest.mark.parametrize("model", ["half_plus_two", "half_plus_two_tf2", "two_versions"])

@@ -57,9 +57,8 @@ def server(root):
 
 @pytest.fixture(scope="module")
 def client(server):
-    c = Client(server.target)
-    yield c
-    c.close()
+    with Client(server.target) as c:
+        yield c
 
 
 def counter(client, version):

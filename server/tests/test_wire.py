@@ -173,9 +173,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(server):
-    c = Client(server.target)
-    yield c
-    c.close()
+    with Client(server.target) as c:
+        yield c
 
 
 @pytest.mark.parametrize("content", [True, False])
