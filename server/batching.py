@@ -12,7 +12,11 @@ tensorflow/core/kernels/batching_util/shared_batch_scheduler.h):
   thread. With `enable_large_batch_splitting`, a task larger than the open batch's room is split
   to fill it, the rest in batches of `max_execution_batch_size`;
 - a batch's inputs are concatenated along the 0th dimension, padded to the next of
-  `allowed_batch_sizes` by repeating the first row, run once, and each task gets its rows back.
+  `allowed_batch_sizes` by repeating the first row, run once, and each task gets its rows back;
+- a task brings its request's run timeout (the gRPC deadline, or --rest_api_timeout_in_ms). A batch
+  whose tasks all outlived theirs in the queue is not run: each gets RESOURCE_EXHAUSTED "Run() timeout
+  exceeded while waiting in batching queue". Else the run is bounded by the latest task deadline, and
+  by none if a task has no timeout (batching_session.cc, ProcessBatch).
 """
 
 import collections
@@ -22,7 +26,7 @@ import time
 import grpc
 import numpy as np
 
-from . import local_protos, status
+from . import deadlines, local_protos, status
 from .metrics import METRICS
 
 BatchingParameters = local_protos.BatchingParameters
@@ -81,10 +85,12 @@ class Options:
 class _Task:
     """One request's run: its feeds, and its outputs once every piece of it has run."""
 
-    __slots__ = ("feeds", "size", "done", "result", "error", "_parts", "_waiting")
+    __slots__ = ("feeds", "size", "deadline", "done", "result", "error", "_parts", "_waiting")
 
-    def __init__(self, feeds, size):
+    def __init__(self, feeds, size, timeout_ms=0):
         self.feeds, self.size = feeds, size
+        # when its run timeout ends, on time.monotonic()'s clock, counted from its enqueueing; None: no timeout
+        self.deadline = time.monotonic() + timeout_ms / 1000 if timeout_ms > 0 else None
         self.done = threading.Event()
         self.result = self.error = None
         self._parts, self._waiting = None, 0
@@ -212,6 +218,10 @@ class _Queue:
         self._processing += 1
         return self._batches.popleft()
 
+    def num_enqueued_tasks(self):
+        """Pieces waiting to run (BatchScheduler::NumEnqueuedTasks)."""
+        return sum(len(batch.pieces) for batch in self._batches)
+
     def empty(self):
         return self._processing == 0 and len(self._batches) == 1 and not self._batches[0].pieces
 
@@ -222,7 +232,7 @@ class _Queue:
         for piece in batch.pieces:
             METRICS.batch_queued(self._options.thread_pool_name, (dequeued - piece.enqueued) * 1e6)
         try:
-            outputs = self._run_batch(batch)
+            outputs = self._run_batch(batch, self._timeout_ms(batch, dequeued))
         except Exception as e:  # a batch thread must not die; each task gets the error
             error = e if isinstance(e, status.ServingError) else status.unknown(str(e))
             for piece in batch.pieces:
@@ -235,7 +245,20 @@ class _Queue:
         finally:
             self._scheduler.processed(self)
 
-    def _run_batch(self, batch):
+    @staticmethod
+    def _timeout_ms(batch, now):
+        """The batch's run timeout: the latest of its tasks' deadlines, stepped (0: no bound); raises
+        RESOURCE_EXHAUSTED when every task's deadline passed in the queue (batching_session.cc)."""
+        left = [piece.task.deadline for piece in batch.pieces
+                if piece.task.deadline is None or piece.task.deadline > now]
+        if not left:
+            raise status.ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                      "Run() timeout exceeded while waiting in batching queue")
+        if None in left:
+            return 0
+        return deadlines.step_ms((max(left) - now) * 1000) or 0
+
+    def _run_batch(self, batch, timeout_ms):
         rows = batch.size
         padded = self._options.padded_size(rows)
         names = [name for name, _ in batch.pieces[0].feeds]
@@ -251,7 +274,7 @@ class _Queue:
                     "Batching session Run() input tensors must have equal dimensions other than the 0th "
                     "(set pad_variable_length_inputs to pad them)") from None
         METRICS.batch_run(padded, padded - rows)
-        outputs = [np.asarray(o) for o in self._run(merged, self._fetch_names)]
+        outputs = [np.asarray(o) for o in self._run(merged, self._fetch_names, timeout_ms)]
         for output in outputs:
             if output.ndim == 0 or output.shape[0] != padded:
                 raise status.invalid_argument(
@@ -294,6 +317,10 @@ class Scheduler:
             now = queue.due(time.monotonic())
             if now == 0.0 or was is None:
                 self._cond.notify()
+
+    def num_enqueued_tasks(self, queue):
+        with self._cond:
+            return queue.num_enqueued_tasks()
 
     def close_queue(self, queue):
         """Refuse new tasks, run what is queued, then drop the queue (QueueHandle's destructor)."""
@@ -353,7 +380,8 @@ class Batcher:
         self._queues = {}
         self._lock = threading.Lock()
 
-    def run(self, feeds, fetch_names):
+    def run(self, feeds, fetch_names, timeout_ms=0):
+        """The fetched arrays for these feeds, run in a batch; `timeout_ms` is the request's run timeout (0: none)."""
         sizes = {np.shape(value)[0] if np.ndim(value) else None for _, value in feeds}
         if not feeds or None in sizes:  # nothing batchable (no inputs, or scalars): run as it is
             return self._run(feeds, fetch_names)
@@ -365,13 +393,19 @@ class Batcher:
             queue = self._queues.get(key)
             if queue is None:
                 queue = self._queues[key] = self._scheduler.add_queue(self._run, list(fetch_names), self._options)
-        task = _Task(feeds, sizes.pop())
+        task = _Task(feeds, sizes.pop(), timeout_ms)
         METRICS.batch_input(task.size)
         self._scheduler.submit(queue, task)
         task.done.wait()
         if task.error is not None:
             raise task.error
         return task.result
+
+    def num_enqueued_tasks(self):
+        """Tasks (pieces of them, when split) waiting for a batch thread, over this version's queues."""
+        with self._lock:
+            queues = list(self._queues.values())
+        return sum(self._scheduler.num_enqueued_tasks(queue) for queue in queues)
 
     def close(self):
         with self._lock:

@@ -29,7 +29,7 @@ _RUN_TIMEOUT_MS = contextvars.ContextVar("run_timeout_ms", default=0)
 @contextlib.contextmanager
 def run_timeout(milliseconds):
     """Session runs made by this thread inside the block are cancelled by TensorFlow after `milliseconds`
-    (DEADLINE_EXCEEDED). Batched runs are shared by many requests and keep no per-request timeout."""
+    (DEADLINE_EXCEEDED). A batched request takes its timeout to the batch (see batching.py)."""
     token = _RUN_TIMEOUT_MS.set(max(int(milliseconds), 0))
     try:
         yield
@@ -162,12 +162,15 @@ class SavedModelServable:
     def run(self, feeds, fetch_names):
         """Run the session, batched with other requests when --enable_batching; returns the fetched arrays."""
         if self._batcher is not None:
-            return self._batcher.run(feeds, fetch_names)
+            return self._batcher.run(feeds, fetch_names, _RUN_TIMEOUT_MS.get())
         return self._run_unbatched(feeds, fetch_names)
 
-    def _run_unbatched(self, feeds, fetch_names):
-        """One session run: feeds is [(tensor name, array)]; returns the fetched arrays in order."""
-        run = self._callable(tuple(name for name, _ in feeds), tuple(fetch_names), _RUN_TIMEOUT_MS.get())
+    def _run_unbatched(self, feeds, fetch_names, timeout_ms=None):
+        """One session run: feeds is [(tensor name, array)]; returns the fetched arrays in order. It is
+        cancelled after timeout_ms (0: never; None: this thread's request's run timeout)."""
+        if timeout_ms is None:
+            timeout_ms = _RUN_TIMEOUT_MS.get()
+        run = self._callable(tuple(name for name, _ in feeds), tuple(fetch_names), timeout_ms)
         try:
             return run(*(value for _, value in feeds))
         except tf.errors.OpError as e:

@@ -1,6 +1,5 @@
 """The gRPC services, on the servicers generated in tensorflow-serving-api."""
 
-import bisect
 import contextlib
 import functools
 import logging
@@ -10,7 +9,7 @@ import grpc
 from tensorflow_serving.apis import (get_model_status_pb2, inference_pb2, model_management_pb2, model_pb2,
                                      model_service_pb2_grpc, prediction_service_pb2_grpc)
 
-from . import inference, status, wire
+from . import deadlines, inference, status, wire
 from . import servable as servable_module
 from .metrics import METRICS
 
@@ -145,20 +144,12 @@ def _require_model_spec(request):
         raise status.invalid_argument("Missing ModelSpec")
 
 
-# A call's remaining time, rounded up to one of these steps (ms: 10 a decade, from 10 ms to 53 min): each step is one
-# compiled callable per signature (RunOptions are fixed in a callable), so the steps bound how many a model
-# keeps; a run may outlive its deadline by up to 26% (TF Serving: by nothing). Beyond the last: no bound.
-_TIMEOUT_STEPS_MS = sorted({round(10 * 10 ** (i / 10)) for i in range(0, 56)})
-
-
 def run_timeout_for(context):
     """The session-run bound of a gRPC call (its deadline, rounded up to a step); none for REST or no deadline."""
     remaining = getattr(context, "time_remaining", None)
     seconds = remaining() if callable(remaining) else None
-    if seconds is None or seconds * 1000 > _TIMEOUT_STEPS_MS[-1]:
-        return contextlib.nullcontext()
-    step = _TIMEOUT_STEPS_MS[bisect.bisect_left(_TIMEOUT_STEPS_MS, max(seconds * 1000, 1))]
-    return servable_module.run_timeout(step)
+    step = None if seconds is None else deadlines.step_ms(seconds * 1000)
+    return contextlib.nullcontext() if step is None else servable_module.run_timeout(step)
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from server import batching, local_protos, status
+from testing.server import wait_until
 
 
 def options(**fields):
@@ -24,18 +25,19 @@ class FakeRun:
     """A session run: y = 2x, recording each batch's row count; `gate` holds runs until set."""
 
     def __init__(self, seconds=0.0):
-        self.sizes, self.seconds = [], seconds
+        self.sizes, self.seconds, self.timeouts = [], seconds, []
         self.gate = threading.Event()
         self.gate.set()
         self.entered = threading.Event()  # a run has started (and may be waiting at the gate)
         self.lock = threading.Lock()
 
-    def __call__(self, feeds, fetch_names):
+    def __call__(self, feeds, fetch_names, timeout_ms=0):
         self.entered.set()
         self.gate.wait(30)
         (_, x), = feeds
         with self.lock:
             self.sizes.append(len(x))
+            self.timeouts.append(timeout_ms)
         time.sleep(self.seconds)
         return [x * 2]
 
@@ -47,13 +49,13 @@ def scheduler():
     s.close()
 
 
-def run_all(batcher, inputs):
-    """Run each input on its own thread; the results in order."""
+def run_all(batcher, inputs, timeouts_ms=None):
+    """Run each input on its own thread (with its run timeout, if given); the results in order."""
     results, threads = [None] * len(inputs), []
     for i, x in enumerate(inputs):
         def call(i=i, x=x):
             try:
-                results[i] = batcher.run([("x:0", x)], ["y:0"])[0]
+                results[i] = batcher.run([("x:0", x)], ["y:0"], timeouts_ms[i] if timeouts_ms else 0)[0]
             except status.ServingError as e:
                 results[i] = e
         threads.append(threading.Thread(target=call))
@@ -119,9 +121,9 @@ def test_splitting_fills_the_open_batch_first(scheduler):
     results = []
     first = threading.Thread(target=lambda: results.append(run_all(batcher, [np.ones((1, 1), np.float32)])))
     first.start()
-    time.sleep(0.2)  # noqa: the 1-row task is queued before the 6-row one (ordering, not timing, is tested)
+    wait_until(lambda: batcher.num_enqueued_tasks() == 1, what="the 1-row task to queue first")
     second = run_all_async(batcher, np.arange(6, dtype=np.float32).reshape(6, 1))
-    time.sleep(0.2)  # noqa: as above
+    wait_until(lambda: batcher.num_enqueued_tasks() == 3, what="the 6-row task to queue as two pieces")
     run.gate.set()
     blocker.join()
     first.join()
@@ -151,7 +153,7 @@ def test_a_full_splitting_queue_is_unavailable_with_tfs_message(scheduler):
     pending = [run_all_async(batcher, np.ones((4, 1), np.float32))]
     assert run.entered.wait(30)
     pending.append(run_all_async(batcher, np.ones((3, 1), np.float32)))  # queued: 3 of 4 in the open batch
-    time.sleep(0.2)  # noqa: let it queue (the error below depends only on what is queued)
+    wait_until(lambda: batcher.num_enqueued_tasks() == 1, what="the 3-row task to queue")
     error, = run_all(batcher, [np.ones((6, 1), np.float32)])
     assert error.code.name == "UNAVAILABLE"
     assert error.message == (
@@ -190,7 +192,7 @@ def test_closing_a_queue_runs_what_is_queued(scheduler):
                                                        max_enqueued_batches=10))
     pending = [run_all_async(batcher, np.full((1, 1), i, np.float32)) for i in range(5)]
     assert run.entered.wait(30)  # the first full batch runs; the others are queued behind it
-    time.sleep(0.2)  # noqa: let the other tasks queue (if one is late, it is refused, and the test fails)
+    wait_until(lambda: batcher.num_enqueued_tasks() == 3, what="the other three tasks to queue")
     closer = threading.Thread(target=batcher.close)
     closer.start()
     run.gate.set()
@@ -220,3 +222,65 @@ def test_bad_parameters_get_tf_servings_messages(fields, message):
 def test_max_execution_batch_size_counts_only_with_splitting():
     assert options(max_batch_size=8, max_execution_batch_size=2).max_execution_batch_size == 8
     assert options(max_batch_size=8, enable_large_batch_splitting=True).max_execution_batch_size == 8
+
+
+# -- run timeouts (batching_session.cc, ProcessBatch) ----------------------------------------------
+
+
+def queued_behind_a_held_run(run, batcher, inputs, timeouts_ms):
+    """Hold the only batch thread in a run, then queue `inputs` with their run timeouts behind it."""
+    run.gate.clear()
+    run.entered.clear()
+    first = run_all_async(batcher, np.zeros((1, 1), np.float32))
+    assert run.entered.wait(10)
+    results = []
+    thread = threading.Thread(target=lambda: results.extend(run_all(batcher, inputs, timeouts_ms)))
+    thread.start()
+    wait_until(lambda: batcher.num_enqueued_tasks() == len(inputs), timeout=10, what="the tasks to queue")
+    return first, thread, results
+
+
+def test_tasks_whose_deadlines_passed_in_the_queue_are_not_run(scheduler):
+    run = FakeRun()
+    batcher = batching.Batcher(scheduler, run, options(max_batch_size=8, batch_timeout_micros=0))
+    first, thread, results = queued_behind_a_held_run(
+        run, batcher, [np.ones((1, 1), np.float32), np.ones((2, 1), np.float32)], [50, 80])
+    time.sleep(0.3)  # both deadlines pass while the batch thread is held (what is tested, not a wait for readiness)
+    run.gate.set()
+    thread.join(30)
+    assert first().tolist() == [[0.0]]
+    for error in results:
+        assert isinstance(error, status.ServingError)
+        assert (error.code.name, error.message) == (
+            "RESOURCE_EXHAUSTED", "Run() timeout exceeded while waiting in batching queue")
+    assert run.sizes == [1]  # only the first batch ran
+
+
+def test_a_batch_runs_with_its_latest_deadline_and_without_one_if_a_task_has_none(scheduler):
+    run = FakeRun()
+    batcher = batching.Batcher(scheduler, run, options(max_batch_size=8, batch_timeout_micros=0))
+    for timeouts, bound in (([2_000, 20_000], (10_000, 26_000)), ([2_000, 0], (0, 0))):
+        first, thread, results = queued_behind_a_held_run(
+            run, batcher, [np.ones((1, 1), np.float32), np.full((2, 1), 3, np.float32)], timeouts)
+        run.gate.set()
+        thread.join(30)
+        first()
+        assert [r.tolist() for r in results] == [[[2.0]], [[6.0], [6.0]]]  # the two ran as one batch of 3
+        assert run.sizes[-1] == 3
+        low, high = bound
+        assert low <= run.timeouts[-1] <= high, run.timeouts  # the later deadline, less its time queued
+    assert run.timeouts[-1] == 0
+
+
+def test_one_live_task_runs_the_batch_for_all(scheduler):
+    """TF Serving runs a batch if any of its tasks is still in time; the late ones get their rows too."""
+    run = FakeRun()
+    batcher = batching.Batcher(scheduler, run, options(max_batch_size=8, batch_timeout_micros=0))
+    first, thread, results = queued_behind_a_held_run(
+        run, batcher, [np.ones((1, 1), np.float32), np.ones((1, 1), np.float32)], [50, 30_000])
+    time.sleep(0.3)
+    run.gate.set()
+    thread.join(30)
+    first()
+    assert [r.tolist() for r in results] == [[[2.0]], [[2.0]]]
+    assert run.sizes[-1] == 2

@@ -15,7 +15,7 @@ from google.protobuf import text_format
 from tensorflow_serving.apis import predict_pb2
 
 from testing.paths import TESTDATA
-from testing.server import EXECUTABLE, ServerProcess, free_port
+from testing.server import EXECUTABLE, ServerProcess, free_port, wait_until
 
 KERNEL = np.array([[1.5377980470657349], [3.204693078994751]], np.float32)  # Toy version 1, linear
 BIAS = np.float32(2.858245849609375)
@@ -182,3 +182,88 @@ def test_per_model_parameters_come_from_the_version_folder(toy_models, tmp_path)
 def metrics_page(rest_port):
     with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/monitoring/prometheus/metrics", timeout=30) as answer:
         return answer.read().decode()
+
+
+# -- a request's deadline in a batch (batching_session.cc, ProcessBatch) ------------------------------
+
+
+def build_slow_batch_model(path):
+    """y = 2x after a sleep of twice the batch's largest `sleep_us` (tf.data's sleep: no CPU spent). Both
+    inputs have a 0th dimension, so requests batch."""
+    from tensorflow.python.data.experimental.ops import testing as data_testing
+
+    class Slow(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x"),
+                                      tf.TensorSpec([None], tf.int64, name="sleep_us")])
+        def serve(self, x, sleep_us):
+            dataset = tf.data.Dataset.from_tensors(x).apply(data_testing.sleep(tf.reduce_max(sleep_us)))
+            return {"y": 2.0 * dataset.reduce(tf.zeros_like(x), lambda acc, value: acc + value)}
+
+    model = Slow()
+    tf.saved_model.save(model, str(path), signatures={"serving_default": model.serve})
+
+
+@pytest.fixture(scope="module")
+def slow_server(tmp_path_factory):
+    """One batch thread, a batch per request: a request queues while the one before it runs."""
+    root = tmp_path_factory.mktemp("slow_batching")
+    build_slow_batch_model(root / "Slow" / "1")
+    (root / "batching.config").write_text("max_batch_size { value: 1 }\nbatch_timeout_micros { value: 0 }\n"
+                                          "max_enqueued_batches { value: 100 }\nnum_batch_threads { value: 1 }\n")
+    (root / "monitoring.config").write_text("prometheus_config { enable: true }\n")
+    rest_port = free_port()
+    with ServerProcess("--model_name=Slow", f"--model_base_path={root / 'Slow'}", "--enable_batching",
+                       f"--batching_parameters_file={root / 'batching.config'}", f"--rest_api_port={rest_port}",
+                       f"--monitoring_config_file={root / 'monitoring.config'}") as server:
+        server.rest_port = rest_port
+        with Client(server.target) as client:
+            yield server, client
+
+
+def slow_request(sleep_us):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "Slow"
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([1.0], np.float32)))
+    request.inputs["sleep_us"].CopyFrom(tf.make_tensor_proto(np.array([sleep_us], np.int64)))
+    return request
+
+
+def batch_counts(server):
+    """(batches dequeued, batches run) so far, from the metrics page."""
+    page = metrics_page(server.rest_port)
+
+    def count(name):
+        found = [line.rsplit(" ", 1)[1] for line in page.splitlines() if line.startswith(name)]
+        return float(found[0]) if found else 0.0
+    return (count(":tensorflow:serving:batching_session:queuing_latency_count"),
+            count(":tensorflow:serving:batching_session:processed_batch_size_count"))
+
+
+def test_requests_whose_deadline_passed_in_the_queue_are_not_run(slow_server):
+    """Two requests give up while a 1.5 s run holds the only batch thread: their batches are dropped
+    (TF Serving's "Run() timeout exceeded while waiting in batching queue"), not run for nobody, and the
+    request behind them is served as soon as the first run ends. Before, both ran their 1.5 s."""
+    server, client = slow_server
+    dequeued, ran = batch_counts(server)
+    first = client.predictions.Predict.future(slow_request(750_000), timeout=30)
+    wait_until(lambda: batch_counts(server)[0] > dequeued, what="the first run to start")
+    late = [client.predictions.Predict.future(slow_request(750_000), timeout=0.3) for _ in range(2)]
+    behind = client.predictions.Predict.future(slow_request(0), timeout=30)
+    assert list(first.result(timeout=30).outputs["y"].float_val) == [2.0]
+    for future in late:
+        assert future.exception(timeout=30).code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert list(behind.result(timeout=30).outputs["y"].float_val) == [2.0]
+    assert batch_counts(server) == (dequeued + 4, ran + 2)  # all four dequeued; the late two never ran
+
+
+def test_a_batched_run_ends_at_its_requests_deadline(slow_server):
+    """A 10 s batch whose only request waits 1 s is cancelled by TensorFlow at that deadline (TF Serving
+    bounds a batch's run by its latest task deadline), so the request queued behind it, which waits 8 s,
+    is served. Before, the batch ran its 10 s for nobody and the one behind it timed out."""
+    server, client = slow_server
+    dequeued, _ = batch_counts(server)
+    slow = client.predictions.Predict.future(slow_request(5_000_000), timeout=1)
+    wait_until(lambda: batch_counts(server)[0] > dequeued, what="the slow run to start")
+    behind = client.predictions.Predict.future(slow_request(0), timeout=8)
+    assert slow.exception(timeout=30).code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert list(behind.result(timeout=30).outputs["y"].float_val) == [2.0]
