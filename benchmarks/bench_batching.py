@@ -4,13 +4,18 @@
 
 The model is two 2048x2048 float32 layers (input `x` [-1, 2048], weights fixed by seed), built here;
 alone it costs ~1.3 ms for one row and ~4.5 ms for 32 (TensorFlow's kernels), so 32 clients sending
-1-3 rows each can share one run. The client is independent of the scripts: 4 processes x 8 threads,
-closed loop, each request tagged in its rows, and each answer checked to hold its own tags (the model
-echoes column 0 as `tag`). The server's batch sizes come from its metrics page
-(:tensorflow:serving:batching_session:processed_batch_size).
+1-3 rows each can share one run. The client is independent of the scripts, closed loop, each request
+tagged in its rows, and each answer checked to hold its own tags (the model echoes column 0 as `tag`):
+either 4 processes x 8 threads (the client the issue measured with) or one asyncio process with 32
+calls in flight, which leaves the shared cores more for the server. Its processes start once, before
+the rounds; each round starts them together at a wall-clock time sent ahead. The server's batch sizes
+come from its metrics page (:tensorflow:serving:batching_session:processed_batch_size); server and
+client CPU a request from /proc.
 
-Each pair (no batching, batching) is measured twice: with TensorFlow's own kernels (the server's
-default, as TF Serving's release build) and with oneDNN (TF_ENABLE_ONEDNN_OPTS=1).
+Each pair (no batching, batching) is measured with TensorFlow's own kernels (the server's default, as
+TF Serving's release build) and both clients, and with oneDNN (TF_ENABLE_ONEDNN_OPTS=1) and the
+asyncio client; then once more on an identity model of the same signature, which computes nothing:
+the difference is what the model costs, the rest is serving and batching.
 
     .venv/bin/python benchmarks/bench_batching.py [--rounds 5] [--seconds 4]
 
@@ -45,7 +50,9 @@ BATCHING = ("max_batch_size { value: 128 }\nbatch_timeout_micros { value: 0 }\n"
 PROCESSED = ":tensorflow:serving:batching_session:processed_batch_size"
 
 
-def build(path, tf):
+def build(path, tf, identity=False):
+    """The Dense model at path/1; with `identity`, one with the same signature that computes nothing
+    (y is x): what serving and batching cost a request of these tensors, without the model."""
     rng = np.random.default_rng(0)
     scale = np.float32(1 / np.sqrt(WIDTH))
 
@@ -58,7 +65,12 @@ def build(path, tf):
         def __call__(self, x):
             return {"y": tf.matmul(tf.nn.relu(tf.matmul(x, self.w1)), self.w2), "tag": x[:, :1]}
 
-    model = Dense()
+    class Identity(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, WIDTH], tf.float32, name="x")])
+        def __call__(self, x):
+            return {"y": tf.identity(x), "tag": x[:, :1]}
+
+    model = Identity() if identity else Dense()
     tf.saved_model.save(model, os.path.join(path, "1"), signatures=model.__call__)
 
 
@@ -91,59 +103,149 @@ print(json.dumps(out))
     return {int(k): v for k, v in json.loads(result.stdout.splitlines()[-1]).items()}
 
 
-def _client(target, seconds, seed, out):
-    import grpc
+def _requests(seed):
+    """Endless (request, tags, rows): 1-3 rows of zeros, column 0 a random tag per row."""
     from tfsclient import codec
-    from tfsclient.protos import predict_pb2, prediction_service_pb2_grpc
+    from tfsclient.protos import predict_pb2
+
+    rng = np.random.default_rng(seed)
+    while True:
+        rows = int(rng.integers(1, 4))
+        x = np.zeros((rows, WIDTH), np.float32)
+        tags = rng.integers(1, 2**20, rows).astype(np.float32)
+        x[:, 0] = tags
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "Dense"
+        request.inputs["x"].CopyFrom(codec.make_tensor_proto(x))
+        yield request, tags, rows
+
+
+def _right(answer, tags, rows):
+    """Whether an answer holds this request's own rows (the model echoes column 0 as `tag`)."""
+    from tfsclient import codec
+
+    return np.array_equal(codec.make_ndarray(answer.outputs["tag"]).ravel(), tags) and \
+        codec.make_ndarray(answer.outputs["y"]).shape == (rows, WIDTH)
+
+
+def _threads_client(target, calls, seed, commands, results):
+    """One client process: `calls` threads, each a closed loop of blocking calls."""
+    import grpc
+    from tfsclient.protos import prediction_service_pb2_grpc
 
     stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(target))
-    counts, latencies, errors, wrong = [0] * THREADS, [], [0], [0]
-    stop = time.monotonic() + seconds
+    for number, (start, stop) in enumerate(iter(commands.get, None)):
+        counts, latencies, errors, wrong = [0] * calls, [], [0], [0]
 
-    def loop(index):
-        rng = np.random.default_rng(seed * 100 + index)
-        while time.monotonic() < stop:
-            rows = int(rng.integers(1, 4))
-            x = np.zeros((rows, WIDTH), np.float32)
-            tags = rng.integers(1, 2**20, rows).astype(np.float32)
-            x[:, 0] = tags
-            request = predict_pb2.PredictRequest()
-            request.model_spec.name = "Dense"
-            request.inputs["x"].CopyFrom(codec.make_tensor_proto(x))
-            started = time.perf_counter()
-            try:
-                answer = stub.Predict(request, timeout=60)
-            except grpc.RpcError:
-                errors[0] += 1
-                continue
-            latencies.append(time.perf_counter() - started)
-            if not np.array_equal(codec.make_ndarray(answer.outputs["tag"]).ravel(), tags) or \
-                    codec.make_ndarray(answer.outputs["y"]).shape != (rows, WIDTH):
-                wrong[0] += 1
-            counts[index] += 1
+        def loop(index, number=number, start=start, stop=stop, counts=counts, latencies=latencies,
+                 errors=errors, wrong=wrong):
+            requests = _requests(seed * 100_000 + number * 100 + index)
+            time.sleep(max(0.0, start - time.time()))
+            while time.time() < stop:
+                request, tags, rows = next(requests)
+                began = time.perf_counter()
+                try:
+                    answer = stub.Predict(request, timeout=60)
+                except grpc.RpcError:
+                    errors[0] += 1
+                    continue
+                latencies.append(time.perf_counter() - began)
+                wrong[0] += not _right(answer, tags, rows)
+                counts[index] += 1
 
-    threads = [threading.Thread(target=loop, args=(i,)) for i in range(THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    out.put((sum(counts), latencies, errors[0], wrong[0]))
+        threads = [threading.Thread(target=loop, args=(i,)) for i in range(calls)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        results.put((sum(counts), latencies, errors[0], wrong[0]))
 
 
-def load(target, seconds):
-    """(req/s, p50 ms, p99 ms, errors, wrong answers) of PROCESSES x THREADS closed-loop clients."""
-    context = multiprocessing.get_context("spawn")
-    out = context.Queue()
-    processes = [context.Process(target=_client, args=(target, seconds, p, out)) for p in range(PROCESSES)]
-    for p in processes:
-        p.start()
-    results = [out.get() for _ in processes]
-    for p in processes:
-        p.join()
-    latencies = sorted(x for r in results for x in r[1])
-    done = sum(r[0] for r in results)
-    return (done / seconds, latencies[len(latencies) // 2] * 1000, latencies[int(len(latencies) * 0.99)] * 1000,
-            sum(r[2] for r in results), sum(r[3] for r in results))
+def _asyncio_client(target, calls, seed, commands, results):
+    """One client process: one event loop with `calls` calls in flight (grpc.aio)."""
+    import asyncio
+
+    import grpc
+    from tfsclient.protos import prediction_service_pb2_grpc
+
+    async def main():
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.aio.insecure_channel(target))
+        loop = asyncio.get_running_loop()
+        number = 0
+        while (command := await loop.run_in_executor(None, commands.get)) is not None:
+            start, stop = command
+            counts, latencies, errors, wrong = [0], [], [0], [0]
+
+            async def one(index):
+                requests = _requests(seed * 100_000 + number * 100 + index)
+                await asyncio.sleep(max(0.0, start - time.time()))
+                while time.time() < stop:
+                    request, tags, rows = next(requests)
+                    began = time.perf_counter()
+                    try:
+                        answer = await stub.Predict(request, timeout=60)
+                    except grpc.RpcError:
+                        errors[0] += 1
+                        continue
+                    latencies.append(time.perf_counter() - began)
+                    wrong[0] += not _right(answer, tags, rows)
+                    counts[0] += 1
+
+            await asyncio.gather(*(one(i) for i in range(calls)))
+            results.put((counts[0], latencies, errors[0], wrong[0]))
+            number += 1
+
+    asyncio.run(main())
+
+
+# Both keep 32 calls in flight. The threads client is the one the issue measured with; the asyncio
+# one costs the shared cores about half as much CPU a request, so more of them go to the server.
+CLIENTS = {"threads": (_threads_client, PROCESSES, THREADS), "asyncio": (_asyncio_client, 1, PROCESSES * THREADS)}
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Load:
+    """Closed-loop client processes, started once and warmed up; each round starts them together
+    (a wall-clock start sent ahead) and counts only what happens between its start and stop, so
+    the processes' start-up is not in any round."""
+
+    def __init__(self, target, client):
+        worker, processes, calls = CLIENTS[client]
+        context = multiprocessing.get_context("spawn")
+        self._results = context.Queue()
+        self._commands = [context.Queue() for _ in range(processes)]
+        self._processes = [context.Process(target=worker, args=(target, calls, p, q, self._results), daemon=True)
+                           for p, q in enumerate(self._commands)]
+        for p in self._processes:
+            p.start()
+
+    def round(self, seconds, server_pid):
+        """(req/s, p50 ms, p99 ms, errors, wrong answers, server CPU ms/request, client CPU ms/request)."""
+        start = time.time() + 0.5
+        for q in self._commands:
+            q.put((start, start + seconds))
+        time.sleep(max(0.0, start - time.time()))
+        server, client = cpu_seconds(server_pid), sum(cpu_seconds(p.pid) for p in self._processes)
+        results = [self._results.get() for _ in self._processes]
+        server = cpu_seconds(server_pid) - server
+        client = sum(cpu_seconds(p.pid) for p in self._processes) - client
+        latencies = sorted(x for r in results for x in r[1])
+        done = sum(r[0] for r in results)
+        per = 1000 / max(done, 1)
+        return (done / seconds, latencies[len(latencies) // 2] * 1000, latencies[int(len(latencies) * 0.99)] * 1000,
+                sum(r[2] for r in results), sum(r[3] for r in results), server * per, client * per)
+
+    def close(self):
+        for q in self._commands:
+            q.put(None)
+        for p in self._processes:
+            p.join(30)
 
 
 def batch_stats(rest_port):
@@ -154,8 +256,8 @@ def batch_stats(rest_port):
     return float(values.get("count", 0)), float(values.get("sum", 0))
 
 
-def measure(model, tmp, batching, onednn, rounds, seconds, extra_flags=()):
-    """Per round (req/s, p50, p99, errors, wrong, mean batch size or None)."""
+def measure(model, tmp, batching, onednn, client, rounds, seconds):
+    """Per round (req/s, p50, p99, errors, wrong, server CPU ms/req, client CPU ms/req, mean batch or None)."""
     monitoring = os.path.join(tmp, "monitoring.config")
     with open(monitoring, "w") as f:
         f.write("prometheus_config { enable: true }\n")
@@ -166,52 +268,69 @@ def measure(model, tmp, batching, onednn, rounds, seconds, extra_flags=()):
             f.write(BATCHING)
         flags += ["--enable_batching", f"--batching_parameters_file={parameters}"]
     rest_port = free_port()
-    server = ServerProcess(*flags, *extra_flags, env={"TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0"})
+    server = ServerProcess(*flags, env={"TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0"})
     server.flags.append(f"--rest_api_port={rest_port}")
     rows = []
     with server:
-        load(server.target, 2)  # warm-up: the first runs of each batch size
-        for _ in range(rounds):
-            before = batch_stats(rest_port)
-            result = load(server.target, seconds)
-            after = batch_stats(rest_port)
-            runs = after[0] - before[0]
-            rows.append(result + ((after[1] - before[1]) / runs if runs else None,))
-            print(f"  batching={batching} onednn={onednn}: {result[0]:.0f} req/s, batch "
-                  f"{rows[-1][-1] or '-'}", file=sys.stderr, flush=True)
+        load = Load(server.target, client)
+        try:
+            load.round(2, server.process.pid)  # warm-up: the client's start, the first runs of each batch size
+            for _ in range(rounds):
+                before = batch_stats(rest_port)
+                result = load.round(seconds, server.process.pid)
+                after = batch_stats(rest_port)
+                runs = after[0] - before[0]
+                rows.append(result + ((after[1] - before[1]) / runs if runs else None,))
+                print(f"  {client} client, batching={batching} onednn={onednn}: {result[0]:.0f} req/s, server "
+                      f"{result[5]:.2f} ms, client {result[6]:.2f} ms a request, batch {rows[-1][-1] or '-'}",
+                      file=sys.stderr, flush=True)
+        finally:
+            load.close()
     return rows
+
+
+# (model, oneDNN, client)
+RUNS = (("Dense", False, "threads"), ("Dense", False, "asyncio"), ("Dense", True, "asyncio"),
+        ("Identity", False, "asyncio"))
 
 
 def table(rounds, seconds):
     """The Markdown lines of the comparison (bench_server.py adds them to its own table)."""
-    lines = [f"Compute-bound model (two {WIDTH}x{WIDTH} float32 layers), Predict of 1-3 rows at concurrency 32 "
-             f"({PROCESSES} client processes x {THREADS} threads, each answer checked for its own rows), "
-             f"median of {rounds} rounds of {seconds:g} s, {os.cpu_count()} CPUs shared by client and "
-             "server. Batching: `max_batch_size 128, batch_timeout_micros 0, num_batch_threads 1`. Ceiling: the "
-             "signature run in-process, one run at a time, at the median batch size seen (2 rows a request "
-             "without batching), in requests/s.", "",
-             "| kernels | batching | req/s (median) | rounds | p50 ms | p99 ms | mean batch (rows) | "
-             "vs no batching | in-process ceiling req/s | errors / wrong rows |",
-             "|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [f"Compute-bound model (two {WIDTH}x{WIDTH} float32 layers), Predict of 1-3 rows at concurrency 32, "
+             f"each answer checked for its own rows; median of {rounds} rounds of {seconds:g} s, "
+             f"{os.cpu_count()} CPUs shared by client and server. Clients: `threads` is {PROCESSES} processes x "
+             f"{THREADS} threads of blocking calls, `asyncio` one process with {PROCESSES * THREADS} grpc.aio calls "
+             "in flight; both started before the rounds. Batching: `max_batch_size 128, batch_timeout_micros 0, "
+             "num_batch_threads 1`. CPU: ms of user + system time a request, from /proc, in the middle round. "
+             "Identity: a model with the same signature whose `y` is `x` (what serving and batching cost a request "
+             "of these tensors, without the model). Ceiling: the signature run in-process, one run at a time, at "
+             "the median batch size seen (2 rows a request without batching), in requests/s.", "",
+             "| model | kernels | client | batching | req/s (median) | rounds | p50 ms | p99 ms | mean batch (rows) | "
+             "vs no batching | server CPU ms/req | client CPU ms/req | in-process ceiling req/s | "
+             "errors / wrong rows |",
+             "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     with tempfile.TemporaryDirectory() as tmp:
         from server.quiet_tf import import_tensorflow
-        model = os.path.join(tmp, "Dense")
-        build(model, import_tensorflow())
-        for onednn in (False, True):
+        tf = import_tensorflow()
+        paths = {name: os.path.join(tmp, name, "Dense") for name in ("Dense", "Identity")}
+        for name, path in paths.items():
+            build(path, tf, identity=name == "Identity")
+        for name, onednn, client in RUNS:
+            model = paths[name]
             kernels = "oneDNN (TF_ENABLE_ONEDNN_OPTS=1)" if onednn else "TensorFlow's (default)"
             base = None
             for batching in (False, True):
-                rows = measure(model, tmp, batching, onednn, rounds, seconds)
+                rows = measure(model, tmp, batching, onednn, client, rounds, seconds)
                 rps = statistics.median(r[0] for r in rows)
                 base = base or rps
                 middle = sorted(rows, key=lambda r: r[0])[len(rows) // 2]
-                batch = statistics.median(r[5] for r in rows) if batching else None
+                batch = statistics.median(r[7] for r in rows) if batching else None
                 size = max(1, round(batch)) if batching else 2
                 top = size / ceiling(model, [size], onednn)[size] / 2
-                lines.append(f"| {kernels} | {'on' if batching else 'off'} | {rps:.0f} | "
+                lines.append(f"| {name} | {kernels} | {client} | {'on' if batching else 'off'} | {rps:.0f} | "
                              f"{' '.join(f'{r[0]:.0f}' for r in rows)} | {middle[1]:.1f} | {middle[2]:.1f} | "
-                             f"{f'{batch:.1f}' if batch else '-'} | {rps / base:.2f}x | {top:.0f} | "
-                             f"{sum(r[3] for r in rows)} / {sum(r[4] for r in rows)} |")
+                             f"{f'{batch:.1f}' if batch else '-'} | {rps / base:.2f}x | {middle[5]:.2f} | "
+                             f"{middle[6]:.2f} | {top:.0f} | {sum(r[3] for r in rows)} / {sum(r[4] for r in rows)} |")
     return lines
 
 
