@@ -15,7 +15,9 @@ client CPU a request from /proc.
 Each pair (no batching, batching) is measured with TensorFlow's own kernels (the server's default, as
 TF Serving's release build) and both clients, and with oneDNN (TF_ENABLE_ONEDNN_OPTS=1) and the
 asyncio client; then once more on an identity model of the same signature, which computes nothing:
-the difference is what the model costs, the rest is serving and batching.
+the difference is what the model costs, the rest is serving and batching. After the TensorFlow-kernels
+asyncio pair, a bound that is not the server (serve_asyncio_bound): the same session behind a grpc.aio
+Predict that parks waiting requests in an event loop instead of blocked threads.
 
     .venv/bin/python benchmarks/bench_batching.py [--rounds 5] [--seconds 4]
 
@@ -101,6 +103,91 @@ print(json.dumps(out))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     import json
     return {int(k): v for k, v in json.loads(result.stdout.splitlines()[-1]).items()}
+
+
+def serve_asyncio_bound(port, model):
+    """A bound, not the server: Dense's session behind a grpc.aio Predict that queues each request's rows
+    for one batch thread and awaits them (no thread per waiting call), batches of whatever is queued. None
+    of the server's checks, metrics, logging or deadlines; what an asyncio front end could reach here."""
+    import asyncio
+
+    import grpc
+    from server.quiet_tf import import_tensorflow
+    import_tensorflow()
+    from server import tensors
+    from server.servable import SavedModelServable
+    from tensorflow_serving.apis import predict_pb2
+
+    servable = SavedModelServable("Dense", 1, os.path.join(model, "1"))
+    signature = servable.signatures["serving_default"]
+    feed, fetch = signature.inputs["x"].name, [signature.outputs["tag"].name, signature.outputs["y"].name]
+    ready, queued = threading.Condition(), []
+
+    def batches(loop):
+        while True:
+            with ready:
+                while not queued:
+                    ready.wait()
+                batch = queued[:]
+                queued.clear()
+            tag, y = servable.run([(feed, np.concatenate([x for x, _ in batch]))], fetch)
+            answers, start = [], 0
+            for x, future in batch:
+                answers.append((future, (tag[start:start + len(x)], y[start:start + len(x)])))
+                start += len(x)
+            loop.call_soon_threadsafe(lambda answers=answers: [f.set_result(a) for f, a in answers if not f.done()])
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        threading.Thread(target=batches, args=(loop,), daemon=True).start()
+
+        async def predict(request, context):
+            future = loop.create_future()
+            with ready:
+                queued.append((tensors.to_ndarray(request.inputs["x"]), future))
+                ready.notify()
+            tag, y = await future
+            response = predict_pb2.PredictResponse()
+            response.model_spec.name = "Dense"
+            tensors.write_proto(response.outputs["tag"], tag)
+            tensors.write_proto(response.outputs["y"], y)
+            return response
+
+        server = grpc.aio.server()
+        handler = grpc.unary_unary_rpc_method_handler(predict, predict_pb2.PredictRequest.FromString,
+                                                      predict_pb2.PredictResponse.SerializeToString)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            "tensorflow.serving.PredictionService", {"Predict": handler}),))
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        print("ready", flush=True)
+        await server.wait_for_termination()
+
+    asyncio.run(main())
+
+
+def measure_bound(model, rounds, seconds):
+    """measure()'s rows for serve_asyncio_bound (no batch sizes: it exports no metrics)."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, __file__, "--serve-asyncio-bound", str(port), model],
+                               stdout=subprocess.PIPE, env=dict(os.environ, TF_ENABLE_ONEDNN_OPTS="0"))
+    rows = []
+    try:
+        if process.stdout.readline().strip() != b"ready":
+            raise RuntimeError("the asyncio bound server did not start")
+        load = Load(f"127.0.0.1:{port}", "asyncio")
+        try:
+            load.round(2, process.pid)
+            for _ in range(rounds):
+                rows.append(load.round(seconds, process.pid) + (None,))
+                print(f"  asyncio bound: {rows[-1][0]:.0f} req/s, server {rows[-1][5]:.2f} ms a request",
+                      file=sys.stderr, flush=True)
+        finally:
+            load.close()
+    finally:
+        process.kill()
+        process.wait()
+    return rows
 
 
 def _requests(seed):
@@ -289,9 +376,10 @@ def measure(model, tmp, batching, onednn, client, rounds, seconds):
     return rows
 
 
-# (model, oneDNN, client)
+# (model, oneDNN, client); the asyncio bound follows the Dense pair it is compared with
 RUNS = (("Dense", False, "threads"), ("Dense", False, "asyncio"), ("Dense", True, "asyncio"),
         ("Identity", False, "asyncio"))
+BOUND_AFTER = ("Dense", False, "asyncio")
 
 
 def table(rounds, seconds):
@@ -303,7 +391,9 @@ def table(rounds, seconds):
              "in flight; both started before the rounds. Batching: `max_batch_size 128, batch_timeout_micros 0, "
              "num_batch_threads 1`. CPU: ms of user + system time a request, from /proc, in the middle round. "
              "Identity: a model with the same signature whose `y` is `x` (what serving and batching cost a request "
-             "of these tensors, without the model). Ceiling: the signature run in-process, one run at a time, at "
+             "of these tensors, without the model). Asyncio bound: not the server, but Dense's session behind a "
+             "grpc.aio Predict that queues each request for one batch thread and awaits it, with none of the "
+             "server's checks, metrics or logging (what an asyncio front end could reach). Ceiling: the signature run in-process, one run at a time, at "
              "the median batch size seen (2 rows a request without batching), in requests/s.", "",
              "| model | kernels | client | batching | req/s (median) | rounds | p50 ms | p99 ms | mean batch (rows) | "
              "vs no batching | server CPU ms/req | client CPU ms/req | in-process ceiling req/s | "
@@ -331,10 +421,20 @@ def table(rounds, seconds):
                              f"{' '.join(f'{r[0]:.0f}' for r in rows)} | {middle[1]:.1f} | {middle[2]:.1f} | "
                              f"{f'{batch:.1f}' if batch else '-'} | {rps / base:.2f}x | {middle[5]:.2f} | "
                              f"{middle[6]:.2f} | {top:.0f} | {sum(r[3] for r in rows)} / {sum(r[4] for r in rows)} |")
+            if (name, onednn, client) == BOUND_AFTER:
+                rows = measure_bound(model, rounds, seconds)
+                rps = statistics.median(r[0] for r in rows)
+                middle = sorted(rows, key=lambda r: r[0])[len(rows) // 2]
+                lines.append(f"| {name} | {kernels} | {client} | asyncio bound | {rps:.0f} | "
+                             f"{' '.join(f'{r[0]:.0f}' for r in rows)} | {middle[1]:.1f} | {middle[2]:.1f} | - | "
+                             f"{rps / base:.2f}x | {middle[5]:.2f} | {middle[6]:.2f} | - | "
+                             f"{sum(r[3] for r in rows)} / {sum(r[4] for r in rows)} |")
     return lines
 
 
 def main():
+    if sys.argv[1:2] == ["--serve-asyncio-bound"]:
+        return serve_asyncio_bound(int(sys.argv[2]), sys.argv[3])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=4.0)
