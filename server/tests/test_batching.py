@@ -1,8 +1,11 @@
 """--enable_batching: concurrent requests merged into one run, each request gets its own rows back."""
 
+import json
 import shutil
 import subprocess
 import threading
+import time
+import urllib.error
 import urllib.request
 
 import grpc
@@ -214,7 +217,8 @@ def slow_server(tmp_path_factory):
     rest_port = free_port()
     with ServerProcess("--model_name=Slow", f"--model_base_path={root / 'Slow'}", "--enable_batching",
                        f"--batching_parameters_file={root / 'batching.config'}", f"--rest_api_port={rest_port}",
-                       f"--monitoring_config_file={root / 'monitoring.config'}") as server:
+                       f"--monitoring_config_file={root / 'monitoring.config'}",
+                       "--rest_api_timeout_in_ms=3000") as server:
         server.rest_port = rest_port
         with Client(server.target) as client:
             yield server, client
@@ -267,3 +271,28 @@ def test_a_batched_run_ends_at_its_requests_deadline(slow_server):
     behind = client.predictions.Predict.future(slow_request(0), timeout=8)
     assert slow.exception(timeout=30).code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert list(behind.result(timeout=30).outputs["y"].float_val) == [2.0]
+
+
+def test_a_rest_timeout_bounds_its_batch_too(slow_server):
+    """--rest_api_timeout_in_ms=3000: a 10 s batch of one REST request is cancelled at 3 s, so a REST request
+    sent 1.5 s later, queued behind it, is served (200). Before, the batch ran its 10 s and both got 504."""
+    server, _ = slow_server
+    url = f"http://127.0.0.1:{server.rest_port}/v1/models/Slow:predict"
+
+    def post(sleep_us):
+        body = json.dumps({"inputs": {"x": [1.0], "sleep_us": [sleep_us]}}).encode()
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=30) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    dequeued, _ = batch_counts(server)
+    results = {}
+    slow = threading.Thread(target=lambda: results.update(slow=post(5_000_000)))
+    slow.start()
+    wait_until(lambda: batch_counts(server)[0] > dequeued, what="the slow batch to start")
+    time.sleep(1.5)  # the scenario, not a wait for readiness: the second request's 3 s end after the first's
+    assert post(0) == (200, {"outputs": [2.0]})
+    slow.join(30)
+    assert results["slow"][0] == 504
