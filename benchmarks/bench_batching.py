@@ -297,6 +297,18 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def context_switches(pid):
+    """Voluntary + involuntary context switches of a process's live threads so far (/proc/PID/task/*/status)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/status") as f:
+                total += sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
+        except OSError:  # the thread ended
+            pass
+    return total
+
+
 class Load:
     """Closed-loop client processes, started once and warmed up; each round starts them together
     (a wall-clock start sent ahead) and counts only what happens between its start and stop, so
@@ -313,20 +325,24 @@ class Load:
             p.start()
 
     def round(self, seconds, server_pid):
-        """(req/s, p50 ms, p99 ms, errors, wrong answers, server CPU ms/request, client CPU ms/request)."""
+        """(req/s, p50 ms, p99 ms, errors, wrong answers, server CPU ms/request, client CPU ms/request,
+        server context switches/request)."""
         start = time.time() + 0.5
         for q in self._commands:
             q.put((start, start + seconds))
         time.sleep(max(0.0, start - time.time()))
         server, client = cpu_seconds(server_pid), sum(cpu_seconds(p.pid) for p in self._processes)
+        switches = context_switches(server_pid)
         results = [self._results.get() for _ in self._processes]
+        switches = context_switches(server_pid) - switches
         server = cpu_seconds(server_pid) - server
         client = sum(cpu_seconds(p.pid) for p in self._processes) - client
         latencies = sorted(x for r in results for x in r[1])
         done = sum(r[0] for r in results)
         per = 1000 / max(done, 1)
         return (done / seconds, latencies[len(latencies) // 2] * 1000, latencies[int(len(latencies) * 0.99)] * 1000,
-                sum(r[2] for r in results), sum(r[3] for r in results), server * per, client * per)
+                sum(r[2] for r in results), sum(r[3] for r in results), server * per, client * per,
+                switches / max(done, 1))
 
     def close(self):
         for q in self._commands:
@@ -344,7 +360,8 @@ def batch_stats(rest_port):
 
 
 def measure(model, tmp, batching, onednn, client, rounds, seconds):
-    """Per round (req/s, p50, p99, errors, wrong, server CPU ms/req, client CPU ms/req, mean batch or None)."""
+    """Per round (req/s, p50, p99, errors, wrong, server CPU ms/req, client CPU ms/req, server context
+    switches/req, mean batch or None)."""
     monitoring = os.path.join(tmp, "monitoring.config")
     with open(monitoring, "w") as f:
         f.write("prometheus_config { enable: true }\n")
@@ -369,7 +386,8 @@ def measure(model, tmp, batching, onednn, client, rounds, seconds):
                 runs = after[0] - before[0]
                 rows.append(result + ((after[1] - before[1]) / runs if runs else None,))
                 print(f"  {client} client, batching={batching} onednn={onednn}: {result[0]:.0f} req/s, server "
-                      f"{result[5]:.2f} ms, client {result[6]:.2f} ms a request, batch {rows[-1][-1] or '-'}",
+                      f"{result[5]:.2f} ms, client {result[6]:.2f} ms, {result[7]:.0f} server context switches a "
+                      f"request, batch {rows[-1][-1] or '-'}",
                       file=sys.stderr, flush=True)
         finally:
             load.close()
@@ -389,16 +407,18 @@ def table(rounds, seconds):
              f"{os.cpu_count()} CPUs shared by client and server. Clients: `threads` is {PROCESSES} processes x "
              f"{THREADS} threads of blocking calls, `asyncio` one process with {PROCESSES * THREADS} grpc.aio calls "
              "in flight; both started before the rounds. Batching: `max_batch_size 128, batch_timeout_micros 0, "
-             "num_batch_threads 1`. CPU: ms of user + system time a request, from /proc, in the middle round. "
+             "num_batch_threads 1`. CPU: ms of user + system time a request, from /proc, in the middle round; "
+             "context switches: the server's threads', from /proc, in the same round. "
              "Identity: a model with the same signature whose `y` is `x` (what serving and batching cost a request "
              "of these tensors, without the model). Asyncio bound: not the server, but Dense's session behind a "
              "grpc.aio Predict that queues each request for one batch thread and awaits it, with none of the "
              "server's checks, metrics or logging (what an asyncio front end could reach). Ceiling: the signature run in-process, one run at a time, at "
              "the median batch size seen (2 rows a request without batching), in requests/s.", "",
              "| model | kernels | client | batching | req/s (median) | rounds | p50 ms | p99 ms | mean batch (rows) | "
-             "vs no batching | server CPU ms/req | client CPU ms/req | in-process ceiling req/s | "
+             "vs no batching | server CPU ms/req | client CPU ms/req | server context switches/req | "
+             "in-process ceiling req/s | "
              "errors / wrong rows |",
-             "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     with tempfile.TemporaryDirectory() as tmp:
         from server.quiet_tf import import_tensorflow
         tf = import_tensorflow()
@@ -414,20 +434,21 @@ def table(rounds, seconds):
                 rps = statistics.median(r[0] for r in rows)
                 base = base or rps
                 middle = sorted(rows, key=lambda r: r[0])[len(rows) // 2]
-                batch = statistics.median(r[7] for r in rows) if batching else None
+                batch = statistics.median(r[8] for r in rows) if batching else None
                 size = max(1, round(batch)) if batching else 2
                 top = size / ceiling(model, [size], onednn)[size] / 2
                 lines.append(f"| {name} | {kernels} | {client} | {'on' if batching else 'off'} | {rps:.0f} | "
                              f"{' '.join(f'{r[0]:.0f}' for r in rows)} | {middle[1]:.1f} | {middle[2]:.1f} | "
                              f"{f'{batch:.1f}' if batch else '-'} | {rps / base:.2f}x | {middle[5]:.2f} | "
-                             f"{middle[6]:.2f} | {top:.0f} | {sum(r[3] for r in rows)} / {sum(r[4] for r in rows)} |")
+                             f"{middle[6]:.2f} | {middle[7]:.0f} | {top:.0f} | "
+                             f"{sum(r[3] for r in rows)} / {sum(r[4] for r in rows)} |")
             if (name, onednn, client) == BOUND_AFTER:
                 rows = measure_bound(model, rounds, seconds)
                 rps = statistics.median(r[0] for r in rows)
                 middle = sorted(rows, key=lambda r: r[0])[len(rows) // 2]
                 lines.append(f"| {name} | {kernels} | {client} | asyncio bound | {rps:.0f} | "
                              f"{' '.join(f'{r[0]:.0f}' for r in rows)} | {middle[1]:.1f} | {middle[2]:.1f} | - | "
-                             f"{rps / base:.2f}x | {middle[5]:.2f} | {middle[6]:.2f} | - | "
+                             f"{rps / base:.2f}x | {middle[5]:.2f} | {middle[6]:.2f} | {middle[7]:.0f} | - | "
                              f"{sum(r[3] for r in rows)} / {sum(r[4] for r in rows)} |")
     return lines
 
