@@ -384,7 +384,7 @@ class Batcher:
         """The fetched arrays for these feeds, run in a batch; `timeout_ms` is the request's run timeout (0: none)."""
         sizes = {np.shape(value)[0] if np.ndim(value) else None for _, value in feeds}
         if not feeds or None in sizes:  # nothing batchable (no inputs, or scalars): run as it is
-            return self._run(feeds, fetch_names)
+            return self._run(feeds, fetch_names, timeout_ms)
         if len(sizes) != 1:
             raise status.invalid_argument(
                 "Batching session Run() input tensors must have equal 0th-dimension size")

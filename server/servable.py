@@ -161,15 +161,14 @@ class SavedModelServable:
 
     def run(self, feeds, fetch_names):
         """Run the session, batched with other requests when --enable_batching; returns the fetched arrays."""
+        timeout_ms = _RUN_TIMEOUT_MS.get()
         if self._batcher is not None:
-            return self._batcher.run(feeds, fetch_names, _RUN_TIMEOUT_MS.get())
-        return self._run_unbatched(feeds, fetch_names)
+            return self._batcher.run(feeds, fetch_names, timeout_ms)
+        return self._run_unbatched(feeds, fetch_names, timeout_ms)
 
-    def _run_unbatched(self, feeds, fetch_names, timeout_ms=None):
-        """One session run: feeds is [(tensor name, array)]; returns the fetched arrays in order. It is
-        cancelled after timeout_ms (0: never; None: this thread's request's run timeout)."""
-        if timeout_ms is None:
-            timeout_ms = _RUN_TIMEOUT_MS.get()
+    def _run_unbatched(self, feeds, fetch_names, timeout_ms):
+        """One session run: feeds is [(tensor name, array)]; returns the fetched arrays in order. TensorFlow
+        cancels it after timeout_ms (0: never)."""
         run = self._callable(tuple(name for name, _ in feeds), tuple(fetch_names), timeout_ms)
         try:
             return run(*(value for _, value in feeds))
