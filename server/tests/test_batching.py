@@ -18,6 +18,7 @@ from google.protobuf import text_format
 from tensorflow_serving.apis import predict_pb2
 
 from testing.paths import TESTDATA
+from tfsclient.prometheus import parse_metrics
 from testing.server import EXECUTABLE, ServerProcess, free_port, wait_until
 
 KERNEL = np.array([[1.5377980470657349], [3.204693078994751]], np.float32)  # Toy version 1, linear
@@ -191,16 +192,15 @@ def metrics_page(rest_port):
 
 
 def build_slow_batch_model(path):
-    """y = 2x after a sleep of twice the batch's largest `sleep_us` (tf.data's sleep: no CPU spent). Both
-    inputs have a 0th dimension, so requests batch."""
-    from tensorflow.python.data.experimental.ops import testing as data_testing
+    """y = 2x after test_hardening's slept_double sleep of the batch's largest `sleep_us`. Both inputs have
+    a 0th dimension, so requests batch."""
+    from test_hardening import slept_double
 
     class Slow(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x"),
                                       tf.TensorSpec([None], tf.int64, name="sleep_us")])
         def serve(self, x, sleep_us):
-            dataset = tf.data.Dataset.from_tensors(x).apply(data_testing.sleep(tf.reduce_max(sleep_us)))
-            return {"y": 2.0 * dataset.reduce(tf.zeros_like(x), lambda acc, value: acc + value)}
+            return {"y": slept_double(x, tf.reduce_max(sleep_us))}
 
     model = Slow()
     tf.saved_model.save(model, str(path), signatures={"serving_default": model.serve})
@@ -232,15 +232,14 @@ def slow_request(sleep_us):
     return request
 
 
-def batch_counts(server):
-    """(batches dequeued, batches run) so far, from the metrics page."""
-    page = metrics_page(server.rest_port)
+QUEUED = ":tensorflow:serving:batching_session:queuing_latency_count"
+PROCESSED = ":tensorflow:serving:batching_session:processed_batch_size_count"
 
-    def count(name):
-        found = [line.rsplit(" ", 1)[1] for line in page.splitlines() if line.startswith(name)]
-        return float(found[0]) if found else 0.0
-    return (count(":tensorflow:serving:batching_session:queuing_latency_count"),
-            count(":tensorflow:serving:batching_session:processed_batch_size_count"))
+
+def batch_counts(server):
+    """(batches dequeued, batches run) so far, from the metrics page (read by the scripts' parser)."""
+    samples = parse_metrics(metrics_page(server.rest_port), {QUEUED, PROCESSED})
+    return tuple(sum(value for _, value in samples.get(name, [])) for name in (QUEUED, PROCESSED))
 
 
 def test_requests_whose_deadline_passed_in_the_queue_are_not_run(slow_server):

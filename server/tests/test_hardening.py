@@ -350,12 +350,18 @@ def test_a_broken_model_in_a_reload_leaves_the_good_ones_serving(models_dir):
 # -- SIGTERM and SIGINT with a request in flight -----------------------------------------------------
 
 
-def build_slow_model(path):
-    """A SavedModel whose Predict writes `marker` (the request is running), sleeps, then answers y = 2x.
-
-    The sleep is a tf.data SleepDataset (no CPU spent): each of the reduce's two reads sleeps `sleep_us`.
-    """
+def slept_double(x, sleep_us):
+    """2x, after sleeping twice `sleep_us` (a tf.data SleepDataset, no CPU spent: each of the reduce's two
+    reads sleeps), in a traced function; TensorFlow can cancel it mid-sleep."""
     from tensorflow.python.data.experimental.ops import testing as data_testing
+
+    dataset = tf.data.Dataset.from_tensors(x).apply(data_testing.sleep(sleep_us))
+    return 2.0 * dataset.reduce(tf.zeros_like(x), lambda acc, value: acc + value)
+
+
+def build_slow_model(path):
+    """A SavedModel whose Predict writes `marker` (the request is running), then answers y = 2x after
+    slept_double's sleep."""
 
     class Slow(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x"),
@@ -364,9 +370,7 @@ def build_slow_model(path):
         def serve(self, x, sleep_us, marker):
             started = tf.io.write_file(marker, "started")
             with tf.control_dependencies([started]):
-                dataset = tf.data.Dataset.from_tensors(x).apply(data_testing.sleep(sleep_us))
-                total = dataset.reduce(tf.zeros_like(x), lambda acc, value: acc + value)
-            return {"y": 2.0 * total}
+                return {"y": slept_double(x, sleep_us)}
 
     model = Slow()
     tf.saved_model.save(model, str(path), signatures={"serving_default": model.serve})
