@@ -25,9 +25,9 @@ Writes benchmarks/results/batching.md. Client and server share this machine's co
 """
 
 import argparse
+import collections
 import multiprocessing
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -42,14 +42,16 @@ sys.path.insert(0, os.path.join(REPO, "python"))
 
 import numpy as np  # noqa: E402
 
+from proc import context_switches, cpu_seconds  # noqa: E402
 from report import publish  # noqa: E402
+from tfsclient.prometheus import BATCH_SIZE, METRICS_LIMIT, parse_metrics  # noqa: E402
 from testing.server import ServerProcess, free_port  # noqa: E402
 
 WIDTH = 2048
 PROCESSES, THREADS = 4, 8
 BATCHING = ("max_batch_size { value: 128 }\nbatch_timeout_micros { value: 0 }\n"
             "max_enqueued_batches { value: 1000 }\nnum_batch_threads { value: 1 }\n")
-PROCESSED = ":tensorflow:serving:batching_session:processed_batch_size"
+PROCESSED = BATCH_SIZE  # :tensorflow:serving:batching_session:processed_batch_size
 
 
 def build(path, tf, identity=False):
@@ -167,27 +169,21 @@ def serve_asyncio_bound(port, model):
 
 
 def measure_bound(model, rounds, seconds):
-    """measure()'s rows for serve_asyncio_bound (no batch sizes: it exports no metrics)."""
+    """measure()'s Rounds for serve_asyncio_bound (no batch sizes: it exports no metrics)."""
     port = free_port()
     process = subprocess.Popen([sys.executable, __file__, "--serve-asyncio-bound", str(port), model],
                                stdout=subprocess.PIPE, env=dict(os.environ, TF_ENABLE_ONEDNN_OPTS="0"))
-    rows = []
     try:
         if process.stdout.readline().strip() != b"ready":
             raise RuntimeError("the asyncio bound server did not start")
         load = Load(f"127.0.0.1:{port}", "asyncio")
         try:
-            load.round(2, process.pid)
-            for _ in range(rounds):
-                rows.append(load.round(seconds, process.pid) + (None,))
-                print(f"  asyncio bound: {rows[-1][0]:.0f} req/s, server {rows[-1][5]:.2f} ms a request",
-                      file=sys.stderr, flush=True)
+            return load.rounds(rounds, seconds, process.pid, "asyncio bound")
         finally:
             load.close()
     finally:
         process.kill()
         process.wait()
-    return rows
 
 
 def _requests(seed):
@@ -286,27 +282,13 @@ def _asyncio_client(target, calls, seed, commands, results):
 
 
 # Both keep 32 calls in flight. The threads client is the one the issue measured with; the asyncio
-# one costs the shared cores about half as much CPU a request, so more of them go to the server.
+# one costs the shared cores a third less CPU a request when the server batches, so more go to the server.
 CLIENTS = {"threads": (_threads_client, PROCESSES, THREADS), "asyncio": (_asyncio_client, 1, PROCESSES * THREADS)}
 
 
-def cpu_seconds(pid):
-    """User + system CPU time of a process so far (/proc/PID/stat)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def context_switches(pid):
-    """Voluntary + involuntary context switches of a process's live threads so far (/proc/PID/task/*/status)."""
-    total = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/status") as f:
-                total += sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
-        except OSError:  # the thread ended
-            pass
-    return total
+Round = collections.namedtuple("Round", "rps p50_ms p99_ms errors wrong server_ms client_ms switches batch")
+Round.__doc__ = """One measured round: req/s, latencies, errors and wrong answers, server and client CPU ms a request,
+the server's context switches a request, and its mean batch size (None: not batching, or not known)."""
 
 
 class Load:
@@ -325,8 +307,7 @@ class Load:
             p.start()
 
     def round(self, seconds, server_pid):
-        """(req/s, p50 ms, p99 ms, errors, wrong answers, server CPU ms/request, client CPU ms/request,
-        server context switches/request)."""
+        """A Round at this load, against the server process `server_pid` (batch: None)."""
         start = time.time() + 0.5
         for q in self._commands:
             q.put((start, start + seconds))
@@ -338,11 +319,28 @@ class Load:
         server = cpu_seconds(server_pid) - server
         client = sum(cpu_seconds(p.pid) for p in self._processes) - client
         latencies = sorted(x for r in results for x in r[1])
-        done = sum(r[0] for r in results)
-        per = 1000 / max(done, 1)
-        return (done / seconds, latencies[len(latencies) // 2] * 1000, latencies[int(len(latencies) * 0.99)] * 1000,
-                sum(r[2] for r in results), sum(r[3] for r in results), server * per, client * per,
-                switches / max(done, 1))
+        done = max(sum(r[0] for r in results), 1)
+        return Round(done / seconds, latencies[len(latencies) // 2] * 1000, latencies[int(len(latencies) * 0.99)] * 1000,
+                     sum(r[2] for r in results), sum(r[3] for r in results), server * 1000 / done,
+                     client * 1000 / done, switches / done, None)
+
+    def rounds(self, count, seconds, server_pid, label, batch_stats=None):
+        """A warm-up round (the client's start, the first runs of each batch size), then `count` Rounds;
+        batch_stats() gives the server's (batches, rows) so far, for each round's mean batch size."""
+        self.round(2, server_pid)
+        rows = []
+        for _ in range(count):
+            before = batch_stats() if batch_stats else None
+            result = self.round(seconds, server_pid)
+            if batch_stats:
+                after = batch_stats()
+                runs = after[0] - before[0]
+                result = result._replace(batch=(after[1] - before[1]) / runs if runs else None)
+            rows.append(result)
+            print(f"  {label}: {result.rps:.0f} req/s, server {result.server_ms:.2f} ms, client "
+                  f"{result.client_ms:.2f} ms, {result.switches:.0f} server context switches a request, batch "
+                  f"{result.batch or '-'}", file=sys.stderr, flush=True)
+        return rows
 
     def close(self):
         for q in self._commands:
@@ -352,16 +350,14 @@ class Load:
 
 
 def batch_stats(rest_port):
-    """(count, sum) of the server's processed batch sizes so far."""
+    """(count, sum) of the server's processed batch sizes so far, read with the scripts' Prometheus parser."""
     with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/monitoring/prometheus/metrics", timeout=30) as page:
-        text = page.read(16 << 20).decode()
-    values = dict(re.findall(rf"^{re.escape(PROCESSED)}_(count|sum) (\S+)$", text, re.M))
-    return float(values.get("count", 0)), float(values.get("sum", 0))
+        samples = parse_metrics(page.read(METRICS_LIMIT).decode(), {PROCESSED + "_count", PROCESSED + "_sum"})
+    return tuple(sum(value for _, value in samples.get(PROCESSED + suffix, [])) for suffix in ("_count", "_sum"))
 
 
 def measure(model, tmp, batching, onednn, client, rounds, seconds):
-    """Per round (req/s, p50, p99, errors, wrong, server CPU ms/req, client CPU ms/req, server context
-    switches/req, mean batch or None)."""
+    """The server's Rounds at this configuration."""
     monitoring = os.path.join(tmp, "monitoring.config")
     with open(monitoring, "w") as f:
         f.write("prometheus_config { enable: true }\n")
@@ -374,30 +370,31 @@ def measure(model, tmp, batching, onednn, client, rounds, seconds):
     rest_port = free_port()
     server = ServerProcess(*flags, env={"TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0"})
     server.flags.append(f"--rest_api_port={rest_port}")
-    rows = []
     with server:
         load = Load(server.target, client)
         try:
-            load.round(2, server.process.pid)  # warm-up: the client's start, the first runs of each batch size
-            for _ in range(rounds):
-                before = batch_stats(rest_port)
-                result = load.round(seconds, server.process.pid)
-                after = batch_stats(rest_port)
-                runs = after[0] - before[0]
-                rows.append(result + ((after[1] - before[1]) / runs if runs else None,))
-                print(f"  {client} client, batching={batching} onednn={onednn}: {result[0]:.0f} req/s, server "
-                      f"{result[5]:.2f} ms, client {result[6]:.2f} ms, {result[7]:.0f} server context switches a "
-                      f"request, batch {rows[-1][-1] or '-'}",
-                      file=sys.stderr, flush=True)
+            return load.rounds(rounds, seconds, server.process.pid,
+                               f"{client} client, batching={batching} onednn={onednn}",
+                               lambda: batch_stats(rest_port))
         finally:
             load.close()
-    return rows
 
 
 # (model, oneDNN, client); the asyncio bound follows the Dense pair it is compared with
 RUNS = (("Dense", False, "threads"), ("Dense", False, "asyncio"), ("Dense", True, "asyncio"),
         ("Identity", False, "asyncio"))
 BOUND_AFTER = ("Dense", False, "asyncio")
+
+
+def _line(name, kernels, client, batching, rows, base, batch=None, ceiling_rps=None):
+    """One row of the table: the median round's figures (by req/s), and every round's req/s."""
+    rps = statistics.median(r.rps for r in rows)
+    middle = sorted(rows, key=lambda r: r.rps)[len(rows) // 2]
+    return (f"| {name} | {kernels} | {client} | {batching} | {rps:.0f} | {' '.join(f'{r.rps:.0f}' for r in rows)} | "
+            f"{middle.p50_ms:.1f} | {middle.p99_ms:.1f} | {f'{batch:.1f}' if batch else '-'} | {rps / base:.2f}x | "
+            f"{middle.server_ms:.2f} | {middle.client_ms:.2f} | {middle.switches:.0f} | "
+            f"{f'{ceiling_rps:.0f}' if ceiling_rps else '-'} | {sum(r.errors for r in rows)} / "
+            f"{sum(r.wrong for r in rows)} |")
 
 
 def table(rounds, seconds):
@@ -431,25 +428,13 @@ def table(rounds, seconds):
             base = None
             for batching in (False, True):
                 rows = measure(model, tmp, batching, onednn, client, rounds, seconds)
-                rps = statistics.median(r[0] for r in rows)
-                base = base or rps
-                middle = sorted(rows, key=lambda r: r[0])[len(rows) // 2]
-                batch = statistics.median(r[8] for r in rows) if batching else None
+                base = base or statistics.median(r.rps for r in rows)
+                batch = statistics.median(r.batch for r in rows) if batching else None
                 size = max(1, round(batch)) if batching else 2
                 top = size / ceiling(model, [size], onednn)[size] / 2
-                lines.append(f"| {name} | {kernels} | {client} | {'on' if batching else 'off'} | {rps:.0f} | "
-                             f"{' '.join(f'{r[0]:.0f}' for r in rows)} | {middle[1]:.1f} | {middle[2]:.1f} | "
-                             f"{f'{batch:.1f}' if batch else '-'} | {rps / base:.2f}x | {middle[5]:.2f} | "
-                             f"{middle[6]:.2f} | {middle[7]:.0f} | {top:.0f} | "
-                             f"{sum(r[3] for r in rows)} / {sum(r[4] for r in rows)} |")
+                lines.append(_line(name, kernels, client, "on" if batching else "off", rows, base, batch, top))
             if (name, onednn, client) == BOUND_AFTER:
-                rows = measure_bound(model, rounds, seconds)
-                rps = statistics.median(r[0] for r in rows)
-                middle = sorted(rows, key=lambda r: r[0])[len(rows) // 2]
-                lines.append(f"| {name} | {kernels} | {client} | asyncio bound | {rps:.0f} | "
-                             f"{' '.join(f'{r[0]:.0f}' for r in rows)} | {middle[1]:.1f} | {middle[2]:.1f} | - | "
-                             f"{rps / base:.2f}x | {middle[5]:.2f} | {middle[6]:.2f} | {middle[7]:.0f} | - | "
-                             f"{sum(r[3] for r in rows)} / {sum(r[4] for r in rows)} |")
+                lines.append(_line(name, kernels, client, "asyncio bound", measure_bound(model, rounds, seconds), base))
     return lines
 
 

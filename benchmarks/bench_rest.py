@@ -43,6 +43,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from testing.server import ServerProcess, free_port  # noqa: E402
+from proc import cpu_seconds  # noqa: E402
 from report import publish  # noqa: E402
 
 TOY = os.path.join(REPO, "models", "save", "Toy")
@@ -188,13 +189,6 @@ def grpc(target, concurrency, seconds):
     return r["ok_rps"], r["latency_ms"]["p50"], r["latency_ms"]["p99"], "", r["ok"] + 50  # and its warmup
 
 
-def server_cpu_seconds(pid):
-    """User + system CPU the server process has used (/proc/PID/stat, fields 14 and 15, in clock ticks)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def wait_rest(server, url, timeout=60.0):
     """Poll the REST port until Toy version 1 is AVAILABLE there (it opens after the gRPC port); the
     transport's Server header, to name it in the table."""
@@ -269,9 +263,9 @@ def main():
                         if key in unmeasured:
                             continue
                         try:
-                            cpu_before = server_cpu_seconds(server.process.pid)
+                            cpu_before = cpu_seconds(server.process.pid)
                             rps, p50, p99, note, requests = cells[key]()
-                            cpu_us = (server_cpu_seconds(server.process.pid) - cpu_before) / requests * 1e6
+                            cpu_us = (cpu_seconds(server.process.pid) - cpu_before) / requests * 1e6
                         except Unmeasured as e:
                             unmeasured[key] = str(e)
                             print(f"  run {repeat + 1}/{args.repeats} {key}: {e}", file=sys.stderr, flush=True)
