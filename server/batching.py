@@ -20,6 +20,7 @@ tensorflow/core/kernels/batching_util/shared_batch_scheduler.h):
 """
 
 import collections
+import concurrent.futures
 import threading
 import time
 
@@ -83,17 +84,19 @@ class Options:
 
 
 class _Task:
-    """One request's run: its feeds, and its outputs once every piece of it has run."""
+    """One request's run: its feeds, and `future`, which gets its outputs once every piece of it has run."""
 
-    __slots__ = ("feeds", "size", "deadline", "done", "result", "error", "_parts", "_waiting")
+    __slots__ = ("feeds", "size", "deadline", "future", "_parts", "_waiting", "_error")
 
     def __init__(self, feeds, size, timeout_ms=0):
         self.feeds, self.size = feeds, size
         # when its run timeout ends, on time.monotonic()'s clock, counted from its enqueueing; None: no timeout
         self.deadline = time.monotonic() + timeout_ms / 1000 if timeout_ms > 0 else None
-        self.done = threading.Event()
-        self.result = self.error = None
-        self._parts, self._waiting = None, 0
+        self.future = concurrent.futures.Future()
+        # Running from the start: cancelling it (a waiter that gave up) cannot take it out of a batch, and
+        # the batch thread's set_result never meets a cancelled future.
+        self.future.set_running_or_notify_cancel()
+        self._parts, self._waiting, self._error = None, 0, None
 
     def pieces(self, first, rest):
         """This task as pieces: `first` rows (if any), then `rest` at a time (SplitInputTask)."""
@@ -117,20 +120,23 @@ class _Task:
     def finish(self, index, outputs, error):
         """A piece ran (`outputs`, its rows of each fetch) or failed (`error`); the last one wakes the caller."""
         if self._parts is None:
-            self.result, self.error = outputs, error
-            self.done.set()
+            self._settle(outputs, error)
             return
         with _PIECES_LOCK:
-            if error is not None and self.error is None:
-                self.error = error
+            if error is not None and self._error is None:
+                self._error = error
             self._parts[index] = outputs
             self._waiting -= 1
             last = self._waiting == 0
         if last:
-            if self.error is None:
-                self.result = [np.concatenate(parts, axis=0) for parts in zip(*self._parts)]
-            self._parts = None
-            self.done.set()
+            parts, self._parts = self._parts, None
+            self._settle(None if self._error else [np.concatenate(p, axis=0) for p in zip(*parts)], self._error)
+
+    def _settle(self, outputs, error):
+        if error is not None:
+            self.future.set_exception(error)
+        else:
+            self.future.set_result(outputs)
 
 
 _PIECES_LOCK = threading.Lock()
@@ -382,9 +388,18 @@ class Batcher:
 
     def run(self, feeds, fetch_names, timeout_ms=0):
         """The fetched arrays for these feeds, run in a batch; `timeout_ms` is the request's run timeout (0: none)."""
-        sizes = {np.shape(value)[0] if np.ndim(value) else None for _, value in feeds}
-        if not feeds or None in sizes:  # nothing batchable (no inputs, or scalars): run as it is
+        future = self.submit(feeds, fetch_names, timeout_ms)
+        if future is None:  # nothing batchable (no inputs, or scalars): run as it is
             return self._run(feeds, fetch_names, timeout_ms)
+        return future.result()
+
+    def submit(self, feeds, fetch_names, timeout_ms=0):
+        """Queue these feeds for a batch: a concurrent.futures.Future of the fetched arrays (or of the
+        ServingError that failed them); None when nothing is batchable (no inputs, or scalars): run them
+        as they are. Raises the ServingError of a request the queue refuses."""
+        sizes = {np.shape(value)[0] if np.ndim(value) else None for _, value in feeds}
+        if not feeds or None in sizes:
+            return None
         if len(sizes) != 1:
             raise status.invalid_argument(
                 "Batching session Run() input tensors must have equal 0th-dimension size")
@@ -396,10 +411,7 @@ class Batcher:
         task = _Task(feeds, sizes.pop(), timeout_ms)
         METRICS.batch_input(task.size)
         self._scheduler.submit(queue, task)
-        task.done.wait()
-        if task.error is not None:
-            raise task.error
-        return task.result
+        return task.future
 
     def num_enqueued_tasks(self):
         """Tasks (pieces of them, when split) waiting for a batch thread, over this version's queues."""

@@ -37,6 +37,32 @@ def run_timeout(milliseconds):
         _RUN_TIMEOUT_MS.reset(token)
 
 
+class PredictCall:
+    """A Predict request checked against its signature: `feeds` and `fetch_names` to run, and the answer."""
+
+    __slots__ = ("servable", "model_name", "signature_name", "feeds", "aliases", "fetch_names")
+
+    def __init__(self, servable, model_name, signature_name, feeds, aliases, fetch_names):
+        self.servable, self.model_name, self.signature_name = servable, model_name, signature_name
+        self.feeds, self.aliases, self.fetch_names = feeds, aliases, fetch_names
+
+    def answer(self, values):
+        """The PredictResponse of the run's arrays (fetch_names' order)."""
+        self.feeds = None  # the inputs' arrays go before the answer is built: a large request's peak is lower by one copy
+        servable = self.servable
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = self.model_name
+        response.model_spec.version.value = servable.version
+        response.model_spec.signature_name = self.signature_name
+        deferred = []
+        for alias, value in zip(self.aliases, values):
+            if wire.defers(value, servable.tensor_content):  # written straight into the answer's bytes
+                deferred.append((alias, value, servable.tensor_content))
+            else:
+                tensors.write_proto(response.outputs[alias], value, servable.tensor_content)
+        return wire.PredictResponseView(response, deferred) if deferred else response
+
+
 class SavedModelServable:
     """A SavedModel loaded the way TF Serving loads it: the `serve` MetaGraphDef in a TF1 session.
 
@@ -87,6 +113,11 @@ class SavedModelServable:
         return name, self.signatures[name]
 
     def predict(self, request, model_name):
+        call = self.predict_call(request, model_name)
+        return call.answer(self.run(call.feeds, call.fetch_names))
+
+    def predict_call(self, request, model_name):
+        """A PredictCall: the request checked against its signature, ready to run (raises its ServingError)."""
         signature_name, signature = self.signature(request.model_spec.signature_name)
         if self.method_name_check and signature.method_name not in (
                 PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD):
@@ -96,19 +127,8 @@ class SavedModelServable:
                 f"{PREDICT_METHOD}, {CLASSIFY_METHOD}, {REGRESS_METHOD}}}. Was: {signature.method_name}")
         feeds = self._inputs(request, signature)
         aliases = self._output_aliases(request.output_filter, signature)
-        values = self._run_aliases(signature, feeds, aliases)
-        del feeds  # the inputs' arrays go before the answer is built: a large request's peak is lower by one copy
-        response = predict_pb2.PredictResponse()
-        response.model_spec.name = model_name
-        response.model_spec.version.value = self.version
-        response.model_spec.signature_name = signature_name
-        deferred = []
-        for alias, value in zip(aliases, values):
-            if wire.defers(value, self.tensor_content):  # written straight into the answer's bytes
-                deferred.append((alias, value, self.tensor_content))
-            else:
-                tensors.write_proto(response.outputs[alias], value, self.tensor_content)
-        return wire.PredictResponseView(response, deferred) if deferred else response
+        return PredictCall(self, model_name, signature_name, feeds, aliases,
+                           [signature.outputs[a].name for a in aliases])
 
     @staticmethod
     def _inputs(request, signature):
@@ -155,16 +175,17 @@ class SavedModelServable:
             seen.append(alias)
         return seen
 
-    def _run_aliases(self, signature, feeds, aliases):
-        """The signature's outputs `aliases`, in order, for the fed [(tensor name, array)]."""
-        return self.run(feeds, [signature.outputs[a].name for a in aliases])
-
     def run(self, feeds, fetch_names):
         """Run the session, batched with other requests when --enable_batching; returns the fetched arrays."""
         timeout_ms = _RUN_TIMEOUT_MS.get()
         if self._batcher is not None:
             return self._batcher.run(feeds, fetch_names, timeout_ms)
         return self._run_unbatched(feeds, fetch_names, timeout_ms)
+
+    def submit(self, feeds, fetch_names, timeout_ms):
+        """A concurrent.futures.Future of run()'s arrays, queued for a batch without waiting for it; None when
+        this version does not batch these feeds (no batching, or no batchable input): run() them instead."""
+        return None if self._batcher is None else self._batcher.submit(feeds, fetch_names, timeout_ms)
 
     def _run_unbatched(self, feeds, fetch_names, timeout_ms):
         """One session run: feeds is [(tensor name, array)]; returns the fetched arrays in order. TensorFlow
