@@ -101,8 +101,9 @@ class ModelServer:
         # (2 CPUs, Toy at concurrency 8: 3.4k req/s with 4 threads, 2.4k with 8; benchmarks/bench_server.py).
         workers = o.grpc_max_threads or 2 * flags.cpu_count()
         if self.batching is not None and not o.grpc_max_threads:
-            # A request waits for its batch on a gRPC thread, so a batch can be no larger than the threads
-            # that feed it: add a full batch's worth (waiting threads sleep, they do not contend).
+            # A Classify, Regress or MultiInference request waits for its batch on a gRPC thread (Predict on the
+            # event loop), so their batch can be no larger than the threads that feed it: add a full batch's
+            # worth (waiting threads sleep, they do not contend).
             workers += min(self.batching.max_batch_size, 256)
         # No SO_REUSEPORT: a second server on a busy port must fail, not silently share it.
         # server.cc sets the message limits (SetMaxMessageSize) and then adds --grpc_channel_arguments,
@@ -112,9 +113,14 @@ class ModelServer:
                ("grpc.so_reuseport", 0)]
         users = {key for key, _ in channel_args}
         server_options = channel_args + [(key, value) for key, value in own if key not in users]
-        self.grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
-                                       options=server_options)
-        services.add_to_server(self.core, self.grpc_server)
+        executor = futures.ThreadPoolExecutor(max_workers=workers)
+        if self.batching is None:
+            self.grpc_server = grpc.server(executor, options=server_options)
+            services.add_to_server(self.core, self.grpc_server)
+        else:  # a batched Predict waits for its batch on an event loop, not on a thread (aio_server.py)
+            from .aio_server import AioServer
+            self.grpc_server = AioServer(executor, server_options)
+            services.add_to_server(self.core, self.grpc_server, aio_executor=executor)
         addresses = []
         if o.port:
             addresses.append((f"0.0.0.0:{o.port}", f"Running gRPC ModelServer at 0.0.0.0:{o.port} ..."))

@@ -1,5 +1,6 @@
 """The gRPC services, on the servicers generated in tensorflow-serving-api."""
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -48,45 +49,50 @@ def _lenient(deserializer):
 
 
 # Predict reads and writes its large tensors without protobuf's copies of them (wire.py).
-_CODECS = {"/tensorflow.serving.PredictionService/Predict":
-           (wire.parse_predict_request, wire.serialize_predict_response)}
+PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
+_CODECS = {PREDICT_METHOD: (wire.parse_predict_request, wire.serialize_predict_response)}
 
 
-def _lenient_handler(handler, method):
+def _lenient_handler(handler, method, replacements):
     if handler is None or handler.request_deserializer is None:
         return handler
     deserializer, serializer = _CODECS.get(method, (handler.request_deserializer, handler.response_serializer))
-    return handler._replace(request_deserializer=_lenient(deserializer), response_serializer=serializer)
+    handler = handler._replace(request_deserializer=_lenient(deserializer), response_serializer=serializer)
+    return handler._replace(unary_unary=replacements[method]) if method in replacements else handler
 
 
 class _LenientGenericHandler(grpc.GenericRpcHandler):
     """A generated service's handler whose methods deserialize with `_lenient` (built once per method)."""
 
-    def __init__(self, inner):
-        self._inner = inner
+    def __init__(self, inner, replacements):
+        self._inner, self._replacements = inner, replacements
         self._handlers = {}
 
     def service(self, handler_call_details):
-        handler = self._handlers.get(handler_call_details.method)
+        method = handler_call_details.method
+        handler = self._handlers.get(method)
         if handler is None:
-            handler = _lenient_handler(self._inner.service(handler_call_details), handler_call_details.method)
+            handler = _lenient_handler(self._inner.service(handler_call_details), method, self._replacements)
             if handler is not None:  # only the service's own methods: a client's made-up names are not kept
-                self._handlers[handler_call_details.method] = handler
+                self._handlers[method] = handler
         return handler
 
 
 class _Registrar:
-    """Stands for the grpc.Server while a generated add_*Servicer_to_server runs, making its methods lenient."""
+    """Stands for the grpc.Server while a generated add_*Servicer_to_server runs, making its methods lenient;
+    `replacements` maps a method's full name to the behaviour that serves it instead of the servicer's."""
 
-    def __init__(self, server):
-        self._server = server
+    def __init__(self, server, replacements):
+        self._server, self._replacements = server, replacements
 
     def add_generic_rpc_handlers(self, handlers):
-        self._server.add_generic_rpc_handlers(tuple(_LenientGenericHandler(h) for h in handlers))
+        self._server.add_generic_rpc_handlers(tuple(_LenientGenericHandler(h, self._replacements)
+                                                    for h in handlers))
 
     def add_registered_method_handlers(self, service_name, method_handlers):  # newer generated code
         self._server.add_registered_method_handlers(service_name, {
-            name: _lenient_handler(h, f"/{service_name}/{name}") for name, h in method_handlers.items()})
+            name: _lenient_handler(h, f"/{service_name}/{name}", self._replacements)
+            for name, h in method_handlers.items()})
 
     def __getattr__(self, name):
         return getattr(self._server, name)
@@ -103,23 +109,33 @@ def rpc(method):
                 raise status.invalid_argument(request.message)
             response = method(self, request, context)
             return response
-        except status.ServingError as e:
-            code = e.code
-            log.debug("%s failed: %s", method.__name__, e.message)
-            context.abort(e.code, e.grpc_message())
         except Exception as e:  # the server keeps serving whatever one request does
-            code = grpc.StatusCode.INTERNAL
-            log.exception("%s failed", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+            code, message = _failure(method.__name__, e)
+            context.abort(code, message)
         finally:
-            if method.__name__ in _INFERENCE_APIS:
-                METRICS.request(_model_name(request), method.__name__, getattr(context, "entrypoint", "GRPC"),
-                                code.name, time.perf_counter() - started, _version(response))
+            _count(method.__name__, request, getattr(context, "entrypoint", "GRPC"), code, started, response)
 
     return wrapper
 
 
+def _failure(api, error):
+    """The code and message a call that raised `error` is answered with: a ServingError's own; anything
+    else is INTERNAL, and logged with its traceback (call it from the `except` block)."""
+    if isinstance(error, status.ServingError):
+        log.debug("%s failed: %s", api, error.message)
+        return error.code, error.grpc_message()
+    log.exception("%s failed", api)
+    return grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}"
+
+
 _INFERENCE_APIS = frozenset({"Predict", "Classify", "Regress", "MultiInference"})
+
+
+def _count(api, request, entrypoint, code, started, response):
+    """The request metrics of an inference call that ended with `code`."""
+    if api in _INFERENCE_APIS:
+        METRICS.request(_model_name(request), api, entrypoint, code.name, time.perf_counter() - started,
+                        _version(response))
 
 
 def _model_name(request):
@@ -144,11 +160,17 @@ def _require_model_spec(request):
         raise status.invalid_argument("Missing ModelSpec")
 
 
-def run_timeout_for(context):
-    """The session-run bound of a gRPC call (its deadline, rounded up to a step); none for REST or no deadline."""
+def _run_timeout_ms(context):
+    """The session-run bound of a gRPC call in ms (its deadline, rounded up to a step); None for REST or no
+    deadline."""
     remaining = getattr(context, "time_remaining", None)
     seconds = remaining() if callable(remaining) else None
-    step = None if seconds is None else deadlines.step_ms(seconds * 1000)
+    return None if seconds is None else deadlines.step_ms(seconds * 1000)
+
+
+def run_timeout_for(context):
+    """The session-run bound of a gRPC call, as a context manager (see servable.run_timeout)."""
+    step = _run_timeout_ms(context)
     return contextlib.nullcontext() if step is None else servable_module.run_timeout(step)
 
 
@@ -205,6 +227,69 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return self._infer("MultiInference", request, spec, inference.multi_inference, context)
 
 
+class AsyncPredict:
+    """Predict on the grpc.aio server of a batching server (aio_server.py): a request for a version that
+    batches waits for its batch on the event loop, holding no thread. Everything else about it is
+    PredictionService.Predict's: the checks, codes and messages, deadline, request log and metrics.
+
+    TF Serving's gRPC threads wait in BatchingSession::Run (batching/batching_session.cc). In Python a
+    thread a waiting request costs context switches and GIL hand-offs that cost a small model more than
+    batching saves (benchmarks/bench_batching.py). A version that does not batch these feeds runs them
+    on `executor`, the server's thread pool, where the sync services run."""
+
+    API = "Predict"
+
+    def __init__(self, core, executor):
+        self.core, self.executor = core, executor
+
+    async def predict(self, request, context):
+        # A call its client cancels, or whose deadline passes, is cancelled here; as in TF Serving, whose
+        # handler thread goes on, its run still ends and is counted and logged as it ends.
+        response, failure = await asyncio.shield(asyncio.ensure_future(self._answer(request, context)))
+        if failure is not None:
+            await context.abort(*failure)
+        return response
+
+    async def _answer(self, request, context):
+        """(the response, None) or (None, (code, message)); counted in the metrics."""
+        started, code, response = time.perf_counter(), grpc.StatusCode.OK, None
+        try:
+            response = await self._predict(request, context)
+            return response, None
+        except Exception as e:  # the server keeps serving whatever one request does
+            code, message = _failure(self.API, e)
+            return None, (code, message)
+        finally:
+            _count(self.API, request, "GRPC", code, started, response)
+
+    async def _predict(self, request, context):
+        if isinstance(request, MalformedRequest):
+            raise status.invalid_argument(request.message)
+        _require_model_spec(request)
+        spec = request.model_spec
+        logs = self.core.request_logger.logs(spec.name)
+        if isinstance(request, wire.PredictRequestView):
+            request.keep = logs
+        timeout_ms = _run_timeout_ms(context) or 0
+        loop = asyncio.get_running_loop()
+        with self.core.handle(spec) as servable:
+            call = servable.predict_call(request, spec.name)
+            batched = servable.submit(call.feeds, call.fetch_names, timeout_ms)
+            if batched is not None:
+                response = call.answer(await asyncio.wrap_future(batched))
+            else:
+                response = await loop.run_in_executor(self.executor, _run_call, call, timeout_ms)
+        if logs:  # a file write: off the event loop
+            await loop.run_in_executor(self.executor, self.core.request_logger.log, self.API, spec.name,
+                                       request, response, response.model_spec)
+        return response
+
+
+def _run_call(call, timeout_ms):
+    with servable_module.run_timeout(timeout_ms):
+        return call.answer(call.servable.run(call.feeds, call.fetch_names))
+
+
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     def __init__(self, core):
         self.core = core
@@ -251,9 +336,13 @@ _GENERATED_ADD = {
 }
 
 
-def add_to_server(core, server):
+def add_to_server(core, server, aio_executor=None):
     """Register PredictionService and ModelService on `server` with the generated code's method table;
-    a request whose bytes do not parse is answered INVALID_ARGUMENT (see MalformedRequest)."""
-    registrar = _Registrar(server)
+    a request whose bytes do not parse is answered INVALID_ARGUMENT (see MalformedRequest).
+
+    `aio_executor`: `server` is a grpc.aio server (aio_server.AioServer) and this is its thread pool;
+    Predict is then AsyncPredict's."""
+    replacements = {} if aio_executor is None else {PREDICT_METHOD: AsyncPredict(core, aio_executor).predict}
+    registrar = _Registrar(server, replacements)
     for servicer_class, (module, name) in _GENERATED_ADD.items():
         getattr(module, name)(servicer_class(core), registrar)

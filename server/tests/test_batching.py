@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -12,12 +13,13 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from server_helpers import Client, model_config, rpc_error, values
+from server_helpers import Client, model_config, rpc_error, values, with_request_log
 
 from google.protobuf import text_format
-from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from testing.paths import TESTDATA
+from tfsclient import tfrecord
 from tfsclient.prometheus import parse_metrics
 from testing.server import EXECUTABLE, ServerProcess, free_port, wait_until
 
@@ -73,6 +75,18 @@ def test_too_large_a_request(server):
     client = Client(server.target)
     assert rpc_error(client.predict, version=1, inputs={"input_1": np.zeros((5, 2), np.float32)}) == (
         "INVALID_ARGUMENT", "Task size 5 is larger than maximum input batch size 4")
+    client.close()
+
+
+def test_garbage_bytes_are_invalid_argument(server):
+    """The event loop's Predict answers a request that does not parse as the sync one does."""
+    client = Client(server.target)
+    raw = client.channel.unary_unary("/tensorflow.serving.PredictionService/Predict",
+                                     request_serializer=None, response_deserializer=None)
+    assert rpc_error(raw, b"\x0a\xff\xff\xff\xff\x0f", timeout=10) == (
+        "INVALID_ARGUMENT", "Could not parse the request (6 bytes) as a tensorflow.serving.PredictRequest: "
+                            "Wire format was corrupt")
+    assert values(client.predict(version=1), "output_1") == [10.805429458618164, 14.010123252868652]
     client.close()
 
 
@@ -295,3 +309,116 @@ def test_a_rest_timeout_bounds_its_batch_too(slow_server):
     assert post(0) == (200, {"outputs": [2.0]})
     slow.join(30)
     assert results["slow"][0] == 504
+
+
+# -- Predict on the event loop (aio_server.py, services.AsyncPredict) --------------------------------------
+
+INPUTS = ":tensorflow:serving:batching_session:input_batch_size_count"
+REQUESTS = ":tensorflow:serving:request_count"
+
+
+def metric(server, name, labels=None):
+    """The sum of a metric's samples on the server's page (those with `labels`, a dict, if given)."""
+    samples = parse_metrics(metrics_page(server.rest_port), {name}).get(name, [])
+    return sum(value for sample_labels, value in samples if labels is None or labels.items() <= sample_labels.items())
+
+
+@pytest.fixture
+def wide_batch_server(toy_models, tmp_path):
+    """Two gRPC threads; a batch of up to 8 rows waits 10 s for company; request logs, metrics."""
+    (tmp_path / "batching.config").write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 10000000 }\n"
+                                              "max_enqueued_batches { value: 10 }\nnum_batch_threads { value: 1 }\n")
+    (tmp_path / "monitoring.config").write_text("prometheus_config { enable: true }\n")
+    (tmp_path / "models.config").write_text(text_format.MessageToString(
+        with_request_log(model_config(("Toy", f"{toy_models}/Toy", [1])), tmp_path / "log" / "toy", 1.0)))
+    rest_port = free_port()
+    with ServerProcess(f"--model_config_file={tmp_path / 'models.config'}", "--enable_batching",
+                       f"--batching_parameters_file={tmp_path / 'batching.config'}", "--grpc_max_threads=2",
+                       f"--rest_api_port={rest_port}", f"--monitoring_config_file={tmp_path / 'monitoring.config'}") \
+            as server:
+        server.rest_port, server.log_path = rest_port, tmp_path / "log" / "toy.tfrecord"
+        with Client(server.target) as client:
+            yield server, client
+
+
+def test_a_predict_waiting_for_its_batch_holds_no_grpc_thread(wide_batch_server):
+    """With two gRPC threads, eight 1-row Predicts wait together and run as one batch of 8, while the
+    threads stay free for GetModelStatus; each request gets its own row, and is counted and logged as a
+    sync one. Before, the first two held both threads: the rest and GetModelStatus waited out the 10 s."""
+    server, client = wide_batch_server
+    rows = np.arange(16, dtype=np.float32).reshape(8, 2)
+    futures = [client.predictions.Predict.future(one_row_request(row), timeout=30) for row in rows[:4]]
+    wait_until(lambda: metric(server, INPUTS) == 4, timeout=10, what="four requests to queue")
+    assert client.states("Toy") == {1: "AVAILABLE"}  # a thread is free (timeout=30 s, but answered now)
+    futures += [client.predictions.Predict.future(one_row_request(row), timeout=30) for row in rows[4:]]
+    for row, future in zip(rows, futures):
+        np.testing.assert_allclose(values(future.result(timeout=5), "output_1"), row @ KERNEL + BIAS, rtol=1e-5)
+    assert (metric(server, PROCESSED), metric(server, ":tensorflow:serving:batching_session:processed_batch_size_sum")) \
+        == (1, 8)
+    assert rpc_error(client.predict, inputs={"input_1": np.zeros((9, 2), np.float32)}) == (
+        "INVALID_ARGUMENT", "Task size 9 is larger than maximum input batch size 8")
+    assert metric(server, REQUESTS, {"model_name": "Toy", "status": "OK"}) == 8
+    assert metric(server, REQUESTS, {"model_name": "Toy", "status": "INVALID_ARGUMENT"}) == 1
+    logged = [prediction_log_pb2.PredictionLog.FromString(data)
+              for _, data in tfrecord.read(str(server.log_path))]
+    assert sorted(tf.make_ndarray(e.predict_log.request.inputs["input_1"])[0, 0] for e in logged) == list(rows[:, 0])
+    assert all(e.predict_log.response.outputs["output_1"].float_val for e in logged)
+
+
+def one_row_request(row):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "Toy"
+    request.inputs["input_1"].CopyFrom(tf.make_tensor_proto(row.reshape(1, 2)))
+    return request
+
+
+def test_a_client_that_gives_up_on_a_queued_predict(wide_batch_server):
+    """Three requests wait for their batch; one client cancels, one's deadline passes. The batch runs when
+    five more fill it, the six left get their rows, and the server logs no error and goes on serving."""
+    server, client = wide_batch_server
+    rows = np.arange(16, dtype=np.float32).reshape(8, 2)
+    kept = client.predictions.Predict.future(one_row_request(rows[0]), timeout=30)
+    cancelled = client.predictions.Predict.future(one_row_request(rows[1]), timeout=30)
+    expiring = client.predictions.Predict.future(one_row_request(rows[2]), timeout=1)
+    wait_until(lambda: metric(server, INPUTS) == 3, timeout=10, what="three requests to queue")
+    assert cancelled.cancel()
+    assert expiring.exception(timeout=10).code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    rest = [client.predictions.Predict.future(one_row_request(row), timeout=30) for row in rows[3:]]
+    for row, future in zip(rows[[0, 3, 4, 5, 6, 7]], [kept, *rest]):
+        np.testing.assert_allclose(values(future.result(timeout=10), "output_1"), row @ KERNEL + BIAS, rtol=1e-5)
+    assert len(values(client.predict(inputs={"input_1": rows}), "output_1")) == 8  # a full batch: runs at once
+    # As TF Serving's: the two abandoned runs ended, and are counted and logged with the others.
+    wait_until(lambda: metric(server, REQUESTS, {"model_name": "Toy", "status": "OK"}) == 9, timeout=10,
+               what="nine requests counted OK")
+    assert len(list(tfrecord.read(str(server.log_path)))) == 9
+    assert "Traceback" not in server.log() and "Predict failed" not in server.log()
+
+
+def test_a_signal_lets_the_running_batch_and_the_queued_one_finish(tmp_path):
+    """SIGTERM while a batch runs (~1 s) and a request waits for the next: new calls are refused at once,
+    both requests are answered, and the server unloads and exits 0."""
+    from test_hardening import connection_refused
+
+    build_slow_batch_model(tmp_path / "Slow" / "1")
+    (tmp_path / "batching.config").write_text("max_batch_size { value: 1 }\nbatch_timeout_micros { value: 0 }\n"
+                                              "num_batch_threads { value: 1 }\n")
+    (tmp_path / "monitoring.config").write_text("prometheus_config { enable: true }\n")
+    rest_port = free_port()
+    server = ServerProcess("--model_name=Slow", f"--model_base_path={tmp_path / 'Slow'}", "--enable_batching",
+                           f"--batching_parameters_file={tmp_path / 'batching.config'}", f"--rest_api_port={rest_port}",
+                           f"--monitoring_config_file={tmp_path / 'monitoring.config'}")
+    with server:
+        server.rest_port = rest_port
+        client = Client(server.target)
+        running = client.predictions.Predict.future(slow_request(500_000), timeout=30)
+        wait_until(lambda: batch_counts(server)[0] == 1, what="the first batch to run")
+        queued = client.predictions.Predict.future(slow_request(0), timeout=30)
+        wait_until(lambda: metric(server, INPUTS) == 2, what="the second request to queue")
+        server.process.send_signal(signal.SIGTERM)
+        wait_until(lambda: connection_refused(server.port), timeout=5, what="the port to refuse connections")
+        assert not running.done()
+        for future in (running, queued):
+            assert list(future.result(timeout=30).outputs["y"].float_val) == [2.0]
+        assert server.process.wait(timeout=30) == 0
+        assert "Done unloading servable version {name: Slow version: 1}" in server.log()
+        client.close()

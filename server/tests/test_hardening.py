@@ -431,12 +431,14 @@ def test_a_signal_lets_the_request_in_flight_finish_refuses_new_ones_and_exits_0
     assert not os.path.exists(tmp_path / "late")  # the refused request never ran
 
 
-def test_a_grpc_deadline_frees_the_thread_of_a_run_that_outlives_it(slow_model, tmp_path):
+@pytest.mark.parametrize("flags", [(), ("--enable_batching",)], ids=["sync", "batching"])
+def test_a_grpc_deadline_frees_the_thread_of_a_run_that_outlives_it(slow_model, tmp_path, flags):
     """Two gRPC threads; six 10 s runs whose clients wait 1 s, then three tiny ones that wait 8 s. The call's
     deadline bounds its session run (TF Serving's RunOptions timeout), so TensorFlow cancels each slow run
     soon after its client gave up and the tiny ones are served; before, each slow run held its thread for
-    10 s after its client had gone, and the tiny ones timed out behind them."""
-    server = ServerProcess("--model_name=Slow", f"--model_base_path={slow_model}", "--grpc_max_threads=2")
+    10 s after its client had gone, and the tiny ones timed out behind them. With --enable_batching these
+    scalar inputs do not batch: the event loop's Predict runs them on the thread pool, bounded alike."""
+    server = ServerProcess("--model_name=Slow", f"--model_base_path={slow_model}", "--grpc_max_threads=2", *flags)
     with server:
         client = Client(server.target)
         assert list(client.predictions.Predict(slow_request(0, tmp_path / "warm"), timeout=30)
