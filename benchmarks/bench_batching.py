@@ -356,13 +356,21 @@ def batch_stats(rest_port):
     return tuple(sum(value for _, value in samples.get(PROCESSED + suffix, [])) for suffix in ("_count", "_sum"))
 
 
+# How the server is asked to batch: not at all; with BATCHING; or --enable_batching with per-model
+# parameters and none in the model's folder, so that the model is served unbatched by a batching server
+# (its gRPC front end is then grpc.aio, and the run hops to the thread pool).
+OFF, ON, NOT_BATCHED = "off", "on", "on, model not batched"
+
+
 def measure(model, tmp, batching, onednn, client, rounds, seconds):
-    """The server's Rounds at this configuration."""
+    """The server's Rounds at this configuration (`batching`: OFF, ON or NOT_BATCHED)."""
     monitoring = os.path.join(tmp, "monitoring.config")
     with open(monitoring, "w") as f:
         f.write("prometheus_config { enable: true }\n")
     flags = ["--model_name=Dense", f"--model_base_path={model}", f"--monitoring_config_file={monitoring}"]
-    if batching:
+    if batching == NOT_BATCHED:
+        flags += ["--enable_batching", "--enable_per_model_batching_parameters"]
+    elif batching == ON:
         parameters = os.path.join(tmp, "batching.config")
         with open(parameters, "w") as f:
             f.write(BATCHING)
@@ -380,9 +388,9 @@ def measure(model, tmp, batching, onednn, client, rounds, seconds):
             load.close()
 
 
-# (model, oneDNN, client); the asyncio bound follows the Dense pair it is compared with
-RUNS = (("Dense", False, "threads"), ("Dense", False, "asyncio"), ("Dense", True, "asyncio"),
-        ("Identity", False, "asyncio"))
+# (model, oneDNN, client, batching modes); the asyncio bound follows the Dense pair it is compared with
+RUNS = (("Dense", False, "threads", (OFF, ON)), ("Dense", False, "asyncio", (OFF, ON)),
+        ("Dense", True, "asyncio", (OFF, ON)), ("Identity", False, "asyncio", (OFF, ON, NOT_BATCHED)))
 BOUND_AFTER = ("Dense", False, "asyncio")
 
 
@@ -407,7 +415,9 @@ def table(rounds, seconds):
              "num_batch_threads 1`. CPU: ms of user + system time a request, from /proc, in the middle round; "
              "context switches: the server's threads', from /proc, in the same round. "
              "Identity: a model with the same signature whose `y` is `x` (what serving and batching cost a request "
-             "of these tensors, without the model). Asyncio bound: not the server, but Dense's session behind a "
+             "of these tensors, without the model); `on, model not batched`: a batching server (its gRPC front end grpc.aio) "
+             "serving the model unbatched (--enable_per_model_batching_parameters, no batching_params.pbtxt). "
+             "Asyncio bound: not the server, but Dense's session behind a "
              "grpc.aio Predict that queues each request for one batch thread and awaits it, with none of the "
              "server's checks, metrics or logging (what an asyncio front end could reach). Ceiling: the signature run in-process, one run at a time, at "
              "the median batch size seen (2 rows a request without batching), in requests/s.", "",
@@ -422,17 +432,17 @@ def table(rounds, seconds):
         paths = {name: os.path.join(tmp, name, "Dense") for name in ("Dense", "Identity")}
         for name, path in paths.items():
             build(path, tf, identity=name == "Identity")
-        for name, onednn, client in RUNS:
+        for name, onednn, client, modes in RUNS:
             model = paths[name]
             kernels = "oneDNN (TF_ENABLE_ONEDNN_OPTS=1)" if onednn else "TensorFlow's (default)"
             base = None
-            for batching in (False, True):
+            for batching in modes:
                 rows = measure(model, tmp, batching, onednn, client, rounds, seconds)
                 base = base or statistics.median(r.rps for r in rows)
-                batch = statistics.median(r.batch for r in rows) if batching else None
-                size = max(1, round(batch)) if batching else 2
+                batch = statistics.median(r.batch for r in rows) if batching == ON else None
+                size = max(1, round(batch)) if batch else 2
                 top = size / ceiling(model, [size], onednn)[size] / 2
-                lines.append(_line(name, kernels, client, "on" if batching else "off", rows, base, batch, top))
+                lines.append(_line(name, kernels, client, batching, rows, base, batch, top))
             if (name, onednn, client) == BOUND_AFTER:
                 lines.append(_line(name, kernels, client, "asyncio bound", measure_bound(model, rounds, seconds), base))
     return lines

@@ -114,13 +114,16 @@ class ModelServer:
         users = {key for key, _ in channel_args}
         server_options = channel_args + [(key, value) for key, value in own if key not in users]
         executor = futures.ThreadPoolExecutor(max_workers=workers)
-        if self.batching is None:
-            self.grpc_server = grpc.server(executor, options=server_options)
-            services.add_to_server(self.core, self.grpc_server)
-        else:  # a batched Predict waits for its batch on an event loop, not on a thread (aio_server.py)
+        if self.batching is not None and not o.enable_per_model_batching_parameters:
+            # Every model batches: a Predict waits for its batch on an event loop, not on a thread. With
+            # per-model parameters some may not, and grpc.aio would cost them a third of their throughput
+            # (aio_server.py), so they keep the thread pool.
             from .aio_server import AioServer
             self.grpc_server = AioServer(executor, server_options)
             services.add_to_server(self.core, self.grpc_server, aio_executor=executor)
+        else:
+            self.grpc_server = grpc.server(executor, options=server_options)
+            services.add_to_server(self.core, self.grpc_server)
         addresses = []
         if o.port:
             addresses.append((f"0.0.0.0:{o.port}", f"Running gRPC ModelServer at 0.0.0.0:{o.port} ..."))
