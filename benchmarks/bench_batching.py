@@ -358,7 +358,7 @@ def batch_stats(rest_port):
 
 # How the server is asked to batch: not at all; with BATCHING; or --enable_batching with per-model
 # parameters and none in the model's folder, so that the model is served unbatched by a batching server
-# (its gRPC front end is then grpc.aio, and the run hops to the thread pool).
+# (whose gRPC front end is grpc.aio: the run hops to the thread pool and back).
 OFF, ON, NOT_BATCHED = "off", "on", "on, model not batched"
 
 

@@ -2,11 +2,12 @@
 part of grpc.Server's interface main.py uses.
 
 Its Predict awaits batches on the loop (services.AsyncPredict); every other method is a sync servicer,
-run unchanged in `executor` (grpc.aio's migration_thread_pool). Only a server where every model batches
-uses it (--enable_batching without per-model parameters). A call that does not batch pays grpc.aio's
-costs and a hop from the loop to the pool and back: served this way, a model that computes nothing
-answered 1,550-1,640 req/s at concurrency 32, against 2,240-2,480 on grpc.server's thread pool
-(2 CPUs, benchmarks/bench_batching.py's Identity model, the same run).
+run unchanged in `executor` (grpc.aio's migration_thread_pool). Only a batching server uses it: a call
+that does not batch pays a hop from the loop to the pool and back. A model served unbatched by a
+batching server (per-model parameters, none for it) costs about the same either way: at concurrency 32
+a model that computes nothing answered 1,570-1,750 req/s here, and 1,400-1,840 on grpc.server with the
+thread pool a batching server needs (a thread a waiting request), against 2,250-2,750 without batching
+(2 CPUs; bench_batching.py's Identity model, one run).
 """
 
 import asyncio

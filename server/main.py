@@ -114,10 +114,7 @@ class ModelServer:
         users = {key for key, _ in channel_args}
         server_options = channel_args + [(key, value) for key, value in own if key not in users]
         executor = futures.ThreadPoolExecutor(max_workers=workers)
-        if self.batching is not None and not o.enable_per_model_batching_parameters:
-            # Every model batches: a Predict waits for its batch on an event loop, not on a thread. With
-            # per-model parameters some may not, and grpc.aio would cost them a third of their throughput
-            # (aio_server.py), so they keep the thread pool.
+        if self.batching is not None:  # a batched Predict waits for its batch on an event loop (aio_server.py)
             from .aio_server import AioServer
             self.grpc_server = AioServer(executor, server_options)
             services.add_to_server(self.core, self.grpc_server, aio_executor=executor)

@@ -284,3 +284,23 @@ def test_one_live_task_runs_the_batch_for_all(scheduler):
     first()
     assert [r.tolist() for r in results] == [[[2.0]], [[2.0]]]
     assert run.sizes[-1] == 2
+
+
+def test_submit_queues_without_waiting_and_leaves_what_cannot_batch(scheduler):
+    """submit() returns a Future at once (many tasks can wait on one thread, as the event loop's Predict
+    does), which a waiter that gives up cannot cancel out of its batch; None for scalar feeds."""
+    run = FakeRun()
+    run.gate.clear()
+    batcher = batching.Batcher(scheduler, run, options(max_batch_size=8, batch_timeout_micros=0))
+    assert batcher.submit([("x:0", np.float32(1.0))], ["y:0"]) is None
+    first = batcher.submit([("x:0", np.ones((1, 2), np.float32))], ["y:0"])
+    assert run.entered.wait(10)  # the first batch holds the only thread
+    queued = [batcher.submit([("x:0", np.full((1, 2), i, np.float32))], ["y:0"]) for i in range(3)]
+    assert not queued[0].cancel()
+    assert batcher.num_enqueued_tasks() == 3 and not any(f.done() for f in [first, *queued])
+    run.gate.set()
+    assert first.result(timeout=10)[0].tolist() == [[2.0, 2.0]]
+    assert [f.result(timeout=10)[0].tolist() for f in queued] == [[[0.0, 0.0]], [[2.0, 2.0]], [[4.0, 4.0]]]
+    assert run.sizes == [1, 3]
+    with pytest.raises(status.ServingError, match="Task size 9 is larger than maximum input batch size 8"):
+        batcher.submit([("x:0", np.ones((9, 2), np.float32))], ["y:0"])  # refused: raised, not a Future

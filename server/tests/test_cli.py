@@ -118,8 +118,9 @@ def test_tensor_content_responses_and_quiet_start_up(toy_models):
     assert "oneDNN" not in log and "cuda" not in log.lower()
 
 
-def test_port_in_use_is_a_start_up_error(toy_server, toy_models):
-    result = run(f"--port={toy_server.port}", "--model_name=Toy", f"--model_base_path={toy_models}/Toy")
+@pytest.mark.parametrize("flags", [(), ("--enable_batching",)], ids=["thread-pool", "grpc.aio"])
+def test_port_in_use_is_a_start_up_error(toy_server, toy_models, flags):
+    result = run(f"--port={toy_server.port}", "--model_name=Toy", f"--model_base_path={toy_models}/Toy", *flags)
     assert result.returncode == 255
     assert result.stderr.splitlines()[-1].startswith("Failed to start server. Error: UNAVAILABLE: Failed to "
                                                      f"BuildAndStart gRPC server: cannot bind 0.0.0.0:{toy_server.port}")
