@@ -1,7 +1,7 @@
 """The gRPC server of a batching server: a grpc.aio server on an event loop thread of its own, behind the
 part of grpc.Server's interface main.py uses.
 
-Its Predict awaits batches on the loop (services.AsyncPredict); every other method is a sync servicer,
+Its inference methods await batches on the loop (services.AsyncInference); the others are sync servicers,
 run unchanged in `executor` (grpc.aio's migration_thread_pool). Only a batching server uses it: a call
 that does not batch pays a hop from the loop to the pool and back. A model served unbatched by a
 batching server (per-model parameters, none for it) costs about the same either way: at concurrency 32

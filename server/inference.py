@@ -155,26 +155,29 @@ def _model_spec(spec, name, signature_name, version):
     spec.version.value = version
 
 
-def _run_one(servable, request, shape_signature, fill, response):
+# Each API is a generator of steps (servable.SavedModelServable.complete): it yields its session run's
+# (feeds, fetch_names) and is sent back the fetched arrays.
+
+def _one_steps(servable, request, shape_signature, fill, response):
     name, signature = _signature(servable, request.model_spec.signature_name, "No signature was found with the name: ")
     input_name, outputs = shape_signature(signature, servable.method_name_check)
     examples = examples_tensor(request.input)
-    fetched = servable.run([(input_name, examples)], [tensor for _, tensor in outputs])
+    fetched = yield [(input_name, examples)], [tensor for _, tensor in outputs]
     _model_spec(response.model_spec, request.model_spec.name, name, servable.version)
     fill({alias: np.asarray(v) for (alias, _), v in zip(outputs, fetched)}, len(examples), response.result)
     return response
 
 
-def classify(servable, request):
-    return _run_one(servable, request, classification_signature, classification_result,
-                    classification_pb2.ClassificationResponse())
+def classify_steps(servable, request):
+    return _one_steps(servable, request, classification_signature, classification_result,
+                      classification_pb2.ClassificationResponse())
 
 
-def regress(servable, request):
-    return _run_one(servable, request, regression_signature, regression_result, regression_pb2.RegressionResponse())
+def regress_steps(servable, request):
+    return _one_steps(servable, request, regression_signature, regression_result, regression_pb2.RegressionResponse())
 
 
-def multi_inference(servable, request):
+def multi_inference_steps(servable, request):
     """Several tasks on one input, one session run; the servable is the first task's (as TF Serving)."""
     model_name, seen, plans = "", set(), []
     for task in request.tasks:
@@ -206,7 +209,7 @@ def multi_inference(servable, request):
     # Every task's input tensor is fed the same examples (TF2 exports give each signature its own).
     input_names = sorted({plan[2] for plan in plans})
     fetch_names = sorted({tensor for plan in plans for _, tensor in plan[3]})
-    fetched = dict(zip(fetch_names, servable.run([(n, examples) for n in input_names], fetch_names)))
+    fetched = dict(zip(fetch_names, (yield [(n, examples) for n in input_names], fetch_names)))
     response = inference_pb2.MultiInferenceResponse()
     for task, name, _, outputs, fill in plans:
         result = response.results.add()

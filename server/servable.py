@@ -37,32 +37,6 @@ def run_timeout(milliseconds):
         _RUN_TIMEOUT_MS.reset(token)
 
 
-class PredictCall:
-    """A Predict request checked against its signature: `feeds` and `fetch_names` to run, and the answer."""
-
-    __slots__ = ("servable", "model_name", "signature_name", "feeds", "aliases", "fetch_names")
-
-    def __init__(self, servable, model_name, signature_name, feeds, aliases, fetch_names):
-        self.servable, self.model_name, self.signature_name = servable, model_name, signature_name
-        self.feeds, self.aliases, self.fetch_names = feeds, aliases, fetch_names
-
-    def answer(self, values):
-        """The PredictResponse of the run's arrays (fetch_names' order)."""
-        self.feeds = None  # the inputs' arrays go before the answer is built: a large request's peak is lower by one copy
-        servable = self.servable
-        response = predict_pb2.PredictResponse()
-        response.model_spec.name = self.model_name
-        response.model_spec.version.value = servable.version
-        response.model_spec.signature_name = self.signature_name
-        deferred = []
-        for alias, value in zip(self.aliases, values):
-            if wire.defers(value, servable.tensor_content):  # written straight into the answer's bytes
-                deferred.append((alias, value, servable.tensor_content))
-            else:
-                tensors.write_proto(response.outputs[alias], value, servable.tensor_content)
-        return wire.PredictResponseView(response, deferred) if deferred else response
-
-
 class SavedModelServable:
     """A SavedModel loaded the way TF Serving loads it: the `serve` MetaGraphDef in a TF1 session.
 
@@ -113,11 +87,11 @@ class SavedModelServable:
         return name, self.signatures[name]
 
     def predict(self, request, model_name):
-        call = self.predict_call(request, model_name)
-        return call.answer(self.run(call.feeds, call.fetch_names))
+        return self.complete(self.predict_steps(request, model_name))
 
-    def predict_call(self, request, model_name):
-        """A PredictCall: the request checked against its signature, ready to run (raises its ServingError)."""
+    def predict_steps(self, request, model_name):
+        """Predict as steps (see complete()): the request checked against its signature, its one run, the
+        PredictResponse."""
         signature_name, signature = self.signature(request.model_spec.signature_name)
         if self.method_name_check and signature.method_name not in (
                 PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD):
@@ -127,8 +101,19 @@ class SavedModelServable:
                 f"{PREDICT_METHOD}, {CLASSIFY_METHOD}, {REGRESS_METHOD}}}. Was: {signature.method_name}")
         feeds = self._inputs(request, signature)
         aliases = self._output_aliases(request.output_filter, signature)
-        return PredictCall(self, model_name, signature_name, feeds, aliases,
-                           [signature.outputs[a].name for a in aliases])
+        values = yield feeds, [signature.outputs[a].name for a in aliases]
+        del feeds  # the inputs' arrays go before the answer is built: a large request's peak is lower by one copy
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = model_name
+        response.model_spec.version.value = self.version
+        response.model_spec.signature_name = signature_name
+        deferred = []
+        for alias, value in zip(aliases, values):
+            if wire.defers(value, self.tensor_content):  # written straight into the answer's bytes
+                deferred.append((alias, value, self.tensor_content))
+            else:
+                tensors.write_proto(response.outputs[alias], value, self.tensor_content)
+        return wire.PredictResponseView(response, deferred) if deferred else response
 
     @staticmethod
     def _inputs(request, signature):
@@ -174,6 +159,20 @@ class SavedModelServable:
                 raise status.invalid_argument(f"duplicate output tensor alias: {alias}")
             seen.append(alias)
         return seen
+
+    def complete(self, steps):
+        """The result of an inference's `steps`: a generator that yields (feeds, fetch_names) for each session
+        run it needs and is sent back the fetched arrays (run(), so batched when --enable_batching), then
+        returns its response. Split so, the same code runs here, blocking, or on the event loop
+        (services.AsyncInference), where a batched run is awaited."""
+        try:
+            feeds, fetch_names = next(steps)
+            while True:
+                values = self.run(feeds, fetch_names)
+                feeds = None  # the run's inputs are not held while the answer is built
+                feeds, fetch_names = steps.send(values)
+        except StopIteration as done:
+            return done.value
 
     def run(self, feeds, fetch_names):
         """Run the session, batched with other requests when --enable_batching; returns the fetched arrays."""

@@ -49,8 +49,8 @@ def _lenient(deserializer):
 
 
 # Predict reads and writes its large tensors without protobuf's copies of them (wire.py).
-PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
-_CODECS = {PREDICT_METHOD: (wire.parse_predict_request, wire.serialize_predict_response)}
+_CODECS = {"/tensorflow.serving.PredictionService/Predict":
+           (wire.parse_predict_request, wire.serialize_predict_response)}
 
 
 def _lenient_handler(handler, method, replacements):
@@ -174,30 +174,46 @@ def run_timeout_for(context):
     return contextlib.nullcontext() if step is None else servable_module.run_timeout(step)
 
 
+def _inference(api, request, core):
+    """What an inference call runs: (the ModelSpec of the servable it asks for, a function of that servable
+    giving the call's steps, see SavedModelServable.complete)."""
+    if api == "MultiInference":
+        # The servable is the first task's; no task at all reads as an empty ModelSpec (as TF Serving).
+        spec = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
+        return spec, lambda servable: inference.multi_inference_steps(servable, request)
+    _require_model_spec(request)
+    if api == "Predict":
+        if isinstance(request, wire.PredictRequestView):
+            request.keep = core.request_logger.logs(request.model_spec.name)
+        return request.model_spec, lambda servable: servable.predict_steps(request, request.model_spec.name)
+    steps = inference.classify_steps if api == "Classify" else inference.regress_steps
+    return request.model_spec, lambda servable: steps(servable, request)
+
+
+def _logged_spec(api, response):
+    return response.results[0].model_spec if api == "MultiInference" else response.model_spec
+
+
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, core):
         self.core = core
 
-    def _infer(self, api, request, spec, run, context):
-        """Run `run(servable, request)` on the servable `spec` asks for, then log it (if configured).
+    def _infer(self, api, request, context):
+        """Run the call on the servable it asks for, then log it (if configured).
 
         Over gRPC, the call's deadline bounds its session runs, as TF Serving puts it in their RunOptions
         (model_servers/prediction_service_impl.cc, enforce_session_run_timeout: on unless on a TPU): TensorFlow
         cancels a run that outlives its client, and the thread is free again. REST calls bring their own
         bound (--rest_api_timeout_in_ms)."""
+        spec, steps = _inference(api, request, self.core)
         with self.core.handle(spec) as servable, run_timeout_for(context):
-            response = run(servable, request)
-        logged_spec = response.results[0].model_spec if api == "MultiInference" else response.model_spec
-        self.core.request_logger.log(api, spec.name, request, response, logged_spec)
+            response = servable.complete(steps(servable))
+        self.core.request_logger.log(api, spec.name, request, response, _logged_spec(api, response))
         return response
 
     @rpc
     def Predict(self, request, context):
-        _require_model_spec(request)
-        if isinstance(request, wire.PredictRequestView):
-            request.keep = self.core.request_logger.logs(request.model_spec.name)
-        return self._infer("Predict", request, request.model_spec,
-                           lambda servable, r: servable.predict(r, r.model_spec.name), context)
+        return self._infer("Predict", request, context)
 
     @rpc
     def GetModelMetadata(self, request, context):
@@ -212,82 +228,89 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @rpc
     def Classify(self, request, context):
-        _require_model_spec(request)
-        return self._infer("Classify", request, request.model_spec, inference.classify, context)
+        return self._infer("Classify", request, context)
 
     @rpc
     def Regress(self, request, context):
-        _require_model_spec(request)
-        return self._infer("Regress", request, request.model_spec, inference.regress, context)
+        return self._infer("Regress", request, context)
 
     @rpc
     def MultiInference(self, request, context):
-        # The servable is the first task's; no task at all reads as an empty ModelSpec (as TF Serving).
-        spec = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
-        return self._infer("MultiInference", request, spec, inference.multi_inference, context)
+        return self._infer("MultiInference", request, context)
 
 
-class AsyncPredict:
-    """Predict on the grpc.aio server of a batching server (aio_server.py): a request for a version that
-    batches waits for its batch on the event loop, holding no thread. Everything else about it is
-    PredictionService.Predict's: the checks, codes and messages, deadline, request log and metrics.
+class AsyncInference:
+    """Predict, Classify, Regress and MultiInference on the grpc.aio server of a batching server
+    (aio_server.py): a call whose run batches waits for its batch on the event loop, holding no thread.
+    Everything else about it is PredictionService's: the same steps, checks, codes and messages,
+    deadline, request log and metrics.
 
     TF Serving's gRPC threads wait in BatchingSession::Run (batching/batching_session.cc). In Python a
-    thread a waiting request costs context switches and GIL hand-offs that cost a small model more than
-    batching saves (benchmarks/bench_batching.py). A version that does not batch these feeds runs them
-    on `executor`, the server's thread pool, where the sync services run."""
-
-    API = "Predict"
+    thread a waiting request costs context switches and GIL hand-offs (benchmarks/bench_batching.py).
+    A run that does not batch (no batching for the version, or no batchable input) goes to `executor`,
+    the server's thread pool, where the sync services run."""
 
     def __init__(self, core, executor):
         self.core, self.executor = core, executor
 
-    async def predict(self, request, context):
+    def handlers(self):
+        """{full method name: coroutine function} for _Registrar."""
+        return {f"/tensorflow.serving.PredictionService/{api}": functools.partial(self._serve, api)
+                for api in _INFERENCE_APIS}
+
+    async def _serve(self, api, request, context):
         # A call its client cancels, or whose deadline passes, is cancelled here; as in TF Serving, whose
         # handler thread goes on, its run still ends and is counted and logged as it ends.
-        response, failure = await asyncio.shield(asyncio.ensure_future(self._answer(request, context)))
+        response, failure = await asyncio.shield(asyncio.ensure_future(self._answer(api, request, context)))
         if failure is not None:
             await context.abort(*failure)
         return response
 
-    async def _answer(self, request, context):
+    async def _answer(self, api, request, context):
         """(the response, None) or (None, (code, message)); counted in the metrics."""
         started, code, response = time.perf_counter(), grpc.StatusCode.OK, None
         try:
-            response = await self._predict(request, context)
+            response = await self._infer(api, request, context)
             return response, None
         except Exception as e:  # the server keeps serving whatever one request does
-            code, message = _failure(self.API, e)
+            code, message = _failure(api, e)
             return None, (code, message)
         finally:
-            _count(self.API, request, "GRPC", code, started, response)
+            _count(api, request, "GRPC", code, started, response)
 
-    async def _predict(self, request, context):
+    async def _infer(self, api, request, context):
         if isinstance(request, MalformedRequest):
             raise status.invalid_argument(request.message)
-        _require_model_spec(request)
-        spec = request.model_spec
-        logs = self.core.request_logger.logs(spec.name)
-        if isinstance(request, wire.PredictRequestView):
-            request.keep = logs
+        spec, steps = _inference(api, request, self.core)
         timeout_ms = _run_timeout_ms(context) or 0
-        loop = asyncio.get_running_loop()
         with self.core.handle(spec) as servable:
-            call = servable.predict_call(request, spec.name)
-            batched = servable.submit(call.feeds, call.fetch_names, timeout_ms)
-            if batched is not None:
-                response = call.answer(await asyncio.wrap_future(batched))
-            else:
-                response = await loop.run_in_executor(self.executor, _run_call, call, timeout_ms)
-        if logs:  # a file write: off the event loop
-            await loop.run_in_executor(self.executor, self.core.request_logger.log, self.API, spec.name,
-                                       request, response, response.model_spec)
+            response = await self._complete(servable, steps(servable), timeout_ms)
+        if self.core.request_logger.logs(spec.name):  # a file write: off the event loop
+            await asyncio.get_running_loop().run_in_executor(
+                self.executor, self.core.request_logger.log, api, spec.name, request, response,
+                _logged_spec(api, response))
         return response
 
+    async def _complete(self, servable, steps, timeout_ms):
+        """SavedModelServable.complete, awaiting each run: a batched one on this loop, any other on the pool."""
+        loop = asyncio.get_running_loop()
+        try:
+            feeds, fetch_names = next(steps)
+            while True:
+                batched = servable.submit(feeds, fetch_names, timeout_ms)
+                if batched is None:
+                    run = loop.run_in_executor(self.executor, _run, servable, feeds, fetch_names, timeout_ms)
+                else:
+                    run = asyncio.wrap_future(batched)
+                feeds = None  # the run's inputs are not held while the answer is built
+                feeds, fetch_names = steps.send(await run)
+        except StopIteration as done:
+            return done.value
 
-def _run_call(call, timeout_ms):
+
+def _run(servable, feeds, fetch_names, timeout_ms):
     with servable_module.run_timeout(timeout_ms):
-        return call.answer(call.servable.run(call.feeds, call.fetch_names))
+        return servable.run(feeds, fetch_names)
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
@@ -341,8 +364,8 @@ def add_to_server(core, server, aio_executor=None):
     a request whose bytes do not parse is answered INVALID_ARGUMENT (see MalformedRequest).
 
     `aio_executor`: `server` is a grpc.aio server (aio_server.AioServer) and this is its thread pool;
-    Predict is then AsyncPredict's."""
-    replacements = {} if aio_executor is None else {PREDICT_METHOD: AsyncPredict(core, aio_executor).predict}
+    the inference methods are then AsyncInference's."""
+    replacements = {} if aio_executor is None else AsyncInference(core, aio_executor).handlers()
     registrar = _Registrar(server, replacements)
     for servicer_class, (module, name) in _GENERATED_ADD.items():
         getattr(module, name)(servicer_class(core), registrar)

@@ -66,11 +66,11 @@ def _replay(servable, entry):
         request = entry.predict_log.request
         servable.predict(request, request.model_spec.name)
     elif kind == "classify_log":
-        inference.classify(servable, entry.classify_log.request)
+        servable.complete(inference.classify_steps(servable, entry.classify_log.request))
     elif kind == "regress_log":
-        inference.regress(servable, entry.regress_log.request)
+        servable.complete(inference.regress_steps(servable, entry.regress_log.request))
     elif kind == "multi_inference_log":
-        inference.multi_inference(servable, entry.multi_inference_log.request)
+        servable.complete(inference.multi_inference_steps(servable, entry.multi_inference_log.request))
     elif kind == "session_run_log":
         number = prediction_log_pb2.PredictionLog.DESCRIPTOR.fields_by_name[kind].number
         raise status.ServingError(grpc.StatusCode.UNIMPLEMENTED, f"Unsupported log_type for warmup: {number}")

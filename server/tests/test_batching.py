@@ -422,3 +422,36 @@ def test_a_signal_lets_the_running_batch_and_the_queued_one_finish(tmp_path):
         assert server.process.wait(timeout=30) == 0
         assert "Done unloading servable version {name: Slow version: 1}" in server.log()
         client.close()
+
+
+def test_regress_waits_for_its_batch_without_a_thread_too(tmp_path):
+    """Classify, Regress and MultiInference take the event loop's path as Predict does: with two gRPC
+    threads, four 1-example Regress calls on half_plus_two run as one batch of 4, while GetModelStatus
+    is answered, and each gets 0.5x + 2 for its own x. Before, two of them held both threads."""
+    from tensorflow_serving.apis import regression_pb2
+
+    (tmp_path / "batching.config").write_text("max_batch_size { value: 4 }\nbatch_timeout_micros { value: 10000000 }\n"
+                                              "num_batch_threads { value: 1 }\n")
+    (tmp_path / "monitoring.config").write_text("prometheus_config { enable: true }\n")
+    rest_port = free_port()
+    with ServerProcess("--model_name=hpt", f"--model_base_path={TESTDATA}/saved_model_half_plus_two_cpu",
+                       "--enable_batching", f"--batching_parameters_file={tmp_path / 'batching.config'}",
+                       "--grpc_max_threads=2", f"--rest_api_port={rest_port}",
+                       f"--monitoring_config_file={tmp_path / 'monitoring.config'}") as server, \
+            Client(server.target) as client:
+        server.rest_port = rest_port
+
+        def regress(x):
+            request = regression_pb2.RegressionRequest()
+            request.model_spec.name, request.model_spec.signature_name = "hpt", "regress_x_to_y"
+            request.input.example_list.examples.add().features.feature["x"].float_list.value.append(x)
+            return client.predictions.Regress.future(request, timeout=30)
+
+        futures = [regress(x) for x in (1.0, 2.0, 3.0)]
+        wait_until(lambda: metric(server, INPUTS) == 3, timeout=10, what="three calls to queue")
+        assert client.states("hpt") == {123: "AVAILABLE"}
+        futures.append(regress(4.0))
+        assert [f.result(timeout=5).result.regressions[0].value for f in futures] == [2.5, 3.0, 3.5, 4.0]
+        assert (metric(server, PROCESSED), metric(server, ":tensorflow:serving:batching_session:processed_batch_size_sum")) \
+            == (1, 4)
+        assert metric(server, REQUESTS, {"model_name": "hpt", "status": "OK"}) == 4
