@@ -18,7 +18,6 @@ import grpc
 
 class AioServer:
     def __init__(self, executor, options):
-        self.executor = executor
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="grpc-aio")
         self._thread.start()

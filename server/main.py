@@ -99,12 +99,8 @@ class ModelServer:
             raise StartupError(str(e)) from None
         # TF Serving's C++ default is 4 x CPUs; in Python, threads past ~2 per CPU only fight over the GIL
         # (2 CPUs, Toy at concurrency 8: 3.4k req/s with 4 threads, 2.4k with 8; benchmarks/bench_server.py).
+        # A batching server needs no more: its calls wait for their batch on the event loop (aio_server.py).
         workers = o.grpc_max_threads or 2 * flags.cpu_count()
-        if self.batching is not None and not o.grpc_max_threads:
-            # A Classify, Regress or MultiInference request waits for its batch on a gRPC thread (Predict on the
-            # event loop), so their batch can be no larger than the threads that feed it: add a full batch's
-            # worth (waiting threads sleep, they do not contend).
-            workers += min(self.batching.max_batch_size, 256)
         # No SO_REUSEPORT: a second server on a busy port must fail, not silently share it.
         # server.cc sets the message limits (SetMaxMessageSize) and then adds --grpc_channel_arguments,
         # which override them. gRPC keeps the first of two equal keys, so the server's own go only where the
@@ -114,7 +110,7 @@ class ModelServer:
         users = {key for key, _ in channel_args}
         server_options = channel_args + [(key, value) for key, value in own if key not in users]
         executor = futures.ThreadPoolExecutor(max_workers=workers)
-        if self.batching is not None:  # a batched Predict waits for its batch on an event loop (aio_server.py)
+        if self.batching is not None:  # a batched call waits for its batch on an event loop (aio_server.py)
             from .aio_server import AioServer
             self.grpc_server = AioServer(executor, server_options)
             services.add_to_server(self.core, self.grpc_server, aio_executor=executor)
