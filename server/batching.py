@@ -84,18 +84,25 @@ class Options:
 
 
 class _Task:
-    """One request's run: its feeds, and `future`, which gets its outputs once every piece of it has run."""
+    """One request's run: its feeds, and `future`, which gets its outputs once every piece of it has run.
 
-    __slots__ = ("feeds", "size", "deadline", "future", "_parts", "_waiting", "_error")
+    `future` is a concurrent.futures.Future, or, for a waiter on an event loop, an asyncio.Future of that
+    loop: the batch thread then settles all of a batch's futures of one loop in one call to the loop."""
 
-    def __init__(self, feeds, size, timeout_ms=0):
+    __slots__ = ("feeds", "size", "deadline", "future", "loop", "_parts", "_waiting", "_error")
+
+    def __init__(self, feeds, size, timeout_ms=0, loop=None):
         self.feeds, self.size = feeds, size
         # when its run timeout ends, on time.monotonic()'s clock, counted from its enqueueing; None: no timeout
         self.deadline = time.monotonic() + timeout_ms / 1000 if timeout_ms > 0 else None
-        self.future = concurrent.futures.Future()
-        # Running from the start: cancelling it (a waiter that gave up) cannot take it out of a batch, and
-        # the batch thread's set_result never meets a cancelled future.
-        self.future.set_running_or_notify_cancel()
+        self.loop = loop
+        if loop is None:
+            self.future = concurrent.futures.Future()
+            # Running from the start: cancelling it (a waiter that gave up) cannot take it out of a batch,
+            # and the batch thread's set_result never meets a cancelled future.
+            self.future.set_running_or_notify_cancel()
+        else:
+            self.future = loop.create_future()  # submit() runs on the loop's thread
         self._parts, self._waiting, self._error = None, 0, None
 
     def pieces(self, first, rest):
@@ -118,25 +125,49 @@ class _Task:
         return pieces
 
     def finish(self, index, outputs, error):
-        """A piece ran (`outputs`, its rows of each fetch) or failed (`error`); the last one wakes the caller."""
+        """A piece ran (`outputs`, its rows of each fetch) or failed (`error`). Once the last one has,
+        (outputs, error) of the whole task, for _settle; before, None."""
         if self._parts is None:
-            self._settle(outputs, error)
-            return
+            return outputs, error
         with _PIECES_LOCK:
             if error is not None and self._error is None:
                 self._error = error
             self._parts[index] = outputs
             self._waiting -= 1
             last = self._waiting == 0
-        if last:
-            parts, self._parts = self._parts, None
-            self._settle(None if self._error else [np.concatenate(p, axis=0) for p in zip(*parts)], self._error)
+        if not last:
+            return None
+        parts, self._parts = self._parts, None
+        return None if self._error else [np.concatenate(p, axis=0) for p in zip(*parts)], self._error
 
-    def _settle(self, outputs, error):
-        if error is not None:
-            self.future.set_exception(error)
+
+def _settle(done):
+    """Give each finished task of a batch its (outputs, error): a concurrent future at once; the asyncio
+    futures of one loop in one call on that loop (one wake of it a batch, not one a request)."""
+    by_loop = {}
+    for task, outputs, error in done:
+        if task.loop is None:
+            _set(task.future, outputs, error)
         else:
-            self.future.set_result(outputs)
+            by_loop.setdefault(task.loop, []).append((task.future, outputs, error))
+    for loop, settled in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_set_all, settled)
+        except RuntimeError:  # the loop is closed: the server has stopped, and nobody waits any more
+            pass
+
+
+def _set_all(settled):
+    for future, outputs, error in settled:
+        if not future.done():  # an asyncio future whose waiter gave up is cancelled
+            _set(future, outputs, error)
+
+
+def _set(future, outputs, error):
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(outputs)
 
 
 _PIECES_LOCK = threading.Lock()
@@ -237,19 +268,28 @@ class _Queue:
         dequeued = time.monotonic()
         for piece in batch.pieces:
             METRICS.batch_queued(self._options.thread_pool_name, (dequeued - piece.enqueued) * 1e6)
+        done = []
         try:
-            outputs = self._run_batch(batch, self._timeout_ms(batch, dequeued))
-        except Exception as e:  # a batch thread must not die; each task gets the error
-            error = e if isinstance(e, status.ServingError) else status.unknown(str(e))
-            for piece in batch.pieces:
-                piece.task.finish(piece.index, None, error)
-        else:
-            start = 0
-            for piece in batch.pieces:
-                piece.task.finish(piece.index, [o[start:start + piece.size] for o in outputs], None)
-                start += piece.size
+            try:
+                outputs = self._run_batch(batch, self._timeout_ms(batch, dequeued))
+            except Exception as e:  # a batch thread must not die; each task gets the error
+                error = e if isinstance(e, status.ServingError) else status.unknown(str(e))
+                for piece in batch.pieces:
+                    self._finished(done, piece, None, error)
+            else:
+                start = 0
+                for piece in batch.pieces:
+                    self._finished(done, piece, [o[start:start + piece.size] for o in outputs], None)
+                    start += piece.size
         finally:
+            _settle(done)
             self._scheduler.processed(self)
+
+    @staticmethod
+    def _finished(done, piece, outputs, error):
+        result = piece.task.finish(piece.index, outputs, error)
+        if result is not None:
+            done.append((piece.task, *result))
 
     @staticmethod
     def _timeout_ms(batch, now):
@@ -393,10 +433,11 @@ class Batcher:
             return self._run(feeds, fetch_names, timeout_ms)
         return future.result()
 
-    def submit(self, feeds, fetch_names, timeout_ms=0):
+    def submit(self, feeds, fetch_names, timeout_ms=0, loop=None):
         """Queue these feeds for a batch: a concurrent.futures.Future of the fetched arrays (or of the
-        ServingError that failed them); None when nothing is batchable (no inputs, or scalars): run them
-        as they are. Raises the ServingError of a request the queue refuses."""
+        ServingError that failed them), or, called on the thread of event loop `loop`, an asyncio.Future
+        of that loop; None when nothing is batchable (no inputs, or scalars): run them as they are. Raises
+        the ServingError of a request the queue refuses."""
         sizes = {np.shape(value)[0] if np.ndim(value) else None for _, value in feeds}
         if not feeds or None in sizes:
             return None
@@ -408,7 +449,7 @@ class Batcher:
             queue = self._queues.get(key)
             if queue is None:
                 queue = self._queues[key] = self._scheduler.add_queue(self._run, list(fetch_names), self._options)
-        task = _Task(feeds, sizes.pop(), timeout_ms)
+        task = _Task(feeds, sizes.pop(), timeout_ms, loop)
         METRICS.batch_input(task.size)
         self._scheduler.submit(queue, task)
         return task.future

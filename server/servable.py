@@ -181,10 +181,11 @@ class SavedModelServable:
             return self._batcher.run(feeds, fetch_names, timeout_ms)
         return self._run_unbatched(feeds, fetch_names, timeout_ms)
 
-    def submit(self, feeds, fetch_names, timeout_ms):
-        """A concurrent.futures.Future of run()'s arrays, queued for a batch without waiting for it; None when
-        this version does not batch these feeds (no batching, or no batchable input): run() them instead."""
-        return None if self._batcher is None else self._batcher.submit(feeds, fetch_names, timeout_ms)
+    def submit(self, feeds, fetch_names, timeout_ms, loop=None):
+        """A future of run()'s arrays, queued for a batch without waiting for it (an asyncio.Future of `loop`,
+        called on its thread; else a concurrent.futures.Future); None when this version does not batch these
+        feeds (no batching, or no batchable input): run() them instead."""
+        return None if self._batcher is None else self._batcher.submit(feeds, fetch_names, timeout_ms, loop)
 
     def _run_unbatched(self, feeds, fetch_names, timeout_ms):
         """One session run: feeds is [(tensor name, array)]; returns the fetched arrays in order. TensorFlow

@@ -297,11 +297,9 @@ class AsyncInference:
         try:
             feeds, fetch_names = next(steps)
             while True:
-                batched = servable.submit(feeds, fetch_names, timeout_ms)
-                if batched is None:
+                run = servable.submit(feeds, fetch_names, timeout_ms, loop)
+                if run is None:
                     run = loop.run_in_executor(self.executor, _run, servable, feeds, fetch_names, timeout_ms)
-                else:
-                    run = asyncio.wrap_future(batched)
                 feeds = None  # the run's inputs are not held while the answer is built
                 feeds, fetch_names = steps.send(await run)
         except StopIteration as done:

@@ -304,3 +304,56 @@ def test_submit_queues_without_waiting_and_leaves_what_cannot_batch(scheduler):
     assert run.sizes == [1, 3]
     with pytest.raises(status.ServingError, match="Task size 9 is larger than maximum input batch size 8"):
         batcher.submit([("x:0", np.ones((9, 2), np.float32))], ["y:0"])  # refused: raised, not a Future
+
+
+def test_an_event_loops_waiters_are_woken_once_a_batch(scheduler):
+    """submit(loop=...) gives asyncio futures of that loop; the batch thread settles all of one batch's in
+    one call_soon_threadsafe (one wake of the loop a batch, not one a request), skips a future whose waiter
+    gave up, and a split task's future only once its last piece has run."""
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    wakes = []
+    real = loop.call_soon_threadsafe
+
+    def counted(callback, *args):
+        wakes.append(threading.current_thread().name)
+        return real(callback, *args)
+
+    loop.call_soon_threadsafe = counted  # the real loop's method, counted
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    run = FakeRun()
+    run.gate.clear()
+    batcher = batching.Batcher(scheduler, run, options(max_batch_size=8, batch_timeout_micros=0,
+                                                       enable_large_batch_splitting=True,
+                                                       max_execution_batch_size=4))
+
+    async def submit(rows, value):
+        return batcher.submit([("x:0", np.full((rows, 1), value, np.float32))], ["y:0"], 0, loop)
+
+    def on_loop(coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(10)
+
+    try:
+        first = on_loop(submit(1, 0))
+        assert run.entered.wait(10)  # the first batch holds the only thread
+        assert isinstance(first, asyncio.Future)
+        waiting = [on_loop(submit(1, i)) for i in (1, 2, 3)]
+        split = on_loop(submit(3, 4))  # 1 row fills the next batch of 4, 2 rows go to the one after
+        loop.call_soon_threadsafe(waiting[0].cancel)
+        wait_until(lambda: waiting[0].cancelled())
+        del wakes[:]
+        run.gate.set()
+
+        async def results():
+            return await asyncio.gather(first, *waiting[1:], split)
+
+        assert [r[0].ravel().tolist() for r in on_loop(results())] == [[0.0], [4.0], [6.0], [8.0, 8.0, 8.0]]
+        assert run.sizes == [1, 4, 2]
+        # one a batch: the first, then the two the split task is in (the main thread's calls are its own)
+        assert [name for name in wakes if name != "MainThread"] == ["batch-0"] * 3
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
