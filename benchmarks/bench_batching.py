@@ -19,6 +19,11 @@ the difference is what the model costs, the rest is serving and batching. After 
 asyncio pair, a bound that is not the server (serve_asyncio_bound): the same session behind a grpc.aio
 Predict that parks waiting requests in an event loop instead of blocked threads.
 
+Last, both Dense pairs and the bound again with h2load (nghttp2's C load generator) as the client, in
+the threads client's shape (4 connections x 8 streams): a tenth of the Python clients' CPU a request,
+so the figures of a server whose clients run on other machines. Its rows are skipped, and say so,
+where h2load is not installed (`apt-get install nghttp2-client`).
+
     .venv/bin/python benchmarks/bench_batching.py [--rounds 5] [--seconds 4]
 
 Writes benchmarks/results/batching.md. Client and server share this machine's cores.
@@ -28,7 +33,11 @@ import argparse
 import collections
 import multiprocessing
 import os
+import re
+import resource
+import shutil
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -44,7 +53,7 @@ import numpy as np  # noqa: E402
 
 from proc import context_switches, cpu_seconds  # noqa: E402
 from report import publish  # noqa: E402
-from tfsclient.prometheus import BATCH_SIZE, METRICS_LIMIT, parse_metrics  # noqa: E402
+from tfsclient.prometheus import BATCH_SIZE, METRICS_LIMIT, REQUEST_COUNT, parse_metrics  # noqa: E402
 from testing.server import ServerProcess, free_port  # noqa: E402
 
 WIDTH = 2048
@@ -168,7 +177,7 @@ def serve_asyncio_bound(port, model):
     asyncio.run(main())
 
 
-def measure_bound(model, rounds, seconds):
+def measure_bound(model, rounds, seconds, client):
     """measure()'s Rounds for serve_asyncio_bound (no batch sizes: it exports no metrics)."""
     port = free_port()
     process = subprocess.Popen([sys.executable, __file__, "--serve-asyncio-bound", str(port), model],
@@ -176,9 +185,9 @@ def measure_bound(model, rounds, seconds):
     try:
         if process.stdout.readline().strip() != b"ready":
             raise RuntimeError("the asyncio bound server did not start")
-        load = Load(f"127.0.0.1:{port}", "asyncio")
+        load = client_for(f"127.0.0.1:{port}", client)
         try:
-            return load.rounds(rounds, seconds, process.pid, "asyncio bound")
+            return load.rounds(rounds, seconds, process.pid, f"{client} client, asyncio bound")
         finally:
             load.close()
     finally:
@@ -291,7 +300,32 @@ Round.__doc__ = """One measured round: req/s, latencies, errors and wrong answer
 the server's context switches a request, and its mean batch size (None: not batching, or not known)."""
 
 
-class Load:
+class _Client:
+    """A client's rounds: `round(seconds, server_pid)` is the subclass's."""
+
+    def rounds(self, count, seconds, server_pid, label, batch_stats=None):
+        """A warm-up round (the client's start, the first runs of each batch size), then `count` Rounds;
+        batch_stats() gives the server's (batches, rows) so far, for each round's mean batch size."""
+        self.round(2, server_pid)
+        rows = []
+        for _ in range(count):
+            before = batch_stats() if batch_stats else None
+            result = self.round(seconds, server_pid)
+            if batch_stats:
+                after = batch_stats()
+                runs = after[0] - before[0]
+                result = result._replace(batch=(after[1] - before[1]) / runs if runs else None)
+            rows.append(result)
+            print(f"  {label}: {result.rps:.0f} req/s, server {result.server_ms:.2f} ms, client "
+                  f"{result.client_ms:.2f} ms, {result.switches:.0f} server context switches a request, batch "
+                  f"{result.batch or '-'}", file=sys.stderr, flush=True)
+        return rows
+
+    def close(self):
+        pass
+
+
+class Load(_Client):
     """Closed-loop client processes, started once and warmed up; each round starts them together
     (a wall-clock start sent ahead) and counts only what happens between its start and stop, so
     the processes' start-up is not in any round."""
@@ -324,29 +358,83 @@ class Load:
                      sum(r[2] for r in results), sum(r[3] for r in results), server * 1000 / done,
                      client * 1000 / done, switches / done, None)
 
-    def rounds(self, count, seconds, server_pid, label, batch_stats=None):
-        """A warm-up round (the client's start, the first runs of each batch size), then `count` Rounds;
-        batch_stats() gives the server's (batches, rows) so far, for each round's mean batch size."""
-        self.round(2, server_pid)
-        rows = []
-        for _ in range(count):
-            before = batch_stats() if batch_stats else None
-            result = self.round(seconds, server_pid)
-            if batch_stats:
-                after = batch_stats()
-                runs = after[0] - before[0]
-                result = result._replace(batch=(after[1] - before[1]) / runs if runs else None)
-            rows.append(result)
-            print(f"  {label}: {result.rps:.0f} req/s, server {result.server_ms:.2f} ms, client "
-                  f"{result.client_ms:.2f} ms, {result.switches:.0f} server context switches a request, batch "
-                  f"{result.batch or '-'}", file=sys.stderr, flush=True)
-        return rows
-
     def close(self):
         for q in self._commands:
             q.put(None)
         for p in self._processes:
             p.join(30)
+
+
+H2LOAD = shutil.which("h2load")  # nghttp2's load generator, in C: apt-get install nghttp2-client
+
+
+class H2Load(_Client):
+    """h2load as the client: PROCESSES connections x THREADS streams (the threads client's shape: a
+    channel a process, a call a thread), closed loop, sending one Predict of 2 rows (the clients' mean)
+    over and over as a gRPC message, for `h2load -D` whole seconds a round. It costs the shared cores
+    ~0.04 ms of CPU a request where the Python clients cost 0.3-0.8 ms, so the server has the two cores
+    nearly to itself: what it makes when its clients run elsewhere. It does not read the answers: the
+    server's request_count (`statuses()`, where it has a metrics page) must grow by OK only."""
+
+    def __init__(self, target, statuses=None):
+        from tfsclient import codec
+        from tfsclient.protos import predict_pb2
+
+        self._target, self._statuses = target, statuses
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "Dense"
+        request.inputs["x"].CopyFrom(codec.make_tensor_proto(np.ones((2, WIDTH), np.float32)))
+        message = request.SerializeToString()
+        self._body = tempfile.NamedTemporaryFile(suffix=".grpc")
+        self._body.write(b"\0" + struct.pack(">I", len(message)) + message)  # gRPC's frame: not compressed, length
+        self._body.flush()
+
+    def round(self, seconds, server_pid):
+        seconds = max(1, round(seconds))
+        before = self._statuses() if self._statuses else {}
+        server, switches = cpu_seconds(server_pid), context_switches(server_pid)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        output = subprocess.run(
+            [H2LOAD, "-D", str(seconds), "-c", str(PROCESSES), "-m", str(THREADS), "-d", self._body.name,
+             "-H", "content-type: application/grpc", "-H", "te: trailers",
+             f"http://{self._target}/tensorflow.serving.PredictionService/Predict"],
+            capture_output=True, text=True, check=True).stdout
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        switches = context_switches(server_pid) - switches
+        server = cpu_seconds(server_pid) - server
+        counts = re.search(r"requests: \d+ total, \d+ started, (\d+) done, \d+ succeeded, (\d+) failed, "
+                           r"(\d+) errored, (\d+) timeout", output)
+        if counts is None:
+            raise RuntimeError(f"h2load printed no request counts:\n{output}")
+        done, failed, errored, timeout = (int(n) for n in counts.groups())
+        errors = failed + errored + timeout
+        if self._statuses:
+            errors += int(sum(n - before.get(status, 0) for status, n in self._statuses().items() if status != "OK"))
+        client = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+        done = max(done, 1)
+        return Round(done / seconds, None, None, errors, None, server * 1000 / done, client * 1000 / done,
+                     switches / done, None)
+
+    def close(self):
+        self._body.close()
+
+
+def statuses(rest_port):
+    """{status: count} of the server's request_count so far, read with the scripts' Prometheus parser."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/monitoring/prometheus/metrics", timeout=30) as page:
+        samples = parse_metrics(page.read(METRICS_LIMIT).decode(), {REQUEST_COUNT})
+    counts = collections.Counter()
+    for labels, value in samples.get(REQUEST_COUNT, []):
+        counts[labels.get("status", "")] += value
+    return counts
+
+
+def client_for(target, client, rest_port=None):
+    """The `client` ("threads", "asyncio" or "h2load") of `target`; h2load's errors include the server's
+    non-OK request counts when `rest_port` serves its metrics."""
+    if client == "h2load":
+        return H2Load(target, (lambda: statuses(rest_port)) if rest_port else None)
+    return Load(target, client)
 
 
 def batch_stats(rest_port):
@@ -379,7 +467,7 @@ def measure(model, tmp, batching, onednn, client, rounds, seconds):
     server = ServerProcess(*flags, env={"TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0"})
     server.flags.append(f"--rest_api_port={rest_port}")
     with server:
-        load = Load(server.target, client)
+        load = client_for(server.target, client, rest_port)
         try:
             return load.rounds(rounds, seconds, server.process.pid,
                                f"{client} client, batching={batching} onednn={onednn}",
@@ -388,10 +476,15 @@ def measure(model, tmp, batching, onednn, client, rounds, seconds):
             load.close()
 
 
-# (model, oneDNN, client, batching modes); the asyncio bound follows the Dense pair it is compared with
+# (model, oneDNN, client, batching modes); the asyncio bound follows the Dense pairs it is compared with
 RUNS = (("Dense", False, "threads", (OFF, ON)), ("Dense", False, "asyncio", (OFF, ON)),
-        ("Dense", True, "asyncio", (OFF, ON)), ("Identity", False, "asyncio", (OFF, ON, NOT_BATCHED)))
-BOUND_AFTER = ("Dense", False, "asyncio")
+        ("Dense", True, "asyncio", (OFF, ON)), ("Identity", False, "asyncio", (OFF, ON, NOT_BATCHED)),
+        ("Dense", False, "h2load", (OFF, ON)), ("Dense", True, "h2load", (OFF, ON)))
+BOUND_AFTER = {("Dense", False, "asyncio"), ("Dense", False, "h2load")}
+
+
+def _number(value, places):
+    return "-" if value is None else f"{value:.{places}f}"
 
 
 def _line(name, kernels, client, batching, rows, base, batch=None, ceiling_rps=None):
@@ -399,10 +492,9 @@ def _line(name, kernels, client, batching, rows, base, batch=None, ceiling_rps=N
     rps = statistics.median(r.rps for r in rows)
     middle = sorted(rows, key=lambda r: r.rps)[len(rows) // 2]
     return (f"| {name} | {kernels} | {client} | {batching} | {rps:.0f} | {' '.join(f'{r.rps:.0f}' for r in rows)} | "
-            f"{middle.p50_ms:.1f} | {middle.p99_ms:.1f} | {f'{batch:.1f}' if batch else '-'} | {rps / base:.2f}x | "
-            f"{middle.server_ms:.2f} | {middle.client_ms:.2f} | {middle.switches:.0f} | "
-            f"{f'{ceiling_rps:.0f}' if ceiling_rps else '-'} | {sum(r.errors for r in rows)} / "
-            f"{sum(r.wrong for r in rows)} |")
+            f"{_number(middle.p50_ms, 1)} | {_number(middle.p99_ms, 1)} | {_number(batch, 1)} | {rps / base:.2f}x | "
+            f"{middle.server_ms:.2f} | {middle.client_ms:.2f} | {middle.switches:.0f} | {_number(ceiling_rps, 0)} | "
+            f"{sum(r.errors for r in rows)} / {'-' if middle.wrong is None else sum(r.wrong for r in rows)} |")
 
 
 def table(rounds, seconds):
@@ -420,7 +512,12 @@ def table(rounds, seconds):
              "Asyncio bound: not the server, but Dense's session behind a "
              "grpc.aio Predict that queues each request for one batch thread and awaits it, with none of the "
              "server's checks, metrics or logging (what an asyncio front end could reach). Ceiling: the signature run in-process, one run at a time, at "
-             "the median batch size seen (2 rows a request without batching), in requests/s.", "",
+             "the median batch size seen (2 rows a request without batching), in requests/s. "
+             f"`h2load`: nghttp2's C load generator, {PROCESSES} connections x {THREADS} streams (the threads "
+             "client's shape), one Predict of 2 rows over and over, rounds of whole seconds: it "
+             "costs the shared cores a tenth of the Python clients' CPU, so it shows what the server makes when its "
+             "clients run elsewhere. It does not read the answers (no latencies, rows not checked); its errors "
+             "include any request the server's metrics count as not OK.", "",
              "| model | kernels | client | batching | req/s (median) | rounds | p50 ms | p99 ms | mean batch (rows) | "
              "vs no batching | server CPU ms/req | client CPU ms/req | server context switches/req | "
              "in-process ceiling req/s | "
@@ -433,6 +530,10 @@ def table(rounds, seconds):
         for name, path in paths.items():
             build(path, tf, identity=name == "Identity")
         for name, onednn, client, modes in RUNS:
+            if client == "h2load" and not H2LOAD:
+                lines.append(f"| {name} | | h2load | not run: no h2load on the PATH (apt-get install nghttp2-client) "
+                             "| | | | | | | | | | | |")
+                continue
             model = paths[name]
             kernels = "oneDNN (TF_ENABLE_ONEDNN_OPTS=1)" if onednn else "TensorFlow's (default)"
             base = None
@@ -443,8 +544,9 @@ def table(rounds, seconds):
                 size = max(1, round(batch)) if batch else 2
                 top = size / ceiling(model, [size], onednn)[size] / 2
                 lines.append(_line(name, kernels, client, batching, rows, base, batch, top))
-            if (name, onednn, client) == BOUND_AFTER:
-                lines.append(_line(name, kernels, client, "asyncio bound", measure_bound(model, rounds, seconds), base))
+            if (name, onednn, client) in BOUND_AFTER:
+                lines.append(_line(name, kernels, client, "asyncio bound",
+                                   measure_bound(model, rounds, seconds, client), base))
     return lines
 
 
