@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Every benchmark in one run; each prints its table and writes it to benchmarks/results/, and this
 # joins them into benchmarks/results/all.md.
+# System tools: bench_rest.py needs wrk and ab, and bench_batching.py's h2load rows (run by
+# bench_server.py) need h2load, else they say "not run": apt-get install wrk apache2-utils nghttp2-client
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 py=.venv/bin/python
