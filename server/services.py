@@ -264,6 +264,9 @@ class AsyncInference:
         response, failure = await asyncio.shield(asyncio.ensure_future(self._answer(api, request, context)))
         if failure is not None:
             await context.abort(*failure)
+        if isinstance(response, wire.PredictResponseView):  # large outputs: their bytes are written off the loop
+            return await asyncio.get_running_loop().run_in_executor(
+                self.executor, wire.serialize_predict_response, response)
         return response
 
     async def _answer(self, api, request, context):
@@ -284,18 +287,21 @@ class AsyncInference:
         spec, steps = _inference(api, request, self.core)
         timeout_ms = _run_timeout_ms(context) or 0
         with self.core.handle(spec) as servable:
-            response = await self._complete(servable, steps(servable), timeout_ms)
+            # a large request's arrays are made off the loop (the first step reads the inputs)
+            response = await self._complete(servable, steps(servable), timeout_ms,
+                                            isinstance(request, wire.PredictRequestView))
         if self.core.request_logger.logs(spec.name):  # a file write: off the event loop
             await asyncio.get_running_loop().run_in_executor(
                 self.executor, self.core.request_logger.log, api, spec.name, request, response,
                 _logged_spec(api, response))
         return response
 
-    async def _complete(self, servable, steps, timeout_ms):
-        """SavedModelServable.complete, awaiting each run: a batched one on this loop, any other on the pool."""
+    async def _complete(self, servable, steps, timeout_ms, large=False):
+        """SavedModelServable.complete, awaiting each run: a batched one on this loop, any other on the pool;
+        with `large`, the first step (which reads the request's tensors) runs on the pool too."""
         loop = asyncio.get_running_loop()
         try:
-            feeds, fetch_names = next(steps)
+            feeds, fetch_names = await loop.run_in_executor(self.executor, next, steps) if large else next(steps)
             while True:
                 run = servable.submit(feeds, fetch_names, timeout_ms, loop)
                 if run is None:

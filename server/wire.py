@@ -235,8 +235,11 @@ parse_predict_request.message_class = predict_pb2.PredictRequest
 # -- writing -----------------------------------------------------------------------------------
 
 def serialize_predict_response(response):
-    """The wire bytes of a PredictResponse or PredictResponseView; a view's arrays are let go once
-    written (the answer is sent after this, and must not be held twice)."""
+    """The wire bytes of a PredictResponse or PredictResponseView (or the bytes themselves, serialized
+    already); a view's arrays are let go once written (the answer is sent after this, and must not be
+    held twice)."""
+    if isinstance(response, bytes):
+        return response
     if not isinstance(response, PredictResponseView):
         return response.SerializeToString()
     parts = [response.message.SerializeToString()]

@@ -457,3 +457,30 @@ def test_regress_waits_for_its_batch_without_a_thread_too(tmp_path):
         assert (metric(server, PROCESSED), metric(server, ":tensorflow:serving:batching_session:processed_batch_size_sum")) \
             == (1, 4)
         assert metric(server, REQUESTS, {"model_name": "hpt", "status": "OK"}) == 4
+
+
+def test_a_large_predict_is_read_and_written_off_the_event_loop(toy_models, tmp_path):
+    """A Predict past 1 MB on a batching server: its tensors are made, and its answer serialized, on the
+    thread pool (so the event loop serves small calls meanwhile; benchmarks/bench_stall.py). Its rows
+    come back whole and are logged; a large request of the wrong dtype gets its error from the pool."""
+    (tmp_path / "batching.config").write_text("max_batch_size { value: 1000000 }\nbatch_timeout_micros { value: 0 }\n"
+                                              "num_batch_threads { value: 1 }\n")
+    (tmp_path / "models.config").write_text(text_format.MessageToString(
+        with_request_log(model_config(("Toy", f"{toy_models}/Toy", [1])), tmp_path / "log" / "toy", 1.0)))
+    rows = np.random.default_rng(0).random((400_000, 2), dtype=np.float32)  # 3.2 MB in, 1.6 MB out
+    with ServerProcess(f"--model_config_file={tmp_path / 'models.config'}", "--enable_batching",
+                       f"--batching_parameters_file={tmp_path / 'batching.config'}") as server, \
+            Client(server.target) as client:
+        got = np.array(values(client.predict(inputs={"input_1": rows}), "output_1"), np.float32)
+        np.testing.assert_allclose(got, (rows @ KERNEL + BIAS).ravel(), rtol=1e-5)
+        np.testing.assert_allclose(values(client.predict(inputs={"input_1": rows[:1]}), "output_1"),
+                                   (rows[:1] @ KERNEL + BIAS).ravel(), rtol=1e-5)
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "Toy"
+        request.inputs["input_1"].CopyFrom(tf.make_tensor_proto(rows.astype(np.float64)))
+        code, message = rpc_error(client.predictions.Predict, request, timeout=30)
+        assert (code, message) == ("INVALID_ARGUMENT", "Expects arg[0] to be float but double is provided")
+    logged = list(tfrecord.read(str(tmp_path / "log" / "toy.tfrecord")))
+    assert len(logged) == 2
+    first = prediction_log_pb2.PredictionLog.FromString(logged[0][1]).predict_log.response
+    np.testing.assert_allclose(tf.make_ndarray(first.outputs["output_1"]).ravel(), got, rtol=1e-6)
