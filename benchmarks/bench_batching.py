@@ -53,7 +53,7 @@ import numpy as np  # noqa: E402
 
 from proc import context_switches, cpu_seconds  # noqa: E402
 from report import publish  # noqa: E402
-from tfsclient.prometheus import BATCH_SIZE, METRICS_LIMIT, REQUEST_COUNT, parse_metrics  # noqa: E402
+from tfsclient.prometheus import BATCH_SIZE, METRICS_LIMIT, REQUEST_COUNT, parse_metrics, server_counts  # noqa: E402
 from testing.server import ServerProcess, free_port  # noqa: E402
 
 WIDTH = 2048
@@ -419,14 +419,15 @@ class H2Load(_Client):
         self._body.close()
 
 
-def statuses(rest_port):
-    """{status: count} of the server's request_count so far, read with the scripts' Prometheus parser."""
+def _samples(rest_port, names):
+    """The series `names` of the server's metrics page so far, read with the scripts' Prometheus parser."""
     with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/monitoring/prometheus/metrics", timeout=30) as page:
-        samples = parse_metrics(page.read(METRICS_LIMIT).decode(), {REQUEST_COUNT})
-    counts = collections.Counter()
-    for labels, value in samples.get(REQUEST_COUNT, []):
-        counts[labels.get("status", "")] += value
-    return counts
+        return parse_metrics(page.read(METRICS_LIMIT).decode(), names)
+
+
+def statuses(rest_port):
+    """{status: count} of Dense's request_count so far, as grpcBench.py --metrics reads it."""
+    return server_counts(_samples(rest_port, {REQUEST_COUNT}), "Dense")["requests"] or {}
 
 
 def client_for(target, client, rest_port=None):
@@ -438,9 +439,8 @@ def client_for(target, client, rest_port=None):
 
 
 def batch_stats(rest_port):
-    """(count, sum) of the server's processed batch sizes so far, read with the scripts' Prometheus parser."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/monitoring/prometheus/metrics", timeout=30) as page:
-        samples = parse_metrics(page.read(METRICS_LIMIT).decode(), {PROCESSED + "_count", PROCESSED + "_sum"})
+    """(count, sum) of the server's processed batch sizes so far."""
+    samples = _samples(rest_port, {PROCESSED + "_count", PROCESSED + "_sum"})
     return tuple(sum(value for _, value in samples.get(PROCESSED + suffix, [])) for suffix in ("_count", "_sum"))
 
 
