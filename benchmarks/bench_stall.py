@@ -25,26 +25,14 @@ sys.path.insert(0, os.path.join(REPO, "python"))
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bench_batching import WIDTH, build  # noqa: E402  its Identity model: y is x
 from report import publish  # noqa: E402
 from testing.server import ServerProcess  # noqa: E402
 from tfsclient import codec  # noqa: E402
 from tfsclient.protos import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
 
-WIDTH, BIG_ROWS = 1024, 65536  # 65536 x 1024 float32: 256 MB each way
+BIG_ROWS = 32768  # x bench_batching's WIDTH (2048) float32: 256 MB each way
 CHANNEL = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
-
-
-def build(path):
-    from server.quiet_tf import import_tensorflow
-    tf = import_tensorflow()
-
-    class Identity(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None, WIDTH], tf.float32, name="x")])
-        def __call__(self, x):
-            return {"y": tf.identity(x)}
-
-    model = Identity()
-    tf.saved_model.save(model, os.path.join(path, "1"), signatures=model.__call__)
 
 
 def request(rows):
@@ -58,8 +46,8 @@ def rounds(target, count):
     """[(seconds of the large call, longest wait of a small one)] for `count` rounds."""
     big, small, results = request(BIG_ROWS), request(1), []
     for _ in range(count):
-        large = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(target, options=CHANNEL))
-        other = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(target, options=CHANNEL))
+        channels = [grpc.insecure_channel(target, options=CHANNEL) for _ in range(2)]
+        large, other = (prediction_service_pb2_grpc.PredictionServiceStub(c) for c in channels)
         for _ in range(20):
             other.Predict(small, timeout=30)
         waits, done = [], threading.Event()
@@ -81,6 +69,8 @@ def rounds(target, count):
         time.sleep(0.3)
         done.set()
         thread.join()
+        for channel in channels:
+            channel.close()
         results.append((seconds, max(waits)))
     return results
 
@@ -95,7 +85,8 @@ def main():
              "| server | large call s | longest small wait ms | every round's longest wait ms |",
              "|---|---:|---:|---|"]
     with tempfile.TemporaryDirectory() as tmp:
-        build(os.path.join(tmp, "Id"))
+        from server.quiet_tf import import_tensorflow
+        build(os.path.join(tmp, "Id"), import_tensorflow(), identity=True)
         parameters = os.path.join(tmp, "batching.config")
         with open(parameters, "w") as f:
             f.write("max_batch_size { value: 1000000 }\nbatch_timeout_micros { value: 0 }\nnum_batch_threads { value: 1 }\n")
