@@ -27,7 +27,7 @@ import time
 import grpc
 import numpy as np
 
-from . import deadlines, local_protos, status
+from . import deadlines, local_protos, status, tensors
 from .metrics import METRICS
 
 BatchingParameters = local_protos.BatchingParameters
@@ -138,7 +138,7 @@ class _Task:
         if not last:
             return None
         parts, self._parts = self._parts, None
-        return None if self._error else [np.concatenate(p, axis=0) for p in zip(*parts)], self._error
+        return None if self._error else [tensors.concat_rows(p) for p in zip(*parts)], self._error
 
 
 def _settle(done):
@@ -314,7 +314,7 @@ class _Queue:
             if padded > rows:  # repeat the first row, as TF Serving pads a batch
                 parts.append(np.repeat(parts[0][:1], padded - rows, axis=0))
             try:
-                merged.append((name, parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)))
+                merged.append((name, parts[0] if len(parts) == 1 else tensors.concat_rows(parts)))
             except ValueError:
                 raise status.invalid_argument(
                     "Batching session Run() input tensors must have equal dimensions other than the 0th "

@@ -52,6 +52,32 @@ def test_tensor_content_decodes_to_an_aligned_array(dtype):
     np.testing.assert_array_equal(decoded, array)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from([np.float32, np.float64, np.int8, np.complex64, np.bool_, np.float16]),
+       hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=5),
+       st.lists(st.integers(0, 4), min_size=1, max_size=6), st.booleans())
+def test_a_batch_is_merged_as_concatenate_merges_it_and_aligned(dtype, row_shape, sizes, strided):
+    """concat_rows (the batch thread's merge, which keeps the GIL) against np.concatenate: the same array,
+    and 64-byte aligned, so TensorFlow feeds the batch without copying it."""
+    parts = []
+    for size in sizes:
+        part = (np.arange(size * 2 * int(np.prod(row_shape))) % 5).astype(dtype).reshape((size * 2,) + row_shape)
+        parts.append(part[::2] if strided else part[:size])
+    merged = tensors.concat_rows(parts)
+    expected = np.concatenate(parts, axis=0)
+    assert merged.dtype == expected.dtype and merged.shape == expected.shape
+    np.testing.assert_array_equal(merged, expected)
+    assert merged.ctypes.data % tensors.ALIGNMENT == 0 or not merged.nbytes
+
+
+def test_parts_that_do_not_line_up_are_left_to_concatenate_to_refuse_or_promote():
+    with pytest.raises(ValueError, match="dimensions except for the concatenation axis must match"):
+        tensors.concat_rows([np.zeros((1, 2), np.float32), np.zeros((1, 3), np.float32)])
+    assert tensors.concat_rows([np.zeros((1, 2), np.float32), np.zeros((2, 2), np.float64)]).dtype == np.float64
+    strings = tensors.concat_rows([np.array([b"a"], object), np.array([b"bc", b"d"], object)])
+    assert strings.tolist() == [b"a", b"bc", b"d"]
+
+
 def test_a_large_request_tensor_schedules_one_trim(monkeypatch):
     calls = []
     monkeypatch.setattr(memory, "after_large_request", lambda: calls.append(1))
