@@ -12,10 +12,11 @@ the rounds; each round starts them together at a wall-clock time sent ahead. The
 come from its metrics page (:tensorflow:serving:batching_session:processed_batch_size); server and
 client CPU a request from /proc.
 
-Each pair (no batching, batching) is measured with TensorFlow's own kernels (the server's default, as
-TF Serving's release build) and both clients, and with oneDNN (TF_ENABLE_ONEDNN_OPTS=1) and the
-asyncio client; then once more on an identity model of the same signature, which computes nothing:
-the difference is what the model costs, the rest is serving and batching. After the TensorFlow-kernels
+Each pair (no batching, batching) is measured with the server's default kernels and both clients:
+oneDNN on CPUs where TensorFlow (so TF Serving) turns it on by itself (AVX512_VNNI, AVX512_BF16,
+AVX_VNNI or AMX), else TensorFlow's own. Then with the other kernels (TF_ENABLE_ONEDNN_OPTS=0 or 1)
+and the asyncio client; then once more on an identity model of the same signature, which computes
+nothing: the difference is what the model costs, the rest is serving and batching. After the default
 asyncio pair, a bound that is not the server (serve_asyncio_bound): the same session behind a grpc.aio
 Predict that parks waiting requests in an event loop instead of blocked threads.
 
@@ -87,6 +88,20 @@ def build(path, tf, identity=False):
     tf.saved_model.save(model, os.path.join(path, "1"), signatures=model.__call__)
 
 
+def onednn_by_default():
+    """Whether TensorFlow turns oneDNN on by itself on this CPU, as the server leaves it (main.py)."""
+    env = {name: value for name, value in os.environ.items() if name != "TF_ENABLE_ONEDNN_OPTS"}
+    code = "from tensorflow.python.util import _pywrap_util_port as p; print(p.IsMklEnabled())"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return result.stdout.split()[-1] == "True"
+
+
+def kernels_env(onednn):
+    """The environment of a process running the model with oneDNN or TensorFlow's kernels; oneDNN on the
+    system allocator, as the server sets it."""
+    return dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1" if onednn else "0", TF_ONEDNN_USE_SYSTEM_ALLOCATOR="1")
+
+
 def ceiling(path, batch_sizes, onednn):
     """{rows: seconds per run} of the signature called in-process (a subprocess: oneDNN is per process)."""
     code = f"""
@@ -110,8 +125,8 @@ for rows in {sorted(batch_sizes)!r}:
     out[rows] = sorted(times)[len(times) // 2]
 print(json.dumps(out))
 """
-    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1" if onednn else "0")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=kernels_env(onednn),
+                            check=True)
     import json
     return {int(k): v for k, v in json.loads(result.stdout.splitlines()[-1]).items()}
 
@@ -141,7 +156,7 @@ def serve_asyncio_bound(port, model):
                     ready.wait()
                 batch = queued[:]
                 queued.clear()
-            tag, y = servable.run([(feed, np.concatenate([x for x, _ in batch]))], fetch)
+            tag, y = servable.run([(feed, tensors.concat_rows([x for x, _ in batch]))], fetch)
             answers, start = [], 0
             for x, future in batch:
                 answers.append((future, (tag[start:start + len(x)], y[start:start + len(x)])))
@@ -177,11 +192,11 @@ def serve_asyncio_bound(port, model):
     asyncio.run(main())
 
 
-def measure_bound(model, rounds, seconds, client):
+def measure_bound(model, rounds, seconds, client, onednn):
     """measure()'s Rounds for serve_asyncio_bound (no batch sizes: it exports no metrics)."""
     port = free_port()
     process = subprocess.Popen([sys.executable, __file__, "--serve-asyncio-bound", str(port), model],
-                               stdout=subprocess.PIPE, env=dict(os.environ, TF_ENABLE_ONEDNN_OPTS="0"))
+                               stdout=subprocess.PIPE, env=kernels_env(onednn))
     try:
         if process.stdout.readline().strip() != b"ready":
             raise RuntimeError("the asyncio bound server did not start")
@@ -464,7 +479,7 @@ def measure(model, tmp, batching, onednn, client, rounds, seconds):
             f.write(BATCHING)
         flags += ["--enable_batching", f"--batching_parameters_file={parameters}"]
     rest_port = free_port()
-    server = ServerProcess(*flags, env={"TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0"})
+    server = ServerProcess(*flags, env={"TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0"})  # the allocator: main.py's
     server.flags.append(f"--rest_api_port={rest_port}")
     with server:
         load = client_for(server.target, client, rest_port)
@@ -476,11 +491,12 @@ def measure(model, tmp, batching, onednn, client, rounds, seconds):
             load.close()
 
 
-# (model, oneDNN, client, batching modes); the asyncio bound follows the Dense pairs it is compared with
-RUNS = (("Dense", False, "threads", (OFF, ON)), ("Dense", False, "asyncio", (OFF, ON)),
-        ("Dense", True, "asyncio", (OFF, ON)), ("Identity", False, "asyncio", (OFF, ON, NOT_BATCHED)),
-        ("Dense", False, "h2load", (OFF, ON)), ("Dense", True, "h2load", (OFF, ON)))
-BOUND_AFTER = {("Dense", False, "asyncio"), ("Dense", False, "h2load")}
+# (model, the default kernels or the others, client, batching modes); the asyncio bound follows the
+# default Dense pairs
+RUNS = (("Dense", True, "threads", (OFF, ON)), ("Dense", True, "asyncio", (OFF, ON)),
+        ("Dense", False, "asyncio", (OFF, ON)), ("Identity", True, "asyncio", (OFF, ON, NOT_BATCHED)),
+        ("Dense", True, "h2load", (OFF, ON)), ("Dense", False, "h2load", (OFF, ON)))
+BOUND_AFTER = {("Dense", "asyncio"), ("Dense", "h2load")}
 
 
 def _number(value, places):
@@ -529,13 +545,16 @@ def table(rounds, seconds):
         paths = {name: os.path.join(tmp, name, "Dense") for name in ("Dense", "Identity")}
         for name, path in paths.items():
             build(path, tf, identity=name == "Identity")
-        for name, onednn, client, modes in RUNS:
+        default = onednn_by_default()
+        for name, by_default, client, modes in RUNS:
             if client == "h2load" and not H2LOAD:
                 lines.append(f"| {name} | | h2load | not run: no h2load on the PATH (apt-get install nghttp2-client) "
                              "| | | | | | | | | | | |")
                 continue
             model = paths[name]
-            kernels = "oneDNN (TF_ENABLE_ONEDNN_OPTS=1)" if onednn else "TensorFlow's (default)"
+            onednn = default if by_default else not default
+            kernels = (("oneDNN" if onednn else "TensorFlow's") + (" (default)" if by_default else
+                                                                   f" (TF_ENABLE_ONEDNN_OPTS={int(onednn)})"))
             base = None
             for batching in modes:
                 rows = measure(model, tmp, batching, onednn, client, rounds, seconds)
@@ -544,9 +563,9 @@ def table(rounds, seconds):
                 size = max(1, round(batch)) if batch else 2
                 top = size / ceiling(model, [size], onednn)[size] / 2
                 lines.append(_line(name, kernels, client, batching, rows, base, batch, top))
-            if (name, onednn, client) in BOUND_AFTER:
+            if by_default and (name, client) in BOUND_AFTER:
                 lines.append(_line(name, kernels, client, "asyncio bound",
-                                   measure_bound(model, rounds, seconds, client), base))
+                                   measure_bound(model, rounds, seconds, client, onednn), base))
     return lines
 
 

@@ -278,10 +278,13 @@ def main(argv=None):
         print(flags.usage(), end="")
         return 0
     _setup_logging()
-    # TF Serving's release build leaves oneDNN out (its .bazelrc: --config=mkl is opt-in), so TensorFlow's
-    # own kernels and allocator: its numbers, and a large request's memory given back after it (oneDNN's
-    # allocator pools it for good). TF_ENABLE_ONEDNN_OPTS=1 in the environment asks for oneDNN.
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    # oneDNN as in TF Serving: its builds define build_with_onednn_v2 (its .bazelrc), so TensorFlow turns
+    # oneDNN on by itself on x86 CPUs with AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX, and off on others
+    # (tensorflow/core/util/util.cc, IsMklEnabled); TF_ENABLE_ONEDNN_OPTS=0 or 1 decides, as there.
+    # Unlike TF Serving, oneDNN allocates from the system allocator (tensorflow/core/util/onednn_env_vars.cc,
+    # UseSystemAlloc): its own pools a large request's memory for good, and the server gives that back
+    # (memory.py; benchmarks/bench_memory.py). TF_ONEDNN_USE_SYSTEM_ALLOCATOR=0 asks for its own.
+    os.environ.setdefault("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "1")
     from .quiet_tf import import_tensorflow
 
     tf = import_tensorflow()
