@@ -467,6 +467,34 @@ def bench(target, *args, timeout=120):
     return result.returncode, json.loads(result.stdout), result.stderr
 
 
+def test_a_large_predict_with_onednn_gives_its_memory_back():
+    """With oneDNN on (as TensorFlow turns it on by itself on CPUs like this one), a 128 MB Predict's memory is
+    given back once it is answered: oneDNN's own allocator would pool it for good (main.py gives oneDNN the
+    system allocator). Figures: benchmarks/bench_memory.py."""
+    model = os.path.join(TESTDATA, "saved_model_half_plus_two_cpu")
+    unlimited = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+    with ServerProcess("--model_name=half_plus_two", f"--model_base_path={model}",
+                       env={"TF_ENABLE_ONEDNN_OPTS": "1"}) as server, \
+            grpc.insecure_channel(server.target, options=unlimited) as channel:
+        predict = channel.unary_unary("/tensorflow.serving.PredictionService/Predict",
+                                      request_serializer=predict_pb2.PredictRequest.SerializeToString,
+                                      response_deserializer=predict_pb2.PredictResponse.FromString)
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "half_plus_two"
+        request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.ones(2**20, np.float32)))
+        predict(request, timeout=60)  # the first run's own allocations are not the large request's
+        idle = proc_status(server.process.pid, "VmRSS")
+        request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.full(32 * 2**20, 3, np.float32)))  # 128 MB
+        response = predict(request, timeout=120)
+        y = np.frombuffer(response.outputs["y"].tensor_content, np.float32) if response.outputs["y"].tensor_content \
+            else np.asarray(response.outputs["y"].float_val, np.float32)
+        assert y.size == 32 * 2**20 and y[0] == y[-1] == 3.5
+        del request, response, y
+        rss = lambda: proc_status(server.process.pid, "VmRSS")  # noqa: E731
+        wait_until(lambda: rss() < idle + 64 * 2**20, timeout=20,
+                   what=f"the server's RSS back within 64 MB of {idle / 2**20:.0f} MB (it is {rss() / 2**20:.0f} MB)")
+
+
 def test_soak_20000_predicts_at_concurrency_32_no_error_and_flat_memory(toy_models):
     with ServerProcess(f"--model_config_file={toy_models}/toy_labels.config",
                        "--allow_version_labels_for_unavailable_models") as server:
