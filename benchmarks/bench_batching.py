@@ -479,7 +479,8 @@ def measure(model, tmp, batching, onednn, client, rounds, seconds):
             f.write(BATCHING)
         flags += ["--enable_batching", f"--batching_parameters_file={parameters}"]
     rest_port = free_port()
-    server = ServerProcess(*flags, env={"TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0"})  # the allocator: main.py's
+    # kernels_env's allocator is the server's own default (main.py)
+    server = ServerProcess(*flags, env={"TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0"})
     server.flags.append(f"--rest_api_port={rest_port}")
     with server:
         load = client_for(server.target, client, rest_port)

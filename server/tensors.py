@@ -156,8 +156,9 @@ def aligned_empty(count, dtype):
 
 # numpy lets go of the GIL for any copy of more than 500 items (NPY_BEGIN_THREADS_THRESHOLDED), and a
 # thread that lets go may then wait for it while the event loop thread runs. Merging a batch of ~13
-# small requests with np.concatenate cost the batch thread ~1.3 ms of waits a batch, 15-20% of its
-# time (benchmarks/bench_batching.py). Below this size a copy keeps the GIL: one memcpy, microseconds.
+# small requests with np.concatenate cost the batch thread ~1.3 ms of waits a batch, 15-30% of its
+# time (timed inside it, with oneDNN and h2load; the throughput is bench_batching.py's). Below this size
+# a copy keeps the GIL: one memcpy, microseconds.
 GIL_COPY_BYTES = 2**20
 
 
