@@ -266,6 +266,29 @@ def _rest_idle_timeout():
     return seconds
 
 
+# oneDNN's switches, which TensorFlow reads with TF_CHECK_OK (tensorflow/core/util/onednn_env_vars.cc): a value
+# other than 0, 1, true or false aborts the process, with a C++ stack trace, when a model loads or runs.
+ONEDNN_SWITCHES = ("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS",
+                   "TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD")
+
+
+def _check_onednn_switches():
+    for name in ONEDNN_SWITCHES:
+        value = os.environ.get(name)
+        if value is not None and value.lower() not in ("0", "1", "true", "false"):
+            raise StartupError(f"INVALID_ARGUMENT: ${name} must be 0, 1, true or false, not {value!r}")
+
+
+def _start_up_failed(error, server=None):
+    """The exit status of a start-up that failed with `error`, after its line (and preface) on stderr."""
+    if server is not None:
+        server.stop(0)
+    if error.preface:
+        print(error.preface, file=sys.stderr)
+    print(f"Failed to start server. Error: {error}", file=sys.stderr)
+    return 255
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -285,6 +308,10 @@ def main(argv=None):
     # UseSystemAlloc): its own pools a large request's memory for good, and the server gives that back
     # (memory.py; benchmarks/bench_memory.py). TF_ONEDNN_USE_SYSTEM_ALLOCATOR=0 asks for its own.
     os.environ.setdefault("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "1")
+    try:
+        _check_onednn_switches()
+    except StartupError as e:
+        return _start_up_failed(e)
     from .quiet_tf import import_tensorflow
 
     tf = import_tensorflow()
@@ -304,11 +331,7 @@ def main(argv=None):
     try:
         server.start()
     except StartupError as e:
-        server.stop(0)
-        if e.preface:
-            print(e.preface, file=sys.stderr)
-        print(f"Failed to start server. Error: {e}", file=sys.stderr)
-        return 255
+        return _start_up_failed(e, server)
     while not stopping.wait(0.5):
         pass
     server.stop()

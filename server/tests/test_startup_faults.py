@@ -11,7 +11,7 @@ from google.protobuf import text_format
 from server_helpers import Client, model_config, rpc_error
 
 from server.config import MAX_FILE_BYTES
-from testing.server import EXECUTABLE, ServerProcess, wait_until
+from testing.server import EXECUTABLE, ServerProcess, free_port, wait_until
 
 # A guard for the machine, not a measure: a server reading /dev/zero to the end (13.7 GB once) stops at this.
 MEMORY_LIMIT = 2 * 2**30
@@ -22,9 +22,10 @@ def limit_memory(pid):
     resource.prlimit(pid, resource.RLIMIT_DATA, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
-def run(*flags, cwd=None, executable=EXECUTABLE):
+def run(*flags, cwd=None, executable=EXECUTABLE, env=None):
+    """The server run to its end with `flags` (and `env` added to its environment)."""
     with subprocess.Popen([executable, *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          cwd=cwd) as process:
+                          cwd=cwd, env=dict(os.environ, **env) if env else None) as process:
         limit_memory(process.pid)
         try:
             stdout, stderr = process.communicate(timeout=120)
@@ -58,6 +59,16 @@ def failed(result):
 def test_flag_values_out_of_range_stop_start_up(flag, error):
     # No model flags: the range is checked first, before "Both ... are empty!" (and before any model loads).
     assert failed(run(flag)) == f"Failed to start server. Error: INVALID_ARGUMENT: {error}"
+
+
+@pytest.mark.parametrize("name, value", [("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "yes"),
+                                         ("TF_ONEDNN_ASSUME_FROZEN_WEIGHTS", ""),
+                                         ("TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD", "2")])
+def test_a_onednn_switch_that_is_not_a_boolean_stops_start_up(name, value, toy_models):
+    """TensorFlow would abort on it, with a C++ stack trace, once the model loads (before: killed by SIGABRT)."""
+    result = run(f"--port={free_port()}", f"--rest_api_port={free_port()}", "--model_name=Toy", f"--model_base_path={toy_models}/Toy", env={name: value})
+    assert failed(result) == (f"Failed to start server. Error: INVALID_ARGUMENT: ${name} must be 0, 1, true or "
+                              f"false, not {value!r}")
 
 
 @pytest.fixture
