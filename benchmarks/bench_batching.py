@@ -16,9 +16,15 @@ Each pair (no batching, batching) is measured with the server's default kernels 
 oneDNN on CPUs where TensorFlow (so TF Serving) turns it on by itself (AVX512_VNNI, AVX512_BF16,
 AVX_VNNI or AMX), else TensorFlow's own. Then with the other kernels (TF_ENABLE_ONEDNN_OPTS=0 or 1)
 and the asyncio client; then once more on an identity model of the same signature, which computes
-nothing: the difference is what the model costs, the rest is serving and batching. After the default
+nothing: the difference is what the model costs, the rest is serving and batching. With the default
 asyncio pair, a bound that is not the server (serve_asyncio_bound): the same session behind a grpc.aio
 Predict that parks waiting requests in an event loop instead of blocked threads.
+
+The servers of a pair (and the bound, or the unbatched model on a batching server, where the group has
+one) are all up at once, and take their rounds in turn, the order reversed every other round: the
+machine drifts (the unbatched figure alone moved 20% between runs), and so each round's batched figure
+is divided by the unbatched one measured beside it; the table gives the median of those ratios and
+their range.
 
 Last, both Dense pairs and the bound again with h2load (nghttp2's C load generator) as the client, in
 the threads client's shape (4 connections x 8 streams): a tenth of the Python clients' CPU a request,
@@ -32,6 +38,7 @@ Writes benchmarks/results/batching.md. Client and server share this machine's co
 
 import argparse
 import collections
+import contextlib
 import multiprocessing
 import os
 import re
@@ -192,24 +199,6 @@ def serve_asyncio_bound(port, model):
     asyncio.run(main())
 
 
-def measure_bound(model, rounds, seconds, client, onednn):
-    """measure()'s Rounds for serve_asyncio_bound (no batch sizes: it exports no metrics)."""
-    port = free_port()
-    process = subprocess.Popen([sys.executable, __file__, "--serve-asyncio-bound", str(port), model],
-                               stdout=subprocess.PIPE, env=kernels_env(onednn))
-    try:
-        if process.stdout.readline().strip() != b"ready":
-            raise RuntimeError("the asyncio bound server did not start")
-        load = client_for(f"127.0.0.1:{port}", client)
-        try:
-            return load.rounds(rounds, seconds, process.pid, f"{client} client, asyncio bound")
-        finally:
-            load.close()
-    finally:
-        process.kill()
-        process.wait()
-
-
 def _requests(seed):
     """Endless (request, tags, rows): 1-3 rows of zeros, column 0 a random tag per row."""
     from tfsclient import codec
@@ -318,23 +307,23 @@ the server's context switches a request, and its mean batch size (None: not batc
 class _Client:
     """A client's rounds: `round(seconds, server_pid)` is the subclass's."""
 
-    def rounds(self, count, seconds, server_pid, label, batch_stats=None):
-        """A warm-up round (the client's start, the first runs of each batch size), then `count` Rounds;
-        batch_stats() gives the server's (batches, rows) so far, for each round's mean batch size."""
+    def warm_up(self, server_pid):
+        """A round not counted: the client's start, the first runs of each batch size."""
         self.round(2, server_pid)
-        rows = []
-        for _ in range(count):
-            before = batch_stats() if batch_stats else None
-            result = self.round(seconds, server_pid)
-            if batch_stats:
-                after = batch_stats()
-                runs = after[0] - before[0]
-                result = result._replace(batch=(after[1] - before[1]) / runs if runs else None)
-            rows.append(result)
-            print(f"  {label}: {result.rps:.0f} req/s, server {result.server_ms:.2f} ms, client "
-                  f"{result.client_ms:.2f} ms, {result.switches:.0f} server context switches a request, batch "
-                  f"{result.batch or '-'}", file=sys.stderr, flush=True)
-        return rows
+
+    def measured(self, seconds, server_pid, label, batch_stats=None):
+        """One Round, printed to stderr; batch_stats() gives the server's (batches, rows) so far, for the
+        round's mean batch size."""
+        before = batch_stats() if batch_stats else None
+        result = self.round(seconds, server_pid)
+        if batch_stats:
+            after = batch_stats()
+            runs = after[0] - before[0]
+            result = result._replace(batch=(after[1] - before[1]) / runs if runs else None)
+        print(f"  {label}: {result.rps:.0f} req/s, server {result.server_ms:.2f} ms, client "
+              f"{result.client_ms:.2f} ms, {result.switches:.0f} server context switches a request, batch "
+              f"{result.batch or '-'}", file=sys.stderr, flush=True)
+        return result
 
     def close(self):
         pass
@@ -461,12 +450,33 @@ def batch_stats(rest_port):
 
 # How the server is asked to batch: not at all; with BATCHING; or --enable_batching with per-model
 # parameters and none in the model's folder, so that the model is served unbatched by a batching server
-# (whose gRPC front end is grpc.aio: the run hops to the thread pool and back).
-OFF, ON, NOT_BATCHED = "off", "on", "on, model not batched"
+# (whose gRPC front end is grpc.aio: the run hops to the thread pool and back). BOUND is not the server
+# but serve_asyncio_bound.
+OFF, ON, NOT_BATCHED, BOUND = "off", "on", "on, model not batched", "asyncio bound"
+
+Subject = collections.namedtuple("Subject", "pid load batch_stats")
+Subject.__doc__ = "A server being measured: its process id, its client, and batch_stats() (None: no metrics)."
 
 
-def measure(model, tmp, batching, onednn, client, rounds, seconds):
-    """The server's Rounds at this configuration (`batching`: OFF, ON or NOT_BATCHED)."""
+@contextlib.contextmanager
+def serving(model, tmp, batching, onednn, client):
+    """A Subject: the server (or the bound) at this configuration, ready, with its client started."""
+    if batching == BOUND:
+        port = free_port()
+        process = subprocess.Popen([sys.executable, __file__, "--serve-asyncio-bound", str(port), model],
+                                   stdout=subprocess.PIPE, env=kernels_env(onednn))
+        try:
+            if process.stdout.readline().strip() != b"ready":
+                raise RuntimeError("the asyncio bound server did not start")
+            load = client_for(f"127.0.0.1:{port}", client)
+            try:
+                yield Subject(process.pid, load, None)
+            finally:
+                load.close()
+        finally:
+            process.kill()
+            process.wait()
+        return
     monitoring = os.path.join(tmp, "monitoring.config")
     with open(monitoring, "w") as f:
         f.write("prometheus_config { enable: true }\n")
@@ -485,31 +495,49 @@ def measure(model, tmp, batching, onednn, client, rounds, seconds):
     with server:
         load = client_for(server.target, client, rest_port)
         try:
-            return load.rounds(rounds, seconds, server.process.pid,
-                               f"{client} client, batching={batching} onednn={onednn}",
-                               lambda: batch_stats(rest_port))
+            yield Subject(server.process.pid, load, lambda: batch_stats(rest_port))
         finally:
             load.close()
 
 
-# (model, the default kernels or the others, client, batching modes); the asyncio bound follows the
-# default Dense pairs
-RUNS = (("Dense", True, "threads", (OFF, ON)), ("Dense", True, "asyncio", (OFF, ON)),
+def measure(model, tmp, modes, onednn, client, rounds, seconds):
+    """{mode: [Round]} for each batching mode. Every mode's server is up at once, and their rounds are taken
+    in turn (one round of each, the order reversed every other time), so that the machine's drift (the
+    unbatched figure alone moved 20% between runs here) falls on each mode alike, and round i of one mode
+    compares fairly with round i of another."""
+    with contextlib.ExitStack() as stack:
+        subjects = {mode: stack.enter_context(serving(model, tmp, mode, onednn, client)) for mode in modes}
+        for subject in subjects.values():
+            subject.load.warm_up(subject.pid)
+        results = {mode: [] for mode in modes}
+        for number in range(rounds):
+            for mode in modes if number % 2 == 0 else modes[::-1]:
+                subject = subjects[mode]
+                label = f"{client} client, batching={mode} onednn={onednn}"
+                results[mode].append(subject.load.measured(seconds, subject.pid, label, subject.batch_stats))
+        return results
+
+
+# (model, the default kernels or the others, client, batching modes)
+RUNS = (("Dense", True, "threads", (OFF, ON)), ("Dense", True, "asyncio", (OFF, ON, BOUND)),
         ("Dense", False, "asyncio", (OFF, ON)), ("Identity", True, "asyncio", (OFF, ON, NOT_BATCHED)),
-        ("Dense", True, "h2load", (OFF, ON)), ("Dense", False, "h2load", (OFF, ON)))
-BOUND_AFTER = {("Dense", "asyncio"), ("Dense", "h2load")}
+        ("Dense", True, "h2load", (OFF, ON, BOUND)), ("Dense", False, "h2load", (OFF, ON)))
 
 
 def _number(value, places):
     return "-" if value is None else f"{value:.{places}f}"
 
 
-def _line(name, kernels, client, batching, rows, base, batch=None, ceiling_rps=None):
-    """One row of the table: the median round's figures (by req/s), and every round's req/s."""
+def _line(name, kernels, client, batching, rows, ratios, batch=None, ceiling_rps=None):
+    """One row of the table: the median round's figures (by req/s), every round's req/s, and the median
+    (and range) of the rounds' ratios to the unbatched rounds beside them."""
     rps = statistics.median(r.rps for r in rows)
     middle = sorted(rows, key=lambda r: r.rps)[len(rows) // 2]
+    ratio = f"{statistics.median(ratios):.2f}x"
+    if batching != OFF:
+        ratio += f" ({min(ratios):.2f}-{max(ratios):.2f})"
     return (f"| {name} | {kernels} | {client} | {batching} | {rps:.0f} | {' '.join(f'{r.rps:.0f}' for r in rows)} | "
-            f"{_number(middle.p50_ms, 1)} | {_number(middle.p99_ms, 1)} | {_number(batch, 1)} | {rps / base:.2f}x | "
+            f"{_number(middle.p50_ms, 1)} | {_number(middle.p99_ms, 1)} | {_number(batch, 1)} | {ratio} | "
             f"{middle.server_ms:.2f} | {middle.client_ms:.2f} | {middle.switches:.0f} | {_number(ceiling_rps, 0)} | "
             f"{sum(r.errors for r in rows)} / {'-' if middle.wrong is None else sum(r.wrong for r in rows)} |")
 
@@ -518,7 +546,9 @@ def table(rounds, seconds):
     """The Markdown lines of the comparison (bench_server.py adds them to its own table)."""
     lines = [f"Compute-bound model (two {WIDTH}x{WIDTH} float32 layers), Predict of 1-3 rows at concurrency 32, "
              f"each answer checked for its own rows; median of {rounds} rounds of {seconds:g} s, "
-             f"{os.cpu_count()} CPUs shared by client and server. Clients: `threads` is {PROCESSES} processes x "
+             f"{os.cpu_count()} CPUs shared by client and server. The servers of one pair (or group) are up at "
+             "once and take their rounds in turn, the order reversed every other round; `vs no batching` is the "
+             f"median of each round's ratio to the unbatched round beside it, with their range. Clients: `threads` is {PROCESSES} processes x "
              f"{THREADS} threads of blocking calls, `asyncio` one process with {PROCESSES * THREADS} grpc.aio calls "
              "in flight; both started before the rounds. Batching: `max_batch_size 128, batch_timeout_micros 0, "
              "num_batch_threads 1`. CPU: ms of user + system time a request, from /proc, in the middle round; "
@@ -556,17 +586,16 @@ def table(rounds, seconds):
             onednn = default if by_default else not default
             kernels = (("oneDNN" if onednn else "TensorFlow's") + (" (default)" if by_default else
                                                                    f" (TF_ENABLE_ONEDNN_OPTS={int(onednn)})"))
-            base = None
+            results = measure(model, tmp, modes, onednn, client, rounds, seconds)
             for batching in modes:
-                rows = measure(model, tmp, batching, onednn, client, rounds, seconds)
-                base = base or statistics.median(r.rps for r in rows)
+                rows = results[batching]
+                ratios = [row.rps / off.rps for row, off in zip(rows, results[OFF])]
                 batch = statistics.median(r.batch for r in rows) if batching == ON else None
-                size = max(1, round(batch)) if batch else 2
-                top = size / ceiling(model, [size], onednn)[size] / 2
-                lines.append(_line(name, kernels, client, batching, rows, base, batch, top))
-            if by_default and (name, client) in BOUND_AFTER:
-                lines.append(_line(name, kernels, client, "asyncio bound",
-                                   measure_bound(model, rounds, seconds, client, onednn), base))
+                top = None
+                if batching != BOUND:
+                    size = max(1, round(batch)) if batch else 2
+                    top = size / ceiling(model, [size], onednn)[size] / 2
+                lines.append(_line(name, kernels, client, batching, rows, ratios, batch, top))
     return lines
 
 
