@@ -12,7 +12,7 @@ import threading
 import time
 from concurrent import futures
 
-from . import flags, status
+from . import flags, memory, status
 from .config import (StartupError, file_bytes, read_config_file, read_text_proto, session_config,
                      single_model_config)
 
@@ -308,6 +308,7 @@ def main(argv=None):
     # UseSystemAlloc): its own pools a large request's memory for good, and the server gives that back
     # (memory.py; benchmarks/bench_memory.py). TF_ONEDNN_USE_SYSTEM_ALLOCATOR=0 asks for its own.
     os.environ.setdefault("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "1")
+    memory.use_one_arena()  # before TensorFlow and gRPC start their threads
     try:
         _check_onednn_switches()
     except StartupError as e:
