@@ -5,6 +5,7 @@ and reloads under load fail no request.
 Every server here is a real subprocess on a free loopback port; every wait polls, with a deadline.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -467,18 +468,23 @@ def bench(target, *args, timeout=120):
     return result.returncode, json.loads(result.stdout), result.stderr
 
 
+@contextlib.contextmanager
+def half_plus_two_unlimited(env=None):
+    """(a half_plus_two server, its Predict on a channel with no message size limit)."""
+    model = os.path.join(TESTDATA, "saved_model_half_plus_two_cpu")
+    unlimited = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+    with ServerProcess("--model_name=half_plus_two", f"--model_base_path={model}", env=env) as server, \
+            grpc.insecure_channel(server.target, options=unlimited) as channel:
+        yield server, channel.unary_unary("/tensorflow.serving.PredictionService/Predict",
+                                          request_serializer=predict_pb2.PredictRequest.SerializeToString,
+                                          response_deserializer=predict_pb2.PredictResponse.FromString)
+
+
 def test_a_large_predict_with_onednn_gives_its_memory_back():
     """With oneDNN on (as TensorFlow turns it on by itself on CPUs like this one), a 128 MB Predict's memory is
     given back once it is answered: oneDNN's own allocator would pool it for good (main.py gives oneDNN the
     system allocator). Figures: benchmarks/bench_memory.py."""
-    model = os.path.join(TESTDATA, "saved_model_half_plus_two_cpu")
-    unlimited = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
-    with ServerProcess("--model_name=half_plus_two", f"--model_base_path={model}",
-                       env={"TF_ENABLE_ONEDNN_OPTS": "1"}) as server, \
-            grpc.insecure_channel(server.target, options=unlimited) as channel:
-        predict = channel.unary_unary("/tensorflow.serving.PredictionService/Predict",
-                                      request_serializer=predict_pb2.PredictRequest.SerializeToString,
-                                      response_deserializer=predict_pb2.PredictResponse.FromString)
+    with half_plus_two_unlimited(env={"TF_ENABLE_ONEDNN_OPTS": "1"}) as (server, predict):
         request = predict_pb2.PredictRequest()
         request.model_spec.name = "half_plus_two"
         request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.ones(2**20, np.float32)))
@@ -499,13 +505,7 @@ def test_mid_size_predicts_leave_no_memory_behind():
     share glibc's main arena (memory.use_one_arena), all of which malloc_trim reaches. With an arena a
     thread, what they freed at their arenas' tops stayed: 92 MB over idle here. Figures:
     benchmarks/bench_memory.py."""
-    model = os.path.join(TESTDATA, "saved_model_half_plus_two_cpu")
-    unlimited = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
-    with ServerProcess("--model_name=half_plus_two", f"--model_base_path={model}") as server, \
-            grpc.insecure_channel(server.target, options=unlimited) as channel:
-        predict = channel.unary_unary("/tensorflow.serving.PredictionService/Predict",
-                                      request_serializer=predict_pb2.PredictRequest.SerializeToString,
-                                      response_deserializer=predict_pb2.PredictResponse.FromString)
+    with half_plus_two_unlimited() as (server, predict):
         request = predict_pb2.PredictRequest()
         request.model_spec.name = "half_plus_two"
         request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.ones(2**16, np.float32)))
