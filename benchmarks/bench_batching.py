@@ -459,24 +459,23 @@ Subject.__doc__ = "A server being measured: its process id, its client, and batc
 
 
 @contextlib.contextmanager
-def serving(model, tmp, batching, onednn, client):
-    """A Subject: the server (or the bound) at this configuration, ready, with its client started."""
-    if batching == BOUND:
-        port = free_port()
-        process = subprocess.Popen([sys.executable, __file__, "--serve-asyncio-bound", str(port), model],
-                                   stdout=subprocess.PIPE, env=kernels_env(onednn))
-        try:
-            if process.stdout.readline().strip() != b"ready":
-                raise RuntimeError("the asyncio bound server did not start")
-            load = client_for(f"127.0.0.1:{port}", client)
-            try:
-                yield Subject(process.pid, load, None)
-            finally:
-                load.close()
-        finally:
-            process.kill()
-            process.wait()
-        return
+def _bound(model, onednn):
+    """(pid, target, None) of serve_asyncio_bound, ready; it serves no metrics page."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, __file__, "--serve-asyncio-bound", str(port), model],
+                               stdout=subprocess.PIPE, env=kernels_env(onednn))
+    try:
+        if process.stdout.readline().strip() != b"ready":
+            raise RuntimeError("the asyncio bound server did not start")
+        yield process.pid, f"127.0.0.1:{port}", None
+    finally:
+        process.kill()
+        process.wait()
+
+
+@contextlib.contextmanager
+def _server(model, tmp, batching, onednn):
+    """(pid, target, REST port) of the server at this configuration, ready."""
     monitoring = os.path.join(tmp, "monitoring.config")
     with open(monitoring, "w") as f:
         f.write("prometheus_config { enable: true }\n")
@@ -493,9 +492,17 @@ def serving(model, tmp, batching, onednn, client):
     server = ServerProcess(*flags, env={"TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0"})
     server.flags.append(f"--rest_api_port={rest_port}")
     with server:
-        load = client_for(server.target, client, rest_port)
+        yield server.process.pid, server.target, rest_port
+
+
+@contextlib.contextmanager
+def serving(model, tmp, batching, onednn, client):
+    """A Subject: the server (or the bound) at this configuration, ready, with its client started."""
+    started = _bound(model, onednn) if batching == BOUND else _server(model, tmp, batching, onednn)
+    with started as (pid, target, rest_port):
+        load = client_for(target, client, rest_port)
         try:
-            yield Subject(server.process.pid, load, lambda: batch_stats(rest_port))
+            yield Subject(pid, load, (lambda: batch_stats(rest_port)) if rest_port else None)
         finally:
             load.close()
 

@@ -66,7 +66,8 @@ def test_flag_values_out_of_range_stop_start_up(flag, error):
                                          ("TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD", "2")])
 def test_a_onednn_switch_that_is_not_a_boolean_stops_start_up(name, value, toy_models):
     """TensorFlow would abort on it, with a C++ stack trace, once the model loads (before: killed by SIGABRT)."""
-    result = run(f"--port={free_port()}", f"--rest_api_port={free_port()}", "--model_name=Toy", f"--model_base_path={toy_models}/Toy", env={name: value})
+    result = run(f"--port={free_port()}", f"--rest_api_port={free_port()}", "--model_name=Toy",
+                 f"--model_base_path={toy_models}/Toy", env={name: value})
     assert failed(result) == (f"Failed to start server. Error: INVALID_ARGUMENT: ${name} must be 0, 1, true or "
                               f"false, not {value!r}")
 
