@@ -337,6 +337,11 @@ def main(argv=None):
         pass
     server.stop()
     log.info("Server stopped.")
+    # A signal repeated while the server stops changes nothing, and after this must not either: at exit
+    # Python puts SIG_DFL back in place of its own handlers (not of SIG_IGN), so a SIGTERM sent again
+    # while the interpreter tears down would end a clean shutdown with "killed by SIGTERM".
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     return 0
 
 

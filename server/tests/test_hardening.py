@@ -432,6 +432,24 @@ def test_a_signal_lets_the_request_in_flight_finish_refuses_new_ones_and_exits_0
     assert not os.path.exists(tmp_path / "late")  # the refused request never ran
 
 
+def test_signals_repeated_through_the_whole_shutdown_still_end_it_cleanly(slow_model):
+    """An impatient operator or a process manager that signals again and again: every signal after the
+    first changes nothing, up to the last moment. Before, one that came while the interpreter tore down
+    (after "Server stopped.") found Python's handler gone and killed the server: exit -15, not 0."""
+    server = ServerProcess("--model_name=Slow", f"--model_base_path={slow_model}")
+    with server:
+        process = server.process
+        signals = 0
+        while process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):  # it may end between poll() and the signal
+                process.send_signal((signal.SIGTERM, signal.SIGINT)[signals % 2])
+                signals += 1
+            time.sleep(0.005)
+        assert process.wait(timeout=30) == 0
+        log = server.log()
+    assert signals > 2 and "Server stopped." in log
+
+
 @pytest.mark.parametrize("flags", [(), ("--enable_batching",)], ids=["sync", "batching"])
 def test_a_grpc_deadline_frees_the_thread_of_a_run_that_outlives_it(slow_model, tmp_path, flags):
     """Two gRPC threads; six 10 s runs whose clients wait 1 s, then three tiny ones that wait 8 s. The call's
