@@ -8,6 +8,7 @@ that many run at once, and a hundred slow or idle clients hold no thread at all.
 
 import asyncio
 import logging
+import socket
 import threading
 from concurrent import futures
 
@@ -25,6 +26,9 @@ MAX_BODY_BYTES = 256 * 2**20
 # A gzip body may inflate to 100 MiB, TF Serving's bound (util/net_http/compression/gzip_zlib.h).
 MAX_GZIP_BODY_BYTES = 100 * 2**20
 IDLE_TIMEOUT_SECONDS = 60.0  # a kept-alive connection with no request for this long is closed
+# At a stop, a connection that has not sent its first request yet is given this long (within the grace) to
+# send it: its client connected before the port closed, and would otherwise see it closed unanswered.
+FIRST_REQUEST_SECONDS = 1.0
 
 
 class _ClientFaultFilter(logging.Filter):
@@ -54,6 +58,46 @@ def _route_aiohttp_logs():
             logger.addFilter(_ClientFaultFilter())
 
 
+class _StoppingServer(web.Server):
+    """aiohttp's Server, but a stop answers every client that connected before it: kept-alive connections
+    between requests close at once (their clients resend on a new connection), those that have not sent
+    their first request yet get FIRST_REQUEST_SECONDS to send it, and each then closes after its answer."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._silent = set()  # the open connections that have not sent a request yet
+        self.stopping = False  # answers then say "Connection: close"
+
+    def connection_made(self, handler, transport):
+        super().connection_made(handler, transport)
+        self._silent.add(handler)
+
+    def request_started(self, protocol):
+        self._silent.discard(protocol)
+
+    def connection_lost(self, handler, exc=None):
+        self._silent.discard(handler)
+        super().connection_lost(handler, exc)
+
+    def pre_shutdown(self):
+        self.stopping = True
+        for connection in self.connections:
+            if connection not in self._silent:
+                connection.close()
+
+    async def shutdown(self, timeout=None):
+        """The connections yet to send a request get FIRST_REQUEST_SECONDS (within `timeout`) to send it; then
+        each closes once answered, as in aiohttp's."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + (timeout if timeout is not None else float("inf"))
+        first_request = min(loop.time() + FIRST_REQUEST_SECONDS, end)
+        while self._silent and loop.time() < first_request:
+            await asyncio.sleep(0.01)
+        for connection in self.connections:
+            connection.close()
+        await super().shutdown(None if timeout is None else max(0.0, end - loop.time()))
+
+
 class RestServer:
     """`api` (a rest.RestApi) served on `port`; `start()` binds (OSError if it cannot), `stop(grace)` drains."""
 
@@ -66,7 +110,8 @@ class RestServer:
         self._pool = futures.ThreadPoolExecutor(threads, thread_name_prefix="httprestserver")
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="rest-io", daemon=True)
-        self._runner = None
+        self._runner = self._socket = None
+        self._adopting = set()  # connections being handed to aiohttp's protocol
 
     def start(self):
         _route_aiohttp_logs()
@@ -79,28 +124,72 @@ class RestServer:
         return self
 
     async def _start(self):
-        server = web.Server(self._handle, request_factory=self._make_request, handler_cancellation=False,
-                            keepalive_timeout=self._idle_timeout, access_log=None)
+        server = _StoppingServer(self._handle, request_factory=self._make_request, handler_cancellation=False,
+                                 keepalive_timeout=self._idle_timeout, access_log=None)
         self._runner = web.ServerRunner(server, shutdown_timeout=self._grace)
         await self._runner.setup()
-        # SO_REUSEADDR, as the gRPC port: a restart binds at once over the last run's TIME_WAIT sockets,
-        # while a port another process listens on still fails.
-        site = web.TCPSite(self._runner, self.host, self.requested_port, reuse_address=True, backlog=1024)
+        # The port is ours, not an aiohttp site's: asyncio (3.11) drops a connection it accepted just before its
+        # server closed (its transport cannot attach to a closed server), and closing a listening socket resets
+        # the connections still in its backlog. A stop here takes them all in first (_stop).
+        # SO_REUSEADDR (create_server's default), as the gRPC port: a restart binds at once over the last
+        # run's TIME_WAIT sockets, while a port another process listens on still fails.
         try:
-            await site.start()
+            family = socket.getaddrinfo(self.host, self.requested_port, type=socket.SOCK_STREAM,
+                                        flags=socket.AI_PASSIVE)[0][0]
+            self._socket = socket.create_server((self.host, self.requested_port), family=family, backlog=1024)
         except BaseException:
             await self._runner.cleanup()
             raise
-        self.port = self._runner.addresses[0][1]
+        self._socket.setblocking(False)
+        self.port = self._socket.getsockname()[1]
+        self._loop.add_reader(self._socket, self._accept)
+
+    def _accept(self):
+        """Every connection waiting in the listen backlog, served by aiohttp's protocol."""
+        while True:
+            try:
+                connection, _ = self._socket.accept()
+            except ConnectionAbortedError:  # its client gave up while it waited
+                continue
+            except BlockingIOError:  # none left
+                return
+            except OSError as e:  # out of descriptors or memory: those waiting wait, as asyncio does
+                log.error("HTTP server cannot accept a connection for now: %s", e.strerror)
+                self._loop.remove_reader(self._socket)
+                self._loop.call_later(1.0, self._resume_accepting)
+                return
+            connection.setblocking(False)
+            adopt = self._loop.create_task(self._loop.connect_accepted_socket(self._runner.server, connection))
+            self._adopting.add(adopt)
+            adopt.add_done_callback(self._adopted)
+
+    def _resume_accepting(self):
+        if self._socket.fileno() >= 0:  # not closed by a stop meanwhile
+            self._loop.add_reader(self._socket, self._accept)
+
+    def _adopted(self, adopt):
+        self._adopting.discard(adopt)
+        if not adopt.cancelled() and adopt.exception() is not None:  # the client went at once: nothing to do
+            log.debug("HTTP connection not taken in: %s", adopt.exception())
 
     def stop(self):
         """Stop accepting, let the requests in flight finish (at most `grace` seconds), close every connection."""
         if self._runner is not None and self._thread.is_alive():
             try:
-                asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(self._grace + 5)
+                stopped = asyncio.run_coroutine_threadsafe(self._stop(), self._loop)
+                stopped.result(self._grace + FIRST_REQUEST_SECONDS + 5)
             except (futures.TimeoutError, RuntimeError) as e:
                 log.error("HTTP server did not stop cleanly: %s", e)
         self._close_loop()
+
+    async def _stop(self):
+        # The clients in the backlog connected before the stop: taken in, in the same step of the loop as the
+        # close, they are answered like those already open.
+        self._loop.remove_reader(self._socket)
+        self._accept()
+        self._socket.close()  # new connections are refused from here
+        await asyncio.gather(*self._adopting, return_exceptions=True)
+        await self._runner.cleanup()
 
     def _close_loop(self):
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -113,6 +202,7 @@ class RestServer:
                                client_max_size=_body_limit(message.headers))
 
     async def _handle(self, request):
+        self._runner.server.request_started(request.protocol)
         try:
             if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
                 raise web.HTTPRequestEntityTooLarge(MAX_BODY_BYTES, request.content_length)
@@ -134,6 +224,8 @@ class RestServer:
         response = web.Response(status=code, body=data, headers=headers)
         if content_type:
             response.content_type = content_type
+        if self._runner.server.stopping:
+            response.force_close()
         return response
 
     async def _call(self, method, path, body, origin):

@@ -2,6 +2,7 @@
 slow connections, chunked and gzip bodies, bad framing, HEAD, clients that go away, the timeout, SIGTERM
 with a request in flight, and a restart on the same ports. Real server, real sockets, real clients."""
 
+import collections
 import contextlib
 import gzip
 import http.client
@@ -350,8 +351,8 @@ def test_sigterm_lets_rest_requests_in_flight_finish_before_the_models_unload(sl
         body = slow_body(0, tmp_path / "waiting")
         waiting.sendall(f"POST /v1/models/Slow:predict HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
                         .encode() + body)  # whole in the server's socket buffer: in flight
-        # Accepted by the server (a connection still in the listen backlog at SIGTERM is closed unanswered,
-        # as when the loop is slow to accept on a busy machine): the server holds one more socket.
+        # Accepted by the server: it holds one more socket (a connection still in the listen backlog is
+        # answered too: test_clients_connecting_through_a_sigterm_are_answered_or_refused_never_dropped).
         wait_until(lambda: open_sockets(server.process.pid) > accepted, what="the server to accept the connection")
         server.process.send_signal(signal.SIGTERM)
         status, _, text = read_answer(waiting.makefile("rb"))
@@ -360,6 +361,88 @@ def test_sigterm_lets_rest_requests_in_flight_finish_before_the_models_unload(sl
     assert answers["running"] == (200, {"outputs": [2.0, 4.0]})
     assert (status, json.loads(text)) == ("HTTP/1.1 200 OK", {"outputs": [2.0, 4.0]})
     server.__exit__()
+
+
+def refused(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        return False
+    except ConnectionRefusedError:
+        return True
+
+
+def test_at_sigterm_a_connection_yet_to_send_its_request_is_answered_and_a_kept_alive_one_closed(toy_models):
+    """A client that connected before the stop is served; a kept-alive connection between requests closes
+    at once (its client resends on a new connection). Before, both were closed: the first unanswered."""
+    server = start("--model_name=Toy", f"--model_base_path={toy_models}/Toy")
+    request = f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(BODY)}\r\n\r\n".encode() + BODY
+    with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as kept:
+        kept.sendall(request)
+        status, _, body = read_answer(kept.makefile("rb"))
+        assert (status, json.loads(body)) == ("HTTP/1.1 200 OK", ANSWER)
+        accepted = open_sockets(server.process.pid)
+        with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as fresh:
+            wait_until(lambda: open_sockets(server.process.pid) > accepted, what="the server to accept it")
+            server.process.send_signal(signal.SIGTERM)
+            wait_until(lambda: refused(server.rest_port), timeout=10, what="the port to refuse connections")
+            fresh.sendall(request)
+            status, headers, body = read_answer(fresh.makefile("rb"))
+            assert (status, json.loads(body)) == ("HTTP/1.1 200 OK", ANSWER)
+            assert headers.get("connection") == "close" and fresh.recv(1) == b""
+        assert kept.recv(1) == b""  # closed, with nothing sent
+    assert server.process.wait(30) == 0
+    server.__exit__()
+
+
+def test_clients_connecting_through_a_sigterm_are_answered_or_refused_never_dropped(toy_models):
+    """48 clients each send predicts on new connections, one after another, while the server gets SIGTERM.
+    Each connection is answered 200 or refused. Before, the connections still in the listen backlog when
+    it closed were reset, and some just accepted were closed unanswered or reset (by asyncio, or by aiohttp
+    as idle)."""
+    server = start("--model_name=Toy", f"--model_base_path={toy_models}/Toy")
+    request = (f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {len(BODY)}\r\n\r\n"
+               .encode() + BODY)
+    outcomes, lock, stop = [], threading.Lock(), threading.Event()
+
+    def client():
+        while not stop.is_set():
+            try:
+                connection = socket.create_connection(("127.0.0.1", server.rest_port), timeout=30)
+            except ConnectionRefusedError:
+                outcome = "refused"
+                time.sleep(0.01)
+            except OSError as e:
+                outcome = f"connect: {type(e).__name__}"
+            else:
+                with connection, connection.makefile("rb") as reader:
+                    try:
+                        connection.sendall(request)
+                        status, _, body = read_answer(reader)
+                        if not status:
+                            outcome = "closed unanswered"
+                        else:
+                            outcome = status if json.loads(body or b"null") == ANSWER else f"{status} {body[:80]}"
+                    except OSError as e:
+                        outcome = type(e).__name__
+            with lock:
+                outcomes.append(outcome)
+
+    clients = [threading.Thread(target=client) for _ in range(48)]
+    for thread in clients:
+        thread.start()
+    wait_until(lambda: len(outcomes) > 200, what="the clients to be served")
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(30) == 0
+    wait_until(lambda: outcomes[-48:].count("refused") == 48, what="every client to be refused")
+    stop.set()
+    for thread in clients:
+        thread.join()
+    server.__exit__()
+    counts = collections.Counter(outcomes)
+    assert counts.pop("HTTP/1.1 200 OK", 0) > 0 and counts.pop("refused", 0) > 0
+    # A handshake the kernel completes between the last accept and the close is still reset: a window of
+    # microseconds, which one connection met in about one stop in ten here (before, 10-39 were dropped a stop).
+    assert sum(counts.values()) <= 1, counts
 
 
 def test_a_restart_on_the_same_ports_serves_rest_at_once(toy_models):
