@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from testing.server import ServerProcess, free_port, wait_until
+from test_hardening import connection_refused
 from test_hardening import slow_model  # noqa: F401  (the fixture: a model that sleeps as long as asked)
 
 PREDICT = "/v1/models/Toy:predict"
@@ -363,14 +364,6 @@ def test_sigterm_lets_rest_requests_in_flight_finish_before_the_models_unload(sl
     server.__exit__()
 
 
-def refused(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=5).close()
-        return False
-    except ConnectionRefusedError:
-        return True
-
-
 def test_at_sigterm_a_connection_yet_to_send_its_request_is_answered_and_a_kept_alive_one_closed(toy_models):
     """A client that connected before the stop is served; a kept-alive connection between requests closes
     at once (its client resends on a new connection). Before, both were closed: the first unanswered."""
@@ -384,7 +377,7 @@ def test_at_sigterm_a_connection_yet_to_send_its_request_is_answered_and_a_kept_
         with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as fresh:
             wait_until(lambda: open_sockets(server.process.pid) > accepted, what="the server to accept it")
             server.process.send_signal(signal.SIGTERM)
-            wait_until(lambda: refused(server.rest_port), timeout=10, what="the port to refuse connections")
+            wait_until(lambda: connection_refused(server.rest_port), timeout=10, what="the port to refuse connections")
             fresh.sendall(request)
             status, headers, body = read_answer(fresh.makefile("rb"))
             assert (status, json.loads(body)) == ("HTTP/1.1 200 OK", ANSWER)
