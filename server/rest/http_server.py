@@ -85,17 +85,17 @@ class _StoppingServer(web.Server):
             if connection not in self._silent:
                 connection.close()
 
-    async def shutdown(self, timeout=None):
-        """The connections yet to send a request get FIRST_REQUEST_SECONDS (within `timeout`) to send it; then
-        each closes once answered, as in aiohttp's."""
+    async def shutdown(self, timeout):
+        """The connections yet to send a request get FIRST_REQUEST_SECONDS (within `timeout` seconds, the
+        runner's grace) to send it; then each closes once answered, as in aiohttp's."""
         loop = asyncio.get_running_loop()
-        end = loop.time() + (timeout if timeout is not None else float("inf"))
+        end = loop.time() + timeout
         first_request = min(loop.time() + FIRST_REQUEST_SECONDS, end)
         while self._silent and loop.time() < first_request:
             await asyncio.sleep(0.01)
         for connection in self.connections:
             connection.close()
-        await super().shutdown(None if timeout is None else max(0.0, end - loop.time()))
+        await super().shutdown(max(0.0, end - loop.time()))
 
 
 class RestServer:
