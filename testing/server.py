@@ -106,14 +106,15 @@ class ServerProcess:
         os.unlink(self._log.name)
 
 
-def wait_until(check, timeout=30.0, what="condition"):
-    """Poll `check()` until it is true; AssertionError after `timeout` seconds."""
+def wait_until(check, timeout=30.0, what="condition", interval=0.05):
+    """Poll `check()` every `interval` seconds until it is true; AssertionError after `timeout` seconds.
+    Every polling loop of the tests goes through here (or has a deadline of its own)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def client_connected(port):

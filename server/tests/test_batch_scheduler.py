@@ -172,8 +172,7 @@ def test_one_thread_serves_every_queue_in_turn(scheduler):
     b = batching.Batcher(scheduler, run_b, options(max_batch_size=1, max_enqueued_batches=1000))
     busy = threading.Thread(target=run_all, args=(a, [np.ones((1, 1), np.float32)] * 30))
     busy.start()
-    while len(run_a.sizes) < 2:
-        time.sleep(0.005)
+    wait_until(lambda: len(run_a.sizes) >= 2, timeout=30, what="A's first two batches", interval=0.005)
     started = time.monotonic()
     run_all(b, [np.ones((1, 1), np.float32)])
     waited = time.monotonic() - started
@@ -357,3 +356,16 @@ def test_an_event_loops_waiters_are_woken_once_a_batch(scheduler):
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+@pytest.mark.parametrize("splitting", [False, True], ids=["whole", "splitting"])
+def test_a_task_of_exactly_max_batch_size_rows_runs_and_one_row_more_is_refused(scheduler, splitting):
+    run = FakeRun()
+    batcher = batching.Batcher(scheduler, run, options(max_batch_size=4, batch_timeout_micros=0,
+                                                       enable_large_batch_splitting=splitting))
+    fits, too_big = run_all(batcher, [np.ones((4, 1), np.float32)]), run_all(batcher, [np.ones((5, 1), np.float32)])
+    np.testing.assert_array_equal(fits[0], np.full((4, 1), 2, np.float32))
+    assert (too_big[0].code.name, too_big[0].message) == (
+        "INVALID_ARGUMENT", "Task size 5 is larger than maximum input batch size 4")
+    assert run.sizes == [4]
+    batcher.close()

@@ -103,7 +103,8 @@ def test_full_queue_is_unavailable(toy_models, tmp_path):
         seen = set()
         for _ in range(20):  # a round: a 1-row request waits up to 1 s for company; 2-row probes overflow it
             waiting = client.predictions.Predict.future(request, timeout=30)
-            while not waiting.done():
+            deadline = time.monotonic() + 30
+            while not waiting.done() and time.monotonic() < deadline:
                 try:
                     client.predict(inputs={"input_1": np.zeros((2, 2), np.float32)}, timeout=30)
                 except grpc.RpcError as e:

@@ -439,8 +439,8 @@ def test_signals_repeated_through_the_whole_shutdown_still_end_it_cleanly(slow_m
     server = ServerProcess("--model_name=Slow", f"--model_base_path={slow_model}")
     with server:
         process = server.process
-        signals = 0
-        while process.poll() is None:
+        signals, deadline = 0, time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
             with contextlib.suppress(ProcessLookupError):  # it may end between poll() and the signal
                 process.send_signal((signal.SIGTERM, signal.SIGINT)[signals % 2])
                 signals += 1
