@@ -4,6 +4,7 @@ python fake_server.py MODE [SECONDS] prints its port on a line once it listens, 
   slow SECONDS   GetModelMetadata and Predict each answer after SECONDS (Toy's signature, a 1x1 output)
   die            Predict ends the process in the middle of the call (the connection drops)
   garbage        Predict answers bytes that are not a PredictResponse
+  loading        GetModelStatus answers Toy version 1 LOADING, and prints "status" on a line for each call
 """
 
 import os
@@ -47,6 +48,14 @@ def predict_response():
     return response.SerializeToString()
 
 
+def loading_response():
+    response = protos.get_model_status_pb2.GetModelStatusResponse()
+    version = response.model_version_status.add()
+    version.version = 1
+    version.state = protos.get_model_status_pb2.ModelVersionStatus.State.LOADING
+    return response.SerializeToString()
+
+
 def main():
     mode = sys.argv[1]
     delay = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
@@ -62,12 +71,19 @@ def main():
         time.sleep(delay)
         return b"\xff\xff\xff\xff" if mode == "garbage" else answer
 
+    def get_status(request, context):
+        print("status", flush=True)
+        return loading_response()
+
     handler = grpc.method_handlers_generic_handler("tensorflow.serving.PredictionService", {
         "GetModelMetadata": grpc.unary_unary_rpc_method_handler(get_metadata),
         "Predict": grpc.unary_unary_rpc_method_handler(predict),
     })
+    models = grpc.method_handlers_generic_handler("tensorflow.serving.ModelService", {
+        "GetModelStatus": grpc.unary_unary_rpc_method_handler(get_status),
+    })
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    server.add_generic_rpc_handlers((handler,))
+    server.add_generic_rpc_handlers((handler, models))
     port = server.add_insecure_port("localhost:0")
     server.start()
     print(port, flush=True)

@@ -211,6 +211,15 @@ def test_wait_is_checked_as_the_timeout_is(run, wait, said):
 def test_wait_zero_polls_once(run):
     result = run("grpcModelStatus.py", "-m", "Toy", "--wait", "0")
     assert result.code == 0 and "AVAILABLE" in result.out, result
+    for wait, polls in (("0", {1}), ("1", {3})):  # a poll every 0.5 s: at 0, 0.5 and 1 s
+        with fake_server("loading") as (target, process):
+            result = run_script("grpcModelStatus.py", "-m", "Toy", "--wait", wait, server=target)
+            process.kill()
+            seen = process.stdout.read().splitlines().count("status")
+        assert (result.code, result.out) == (1, ""), result
+        assert result.err == (f"grpcModelStatus.py: error: model Toy not AVAILABLE after {wait}s; last seen: "
+                              "version 1 LOADING\n")
+        assert seen in polls, (wait, seen)
 
 
 def test_warmup_output_that_is_a_folder(tmp_path):

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from script_helpers import run_script
 
+from testing.server import ServerProcess
+
 SCRIPTS = ["grpcRequest.py", "grpcModelStatus.py", "grpcMetadata.py", "grpcReloadModel.py", "grpcRequestLog.py"]
 
 
@@ -86,6 +88,20 @@ def test_bad_inputs_exit_2_with_one_line(run, args, message):
     assert (result.code, result.out, result.err) == (2, "", message)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "int64", "float16"])
+def test_an_array_from_a_file_keeps_its_dtype_and_json_follows_the_signature(run, tmp_path, dtype):
+    """python/README.md: JSON values are converted to the signature's dtype, arrays from .npy files are not."""
+    np.save(tmp_path / "x.npy", np.array([[1, 2]], dtype))
+    result = run("grpcRequest.py", "-i", f"input_1=@{tmp_path}/x.npy")
+    assert (result.code, result.out, result.err) == (
+        2, "", f"grpcRequest.py: error: input 'input_1' is {dtype} but model Toy expects float32: "
+               "convert it with --dtype input_1=float32\n")
+    converted = run("grpcRequest.py", "-i", f"input_1=@{tmp_path}/x.npy", "--dtype", "input_1=float32", "--values")
+    (tmp_path / "x.json").write_text("[[1, 2]]")
+    from_json = run("grpcRequest.py", "-i", f"input_1=@{tmp_path}/x.json", "--values")
+    assert converted.code == from_json.code == 0 and converted.out == from_json.out, (converted, from_json)
+
+
 @pytest.mark.parametrize("args, code, message", [
     (("-m", "nope"), 1, "grpcRequest.py: error: NOT_FOUND: Servable not found for request: Latest(nope)\n"),
     (("-v", "7"), 1, "grpcRequest.py: error: NOT_FOUND: Servable not found for request: Specific(Toy, 7)\n"),
@@ -126,9 +142,19 @@ def test_server_down(script, tmp_path):
                           "is the server running?\n")
 
 
-def test_server_from_the_environment_and_unix_target(toy_server):
-    result = run_script("grpcModelStatus.py", "-m", "Toy_double", server=toy_server.target)
-    assert result.code == 0 and "state: AVAILABLE" in result.out
+def test_server_from_the_environment_and_unix_target(toy_models, tmp_path):
+    """$TFS_SERVER picks the server, and a unix: target reaches one listening on --grpc_socket_path only."""
+    socket_path = tmp_path / "tfs.sock"
+    with ServerProcess(f"--model_config_file={toy_models}/toy_labels.config", f"--grpc_socket_path={socket_path}",
+                       "--allow_version_labels_for_unavailable_models"):
+        for target in (f"unix://{socket_path}", f"unix:{socket_path}"):
+            result = run_script("grpcModelStatus.py", "-m", "Toy_double", server=target)
+            assert (result.code, result.err) == (0, ""), result
+            assert "state: AVAILABLE" in result.out
+            flag = run_script("grpcModelStatus.py", "-m", "Toy_double", "-s", target, server="localhost:1")
+            assert flag.out == result.out, flag
+    gone = run_script("grpcModelStatus.py", "-m", "Toy_double", "-t", "2", server=f"unix://{socket_path}")
+    assert (gone.code, gone.out) == (1, ""), gone  # the server has stopped: nothing answers on the socket
 
 
 def test_timeout_names_the_flag():

@@ -28,6 +28,11 @@ except ImportError:
 def crc32c(data: bytes) -> int:
     if _fast_crc32c is not None:
         return _fast_crc32c(bytes(data))
+    return table_crc32c(data)
+
+
+def table_crc32c(data: bytes) -> int:
+    """CRC-32C in pure Python, byte by byte with a table: the fallback where google-crc32c is missing."""
     crc = 0xFFFFFFFF
     table = _TABLE
     for byte in data:

@@ -1,10 +1,11 @@
 """The command line: TF Serving's flags and spellings, start-up errors, sockets, shutdown."""
 
 import os
+import re
 import subprocess
 
 import pytest
-from server_helpers import Client
+from server_helpers import Client, values
 
 from testing.paths import TESTDATA
 from testing.server import EXECUTABLE, ServerProcess
@@ -116,6 +117,27 @@ def test_tensor_content_responses_and_quiet_start_up(toy_models):
     # Every line is ours, with a timestamp: TensorFlow's start-up noise is silenced.
     assert all(line[:4].isdigit() and ": " in line for line in log.splitlines()), log
     assert "oneDNN" not in log and "cuda" not in log.lower()
+
+
+def test_tf_cpp_min_log_level_0_brings_tensorflows_own_lines_back(toy_models):
+    """README: TensorFlow's start-up lines are silenced; TF_CPP_MIN_LOG_LEVEL=0 shows them."""
+    with ServerProcess("--model_name=Toy", f"--model_base_path={toy_models}/Toy",
+                       env={"TF_CPP_MIN_LOG_LEVEL": "0"}) as server:
+        with Client(server.target) as client:
+            assert client.predict(version=3).model_spec.version.value == 3
+        log = server.log()
+    tensorflows = [line for line in log.splitlines() if re.match(r"[IWE]\d{4} [\d:.]+ +\d+ \w+\.cc:\d+\] ", line)]
+    assert any("cpu_feature_guard.cc" in line or "port.cc" in line for line in tensorflows), log
+
+
+def test_flags_with_no_meaning_here_are_accepted_and_change_nothing(toy_models):
+    """README: --per_process_gpu_memory_fraction and --flush_filesystem_caches are accepted, not acted on."""
+    with ServerProcess("--model_name=Toy", f"--model_base_path={toy_models}/Toy",
+                       "--per_process_gpu_memory_fraction=0.5", "--flush_filesystem_caches=false") as server:
+        with Client(server.target) as client:
+            assert values(client.predict(version=3), "dense") == pytest.approx([0.9901618, 0.9934704])
+        log = server.log()
+    assert "per_process_gpu_memory_fraction" not in log and "flush_filesystem_caches" not in log, log
 
 
 @pytest.mark.parametrize("flags", [(), ("--enable_batching",)], ids=["thread-pool", "grpc.aio"])

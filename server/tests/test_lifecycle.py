@@ -290,3 +290,21 @@ def test_a_load_waiting_to_retry_stalls_no_reload_status_or_other_model(toy_mode
                    what="the retry of version 4 to be cancelled")
         server.wait_for_log(r"Retrying of Loading servable: \{name: Toy version: 4\} was cancelled.")
         client.close()
+
+
+def test_folders_and_files_that_are_not_versions_are_ignored_and_polls_go_on(toy_models, tmp_path):
+    """TF Serving takes only children named by a whole int64 (file_system_storage_path_source.cc): v1, assets,
+    1.5, latest and a file named 4 beside the versions are passed over, at start-up and at every poll."""
+    base = tmp_path / "Toy"
+    shutil.copytree(os.path.join(toy_models, "Toy"), base, ignore=shutil.ignore_patterns("3"))
+    for name in ("v1", "assets", "1.5", "latest", "9 9"):
+        shutil.copytree(base / "1", base / name)
+    (base / "4").write_text("a file, not a version folder")
+    with ServerProcess("--model_name=Toy", f"--model_base_path={base}", "--file_system_poll_wait_seconds=1") as server:
+        with Client(server.target) as client:
+            assert client.predict().model_spec.version.value == 2
+            assert client.states("Toy") == {2: "AVAILABLE"}
+            shutil.copytree(os.path.join(toy_models, "Toy", "3"), base / "3")  # the next poll still sees versions
+            wait_until(lambda: client.states("Toy").get(3) == "AVAILABLE", what="version 3 from a later poll")
+            assert client.predict().model_spec.version.value == 3
+        assert "Traceback" not in server.log()

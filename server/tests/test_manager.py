@@ -10,7 +10,7 @@ import threading
 import pytest
 from tensorflow_serving.config import model_server_config_pb2
 
-from server import status
+from server import source, status
 from server.core import ServerCore
 from server.manager import Manager, State
 from testing.server import wait_until
@@ -237,3 +237,14 @@ def test_a_queued_load_no_longer_aspired_is_dropped():
     finally:
         gate.set()
         manager.unload_all()
+
+
+def test_version_folders_are_whole_int64_names_of_folders(tmp_path):
+    """source.version_folders, as TF Serving's safe_strto64 reads folder names: leading zeros and spaces are
+    allowed, anything else (v1, 1.5, assets, a number past int64) and files are passed over."""
+    for name in ("1", "0002", " 7", "-3", "v1", "1.5", "assets", "9223372036854775808", "9223372036854775807"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "4").write_text("a file")
+    found = source.version_folders("m", str(tmp_path))
+    assert found == {1: str(tmp_path / "1"), 2: str(tmp_path / "0002"), 7: str(tmp_path / " 7"),
+                     -3: str(tmp_path / "-3"), 2**63 - 1: str(tmp_path / "9223372036854775807")}

@@ -7,6 +7,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from server_helpers import Client, values
 
 from testing.paths import TESTDATA
 from testing.server import ServerProcess, free_port
@@ -213,6 +214,9 @@ def test_a_busy_rest_port_leaves_grpc_serving(toy_models):
         server.flags.append(f"--rest_api_port={port}")
         with server:
             server.wait_for_log(rf"Failed to start HTTP Server at localhost:{port}")
+            with Client(server.target) as client:  # gRPC still serves the model
+                assert values(client.predict(), "dense") == pytest.approx([0.9901618, 0.9934704])
+            assert server.process.poll() is None
 
 
 def test_no_metrics_page_without_a_monitoring_config(toy_models):

@@ -17,6 +17,7 @@ import time
 import pytest
 import requests
 
+from testing.paths import REPO
 from testing.server import ServerProcess, free_port, wait_until
 from test_hardening import connection_refused
 from test_hardening import slow_model  # noqa: F401  (the fixture: a model that sleeps as long as asked)
@@ -50,6 +51,9 @@ def toy(toy_models):
     with serving("--model_name=Toy", f"--model_base_path={toy_models}/Toy",
                  env={"TFS_REST_IDLE_TIMEOUT_SECONDS": "2"}) as server:
         yield server
+
+
+MONITORING_CONFIG = os.path.join(REPO, "models", "config", "monitoring.config")
 
 
 def slow_body(sleep_us, marker):
@@ -286,7 +290,11 @@ def test_cors_preflight(toy_models):
 # -- clients that go away, timeouts, shutdown -----------------------------------------------------------
 
 def test_a_client_that_disconnects_before_its_answer_costs_one_log_line_at_most(slow_model, tmp_path):
-    with serving("--model_name=Slow", f"--model_base_path={slow_model}") as server:
+    """Three clients send a 0.3 s predict and hang up while it runs. Each run is waited for through the
+    metrics (a request is counted when its run ends, before its answer is written), then the server is
+    stopped, which finishes all it had in hand: what the three cost is all in the log before the stop."""
+    with serving("--model_name=Slow", f"--model_base_path={slow_model}",
+                 f"--monitoring_config_file={MONITORING_CONFIG}") as server:
         mark = len(server.log())
         for i in range(3):
             marker = tmp_path / f"started-{i}"
@@ -296,12 +304,16 @@ def test_a_client_that_disconnects_before_its_answer_costs_one_log_line_at_most(
                          .encode() + body)
             wait_until(marker.exists, what="the run to start")
             sock.close()
-        time.sleep(1)  # let the runs end and their answers meet the closed sockets  # noqa: fixed wait: nothing to poll
+        page = f"http://localhost:{server.rest_port}/monitoring/prometheus/metrics"
+        ok = ':tensorflow:serving:request_count{model_name="Slow",status="OK"} '
+        wait_until(lambda: f"{ok}3" in requests.get(page, timeout=10).text, what="the three runs to end")
         response = requests.post(f"http://localhost:{server.rest_port}/v1/models/Slow:predict",
-                                 data=slow_body(0, tmp_path / "after"))
+                                 data=slow_body(0, tmp_path / "after"), timeout=30)
         assert response.status_code == 200
+        assert server.stop() == 0
         log = server.log()[mark:]
-        assert "Traceback" not in log and len(log.splitlines()) <= 3, log
+    log = log[:log.index("Received SIGTERM")]
+    assert "Traceback" not in log and len(log.splitlines()) <= 3, log
 
 
 def test_timed_out_runs_free_their_threads_for_the_requests_behind_them(slow_model, tmp_path):
@@ -322,7 +334,7 @@ def test_timed_out_runs_free_their_threads_for_the_requests_behind_them(slow_mod
         threads += [threading.Thread(target=send, args=(f"tiny{i}", 0)) for i in range(3)]
         for thread in threads:
             thread.start()
-            time.sleep(0.02)  # noqa: fixed wait: only spaces the sends, so the slow ones queue first
+            time.sleep(0.02)  # a fixed wait that only spaces the sends, so the slow ones queue first
         for thread in threads:
             thread.join()
         for i in range(6):

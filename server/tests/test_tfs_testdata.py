@@ -86,7 +86,7 @@ def test_metadata_matches_tf_servings_answer(client, model, json_file, version):
     got = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(got)
     assert dict(got.signature_def) == dict(want.signature_def)
-    assert response.model_spec.version.value == 124 if version else 123
+    assert response.model_spec.version.value == (124 if version else 123)  # parenthesized: else it asserted 123
 
 
 def test_tf2_export_signatures(client):

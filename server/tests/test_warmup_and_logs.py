@@ -194,6 +194,19 @@ def test_sampling_rate_zero_logs_nothing(logging_server, toy_models, tmp_path):
     client.close()
 
 
+def test_a_sampling_rate_between_0_and_1_logs_about_that_share_of_requests(logging_server, toy_models, tmp_path):
+    """TF Serving samples each request on its own (sampler.h): at 0.2, 400 Predicts log about 80. The bounds
+    are 5 standard deviations (8) below and 6 above, far from 0, 320 (the rate inverted) and 400."""
+    client = Client(logging_server.target)
+    client.reload(logging_config(toy_models, tmp_path / "fifth", 0.2))
+    for _ in range(400):
+        client.predict()
+    entries = read_log(tmp_path / "fifth.tfrecord")
+    assert 40 <= len(entries) <= 130, len(entries)
+    assert all(e.log_metadata.sampling_config.sampling_rate == pytest.approx(0.2) for e in entries)
+    client.close()
+
+
 def test_unknown_collector_type_is_refused(logging_server, toy_models, tmp_path):
     client = Client(logging_server.target)
     assert rpc_error(client.reload, logging_config(toy_models, tmp_path / "x", 1.0, kind="kafka")) == (

@@ -1,0 +1,107 @@
+"""tfrecord's framing and both CRC-32C implementations, against published check values and TensorFlow's own
+TFRecord writer as the oracle."""
+
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tfsclient import tfrecord
+
+# RFC 3720 (iSCSI), appendix B.4, and the "check" value of the CRC catalogue: CRC-32C of each input.
+CHECK_VALUES = [
+    (b"", 0x00000000),
+    (b"123456789", 0xE3069283),
+    (bytes(32), 0x8A9136AA),
+    (b"\xff" * 32, 0x62A8AB43),
+    (bytes(range(32)), 0x46DD794E),
+    (bytes(range(31, -1, -1)), 0x113FDB5C),
+]
+
+
+@pytest.mark.parametrize("implementation", [tfrecord.crc32c, tfrecord.table_crc32c], ids=["crc32c", "table"])
+@pytest.mark.parametrize("data, crc", CHECK_VALUES, ids=[f"{len(d)}-bytes-{c:08x}" for d, c in CHECK_VALUES])
+def test_crc32c_check_values(implementation, data, crc):
+    assert implementation(data) == crc
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(st.binary(max_size=300))
+def test_the_table_fallback_agrees_with_google_crc32c(data):
+    google_crc32c = pytest.importorskip("google_crc32c")
+    assert tfrecord.table_crc32c(data) == google_crc32c.value(data)
+
+
+def test_masked_crc_is_tensorflows_mask():
+    """crc32c.h: rotate right by 15 bits, add 0xa282ead8."""
+    assert tfrecord.masked_crc(b"123456789") == ((0xE3069283 >> 15 | 0xE3069283 << 17) + 0xA282EAD8) & 0xFFFFFFFF
+    assert tfrecord.masked_crc(b"") == 0xA282EAD8
+
+
+def tensorflow_file(tmp_path, records):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf  # the oracle only; tfrecord itself never imports it
+
+    path = str(tmp_path / "tf.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for record in records:
+            writer.write(record)
+    return path
+
+
+RECORDS = [b"", b"x", b"123456789" * 100, bytes(range(256)) * 5]
+
+
+def test_frames_are_byte_for_byte_tensorflows(tmp_path):
+    path = tensorflow_file(tmp_path, RECORDS)
+    with open(path, "rb") as f:
+        assert b"".join(tfrecord.frame(r) for r in RECORDS) == f.read()
+    assert [data for _, data in tfrecord.read(path)] == RECORDS
+    offsets = [offset for offset, _ in tfrecord.read(path)]
+    assert offsets == [0, 16, 33, 949]
+
+
+def test_without_google_crc32c_the_fallback_reads_and_writes_tensorflows_files(tmp_path):
+    """The table is what runs where google-crc32c is not installed: a process that cannot import it reads
+    TensorFlow's file and writes the same bytes."""
+    path = tensorflow_file(tmp_path, RECORDS)
+    program = (
+        "import sys; sys.modules['google_crc32c'] = None  # as if not installed: importing it fails\n"
+        "from tfsclient import tfrecord\n"
+        "records = [data for _, data in tfrecord.read(sys.argv[1])]\n"
+        "assert tfrecord.crc32c is not None and tfrecord.crc32c(b'123456789') == 0xE3069283\n"
+        "sys.stdout.buffer.write(b''.join(tfrecord.frame(r) for r in records))\n"
+    )
+    python_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", program, path], cwd=python_dir, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    with open(path, "rb") as f:
+        assert done.stdout == f.read()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda b: b[:5], "truncated record header at offset 0"),
+    (lambda b: b[:30], "truncated record header at offset 19"),
+    (lambda b: b[:35], "truncated record at offset 19"),
+    (lambda b: b[:8] + bytes([b[8] ^ 1]) + b[9:], "corrupt record length at offset 0 (CRC mismatch)"),
+    (lambda b: b[:-1] + bytes([b[-1] ^ 1]), "corrupt record data at offset 19 (CRC mismatch)"),
+    (lambda b: b[:12] + bytes([b[12] ^ 1]) + b[13:], "corrupt record data at offset 0 (CRC mismatch)"),
+])
+def test_damage_is_named_with_its_offset(damage, message):
+    whole = tfrecord.frame(b"abc") + tfrecord.frame(b"defghij")
+    with pytest.raises(tfrecord.CorruptRecord) as caught:
+        list(tfrecord.read(io.BytesIO(damage(whole))))
+    assert str(caught.value) == message
+
+
+def test_a_length_of_2_to_the_60_reads_what_is_there_and_says_truncated():
+    import struct
+
+    length = struct.pack("<Q", 2**60)
+    data = length + struct.pack("<I", tfrecord.masked_crc(length)) + b"only this"
+    with pytest.raises(tfrecord.CorruptRecord, match="truncated record at offset 0"):
+        list(tfrecord.read(io.BytesIO(data)))
