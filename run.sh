@@ -3,6 +3,7 @@
 #   ./run.sh          set up (.venv, dependencies, toy models), start the local server, run the guide's commands
 #   ./run.sh test     set up, then run every test
 #   ./run.sh lint     set up, then ruff check (pyproject.toml's settings; .ci/run runs it before the tests)
+#   ./run.sh mutation [client|server]   set up, then mutation testing (testing/mutation.py; not in CI: ~N min)
 #   ./run.sh stop     stop the server that ./run.sh left running
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -91,6 +92,7 @@ demo() {
 case "${1:-demo}" in
     demo) setup; start_server; demo ;;
     test) setup; shift; exec "$py" -m pytest "$@" ;;
+    mutation) setup; shift; exec "$py" -m testing.mutation "$@" ;;
     lint) setup; exec "$venv/bin/ruff" check . ;;
     stop)
         if [ -f "$state/server.pid" ] && kill "$(cat "$state/server.pid")" 2>/dev/null; then
@@ -99,5 +101,5 @@ case "${1:-demo}" in
             echo "no server started by ./run.sh is running"
         fi
         rm -f "$state/server.pid" ;;
-    *) echo "usage: ./run.sh [demo|test|lint|stop]" >&2; exit 2 ;;
+    *) echo "usage: ./run.sh [demo|test|lint|mutation|stop]" >&2; exit 2 ;;
 esac
