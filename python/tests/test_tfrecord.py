@@ -105,3 +105,59 @@ def test_a_length_of_2_to_the_60_reads_what_is_there_and_says_truncated():
     data = length + struct.pack("<I", tfrecord.masked_crc(length)) + b"only this"
     with pytest.raises(tfrecord.CorruptRecord, match="truncated record at offset 0"):
         list(tfrecord.read(io.BytesIO(data)))
+
+
+def test_append_adds_whole_records_after_what_is_there(tmp_path):
+    path = str(tmp_path / "log.tfrecord")
+    tfrecord.append(path, [b"one", b"two"])
+    tfrecord.append(path, [])
+    tfrecord.append(path, [b"three"])
+    assert [data for _, data in tfrecord.read(path)] == [b"one", b"two", b"three"]
+    with open(path, "rb") as f:
+        assert f.read() == b"".join(tfrecord.frame(r) for r in (b"one", b"two", b"three"))
+
+
+def test_append_that_fails_leaves_the_file_as_it_was(tmp_path):
+    import resource
+
+    path = tmp_path / "log.tfrecord"
+    tfrecord.append(str(path), [b"kept"])
+    before = path.read_bytes()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    import signal
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit: EFBIG, not a killed process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (len(before) + 100, hard))
+    try:
+        with pytest.raises(OSError):
+            tfrecord.append(str(path), [b"x" * 1000])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert path.read_bytes() == before
+    with pytest.raises(FileNotFoundError):
+        tfrecord.append(str(tmp_path / "missing" / "log.tfrecord"), [b"x"])
+
+
+def test_replace_writes_the_whole_file_through_a_link_and_keeps_its_mode(tmp_path):
+    target = tmp_path / "warmup"
+    target.write_bytes(b"old")
+    target.chmod(0o640)
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    tfrecord.replace(str(link), b"new content")
+    assert target.read_bytes() == b"new content" and link.is_symlink()
+    assert target.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "warmup"]  # no temporary file left
+    tfrecord.replace(str(tmp_path / "fresh"), b"x")
+    assert (tmp_path / "fresh").read_bytes() == b"x"
+
+
+def test_read_file_names_the_file_and_its_flag(tmp_path):
+    from tfsclient.errors import InputError
+
+    path = tmp_path / "bad.tfrecord"
+    path.write_bytes(tfrecord.frame(b"fine") + b"\x01\x02")
+    records = tfrecord.read_file(str(path), "--read")
+    assert next(records) == (0, b"fine")
+    with pytest.raises(InputError, match=rf"^{path}: truncated record header at offset 20$"):
+        next(records)

@@ -1,0 +1,98 @@
+"""The request logger in-process: which configs it takes, what a record holds, how often it samples.
+(Through the real server: test_warmup_and_logs.py; a disk that fills: test_log_faults.py.)"""
+
+import math
+import random
+
+import pytest
+from server_helpers import model_config, with_request_log
+from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+from server import request_log
+from tfsclient import tfrecord  # the project's TFRecord framing (the scripts' module)
+
+
+def logger_for(tmp_path, rate, **fields):
+    config = with_request_log(model_config(("Toy", tmp_path / "Toy")), tmp_path / "logs" / "toy", rate)
+    for name, value in fields.items():
+        setattr(config.model_config_list.config[0].logging_config.log_collector_config, name, value)
+    logger = request_log.RequestLogger()
+    logger.validate(config)
+    logger.update(config)
+    return logger
+
+
+def predict(logger, times):
+    request, response = predict_pb2.PredictRequest(), predict_pb2.PredictResponse()
+    request.model_spec.name = "Toy"
+    request.inputs["x"].float_val.append(1.5)
+    response.outputs["y"].float_val.append(3.0)
+    response.model_spec.name, response.model_spec.version.value = "Toy", 2
+    for _ in range(times):
+        logger.log("Predict", "Toy", request, response, response.model_spec)
+
+
+def records(tmp_path):
+    return [prediction_log_pb2.PredictionLog.FromString(data)
+            for _, data in tfrecord.read(str(tmp_path / "logs" / "toy.tfrecord"))]
+
+
+def test_a_logged_predict_is_the_request_and_response_with_their_metadata(tmp_path):
+    logger = logger_for(tmp_path, 1.0)
+    assert logger.logs("Toy") and not logger.logs("Other")
+    predict(logger, 2)
+    first, second = records(tmp_path)
+    assert first == second
+    assert first.log_metadata.model_spec.name == "Toy" and first.log_metadata.model_spec.version.value == 2
+    assert first.log_metadata.sampling_config.sampling_rate == 1.0
+    assert list(first.log_metadata.saved_model_tags) == ["serve"]
+    assert list(first.predict_log.request.inputs["x"].float_val) == [1.5]
+    assert list(first.predict_log.response.outputs["y"].float_val) == [3.0]
+
+
+@pytest.mark.parametrize("rate, low, high", [(0.0, 0, 0), (0.01, 1, 60), (0.2, 300, 520), (0.9, 1700, 1900),
+                                             (1.0, 2000, 2000)])
+def test_each_request_is_sampled_on_its_own_at_the_configured_rate(tmp_path, rate, low, high):
+    """2,000 Predicts: the count logged is within 5 standard deviations of 2,000 x rate."""
+    random.seed(27)
+    logger = logger_for(tmp_path, rate)
+    assert logger.logs("Toy") == (rate > 0)
+    predict(logger, 2000)
+    count = len(records(tmp_path))
+    assert low <= count <= high, count
+    assert abs(count - 2000 * rate) <= 5 * math.sqrt(2000 * rate * (1 - rate)) + 1e-9
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.01, math.nan])
+def test_a_rate_outside_0_to_1_is_refused(tmp_path, rate):
+    config = with_request_log(model_config(("Toy", tmp_path / "Toy")), tmp_path / "toy", rate)
+    with pytest.raises(Exception) as caught:
+        request_log.RequestLogger().validate(config)
+    assert (caught.value.code.name, caught.value.message) == (
+        "INVALID_ARGUMENT", f"Model Toy: sampling_rate must be in [0, 1], not {rate}")
+
+
+def test_validate_creates_nothing_and_names_what_is_wrong(tmp_path):
+    config = with_request_log(model_config(("Toy", tmp_path / "Toy")), tmp_path / "a" / "b" / "toy", 1.0)
+    request_log.RequestLogger().validate(config)
+    assert not (tmp_path / "a").exists()
+    for kind, prefix, message in [
+        ("kafka", tmp_path / "x", ("NOT_FOUND", "Cannot find LogCollector::Factory for type: kafka")),
+        ("file", "", ("INVALID_ARGUMENT", "Model Toy: logging_config.log_collector_config.filename_prefix is empty")),
+        ("file", tmp_path / "dir", ("INVALID_ARGUMENT", f"Cannot open request log {tmp_path}/dir.tfrecord: "
+                                                        "Is a directory")),
+    ]:
+        (tmp_path / "dir.tfrecord").mkdir(exist_ok=True)
+        bad = with_request_log(model_config(("Toy", tmp_path / "Toy")), prefix, 1.0, kind=kind)
+        with pytest.raises(Exception) as caught:
+            request_log.RequestLogger().validate(bad)
+        assert (caught.value.code.name, caught.value.message) == message
+
+
+def test_a_reload_without_logging_closes_the_file_and_logs_nothing(tmp_path):
+    logger = logger_for(tmp_path, 1.0)
+    predict(logger, 1)
+    logger.update(model_config(("Toy", tmp_path / "Toy")))
+    assert not logger.logs("Toy")
+    predict(logger, 3)
+    assert len(records(tmp_path)) == 1
