@@ -101,3 +101,81 @@ def test_trims_are_debounced(monkeypatch):
     wait_until(lambda: trims == [0], timeout=5, what="one trim")
     memory.after_large_request()
     wait_until(lambda: trims == [0, 0], timeout=5, what="a second trim after the first ran")
+
+
+@pytest.mark.parametrize("dtype, name", [
+    (types_pb2.DT_FLOAT, "float"), (types_pb2.DT_DOUBLE, "double"), (types_pb2.DT_INT64, "int64"),
+    (types_pb2.DT_STRING, "string"), (types_pb2.DT_BFLOAT16, "bfloat16"), (types_pb2.DT_HALF, "half"),
+    (types_pb2.DT_VARIANT, "variant"), (types_pb2.DT_RESOURCE, "resource"), (types_pb2.DT_FLOAT_REF, "float_ref"),
+    (types_pb2.DT_INVALID, "invalid"), (999, "unknown"),
+])
+def test_dtype_names_are_tensorflows_datatypestring(dtype, name):
+    assert tensors.dtype_name(dtype) == name
+
+
+def test_a_feed_of_the_wrong_type_is_tensorflows_message():
+    error = tensors.error_from_dtype(0, types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE)
+    assert (error.code.name, error.message) == ("INVALID_ARGUMENT", "Expects arg[0] to be float but double is provided")
+
+
+def proto(dtype, shape, **fields):
+    message = tensor_pb2.TensorProto(dtype=dtype)
+    for size in shape:
+        message.tensor_shape.dim.add(size=size)
+    for field, values in fields.items():
+        if field == "tensor_content":
+            message.tensor_content = values
+        else:
+            getattr(message, field).extend(values)
+    return message
+
+
+def test_short_value_lists_are_filled_with_their_last_value_as_tensorflow_does():
+    assert tensors.to_ndarray(proto(types_pb2.DT_FLOAT, [2, 3], float_val=[1.5, 2.5])).tolist() == [
+        [1.5, 2.5, 2.5], [2.5, 2.5, 2.5]]
+    assert tensors.to_ndarray(proto(types_pb2.DT_STRING, [4], string_val=[b"a", b"bc"])).tolist() == [
+        b"a", b"bc", b"bc", b"bc"]
+    assert tensors.to_ndarray(proto(types_pb2.DT_STRING, [2], string_val=[])).tolist() == [b"", b""]
+    assert tensors.to_ndarray(proto(types_pb2.DT_INT32, [3], int_val=[])).tolist() == [0, 0, 0]
+    assert tensors.to_ndarray(proto(types_pb2.DT_STRING, [1], string_val=[b"x", b"extra"])).tolist() == [b"x"]
+
+
+@pytest.mark.parametrize("message, detail", [
+    (proto(types_pb2.DT_STRING, [1000], string_val=[b"x" * 5_000_000]),
+     "shape [1000] would take 5000032000 bytes, more than the 1073741824 a request tensor may take"),
+    (proto(types_pb2.DT_STRING, [2, 3000], string_val=[b"x" * 1000, b"y" * 200_000]),  # the last fills the rest
+     "shape [2,3000] would take 1199993000 bytes, more than the 1073741824 a request tensor may take"),
+    (proto(types_pb2.DT_FLOAT, [2**28 + 1], float_val=[1.0]),
+     "shape [268435457] would take 1073741828 bytes, more than the 1073741824 a request tensor may take"),
+])
+def test_a_tensor_past_the_limit_is_refused_with_its_size_before_anything_is_allocated(message, detail):
+    with pytest.raises(tensors.ParseError) as caught:
+        tensors.to_ndarray(message)
+    assert (str(caught.value), caught.value.detail) == ("too large", detail)
+
+
+def test_a_string_tensor_just_under_the_limit_is_built():
+    count = 1000
+    size = (tensors.MAX_TENSOR_BYTES - count * 32) // count  # the limit to the byte, with 32 a value of overhead
+    array = tensors.to_ndarray(proto(types_pb2.DT_STRING, [count], string_val=[b"x" * size]))
+    assert array.shape == (count,) and len(array[-1]) == size
+
+
+@pytest.mark.parametrize("message, reason", [
+    (proto(types_pb2.DT_FLOAT, [2, 2], tensor_content=b"\0" * 17), "tensor_content size does not match the shape"),
+    (proto(types_pb2.DT_FLOAT, [-1]), "negative dimension"),
+    (proto(999, [1]), "unsupported dtype 999"),
+    (proto(types_pb2.DT_FLOAT, [1] * 65), "rank 65 is more than 64"),
+    (proto(types_pb2.DT_FLOAT, [2**32, 2**31]), "too many elements"),
+])
+def test_tensors_cpp_would_not_parse_are_refused(message, reason):
+    with pytest.raises(tensors.ParseError, match=f"^{reason}$"):
+        tensors.to_ndarray(message)
+
+
+def test_contiguous_bytes_are_c_order_whatever_the_arrays_layout():
+    array = np.arange(6, dtype=np.int16).reshape(2, 3).T  # Fortran order in memory
+    data = tensors.contiguous_bytes(array)
+    assert data.dtype == np.uint8 and data.shape == (12,)
+    assert data.tobytes() == np.ascontiguousarray(array).tobytes()
+    assert tensors.contiguous_bytes(np.float32(1.5)).tobytes() == np.float32(1.5).tobytes()  # a scalar too
