@@ -355,3 +355,26 @@ def test_dtype_helpers_like_tf():
     for bad in [True, 0, 1000, "nope", np.dtype("datetime64[s]"), None, 1.5]:
         with pytest.raises(TypeError):
             codec.as_datatype_enum(bad)
+
+
+@pytest.mark.parametrize("code, bad", [
+    (0xD7FF, False), (0xD800, True), (0xDBFF, True), (0xDC00, True), (0xDFFF, True), (0xE000, False),
+    (0x10FFFF, False), (0x110000, True), (0xFFFFFFFF, True), (0, False),
+])
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_bad_code_points_are_surrogates_and_past_u10ffff_exactly(code, bad, order):
+    """Unicode arrays made from raw bytes (an .npy file) may hold what no str can: the edges of each range."""
+    raw = np.array([0x41, code], np.dtype("u4").newbyteorder(order))
+    array = np.frombuffer(raw.tobytes(), np.dtype("U1").newbyteorder(order))
+    assert codec.bad_code_points(array) is bad
+    assert codec.bad_code_points(array[:1]) is False
+
+
+@pytest.mark.parametrize("dtype", ["qint8", "quint8", "qint16", "quint16", "qint32"])
+def test_quantized_tensors_decode_like_tf(dtype):
+    values = [0, 1, 7, 100]
+    proto = tf.make_tensor_proto(np.array(values), dtype=dtype)
+    got, expected = codec.make_ndarray(proto), tf.make_ndarray(proto)
+    assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes()
+    assert got.shape == (4,)
+

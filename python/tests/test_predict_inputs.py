@@ -177,3 +177,55 @@ def test_aliases_must_match_the_signature():
         "model M needs input 'b' too: add -i b=...")
     assert error(inputs.check_against_signature, parsed("a=[1.0]"), {}, signature(), "M") == (
         "model M has no input 'a'; its inputs: none")
+
+
+def test_npz_files_give_every_array_by_name_unconverted(tmp_path):
+    np.savez(tmp_path / "in.npz", b=np.array([[1, 2]], np.int16), a=np.array([True, False]))
+    found = parsed(f"@{tmp_path}/in.npz")
+    assert sorted(found) == ["a", "b"]
+    assert found["b"][0].dtype == np.int16 and found["b"][0].tolist() == [[1, 2]] and found["b"][1] is False
+    assert found["a"][0].dtype == np.bool_ and found["a"][0].tolist() == [True, False] and found["a"][1] is False
+    assert error(parsed, f"x=@{tmp_path}/in.npz") == (
+        f"-i x=@{tmp_path}/in.npz: {tmp_path}/in.npz holds several arrays; give it as -i @{tmp_path}/in.npz")
+
+
+@pytest.mark.parametrize("array", [
+    np.asfortranarray(np.arange(6, dtype=np.float32).reshape(2, 3)),
+    np.array([[True, False, True]]),
+    np.zeros((0, 2), np.float64),
+    np.array(["ab", "é"]),
+    np.array(7, np.uint8),
+], ids=["fortran", "bool", "empty", "unicode", "scalar"])
+@pytest.mark.parametrize("version", [(1, 0), (2, 0)])
+def test_npy_files_read_back_exactly(tmp_path, array, version):
+    from numpy.lib import format as npy_format
+
+    with open(tmp_path / "x.npy", "wb") as f:
+        npy_format.write_array(f, array, version=version)
+    (got, from_json), = parsed(f"x=@{tmp_path}/x.npy").values()
+    assert from_json is False and got.dtype == array.dtype and got.shape == array.shape
+    assert got.tolist() == array.tolist()
+
+
+def test_a_bool_npy_byte_of_2_is_true_and_sent_as_1(tmp_path):
+    np.save(tmp_path / "b.npy", np.array([0, 1, 2], np.uint8).view(np.bool_))
+    (got, _), = parsed(f"x=@{tmp_path}/b.npy").values()
+    assert got.dtype == np.bool_ and got.view(np.uint8).tolist() == [0, 1, 1]
+
+
+def test_the_file_size_limit_applies_to_every_kind_of_file(tmp_path):
+    np.save(tmp_path / "x.npy", np.arange(3.0))
+    np.savez(tmp_path / "x.npz", x=np.arange(3.0))
+    (tmp_path / "x.json").write_text('{"x": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]}')
+    for spec, kind in ((f"x=@{tmp_path}/x.npy", r"an? \.npy"), (f"@{tmp_path}/x.npz", r"an? \.npz"),
+                       (f"@{tmp_path}/x.json", "a JSON")):
+        with pytest.raises(InputError, match=rf"more than the 10 {kind} file may be"):
+            inputs.parse_inputs([spec], max_size=10)
+
+
+def test_json_edges(tmp_path):
+    assert parsed("x=[-9223372036854775808]")["x"][0].tolist() == [-2**63]  # int64's least value fits
+    assert parsed('x=["a=b"]')["x"][0].tolist() == [b"a=b"]  # the name ends at the first "="
+    assert inputs.parse_dtypes(["x=bfloat16"])["x"].name == "bfloat16"
+    # strings mixed with numbers: each number as Python writes it
+    assert parsed('x=["a", 1.5, true, 7]')["x"][0].tolist() == [b"a", b"1.5", b"True", b"7"]

@@ -89,6 +89,7 @@ def test_without_google_crc32c_the_fallback_reads_and_writes_tensorflows_files(t
     (lambda b: b[:35], "truncated record at offset 19"),
     (lambda b: b[:8] + bytes([b[8] ^ 1]) + b[9:], "corrupt record length at offset 0 (CRC mismatch)"),
     (lambda b: b[:-1] + bytes([b[-1] ^ 1]), "corrupt record data at offset 19 (CRC mismatch)"),
+    (lambda b: b[:-2], "truncated record at offset 19"),  # the data whole, its CRC cut short
     (lambda b: b[:12] + bytes([b[12] ^ 1]) + b[13:], "corrupt record data at offset 0 (CRC mismatch)"),
 ])
 def test_damage_is_named_with_its_offset(damage, message):
@@ -161,3 +162,35 @@ def test_read_file_names_the_file_and_its_flag(tmp_path):
     assert next(records) == (0, b"fine")
     with pytest.raises(InputError, match=rf"^{path}: truncated record header at offset 20$"):
         next(records)
+
+
+def test_records_larger_than_a_read_chunk_come_back_whole(tmp_path):
+    """Records over 1 MiB are read in chunks (a corrupt length must not allocate up front)."""
+    records = [bytes(range(256)) * 4096 + b"tail", b"\xff" * (1 << 20), b"small"]  # 1 MiB + 4, 1 MiB, 5
+    path = tmp_path / "big.tfrecord"
+    path.write_bytes(b"".join(tfrecord.frame(r) for r in records))
+    assert [data for _, data in tfrecord.read(path)] == records  # a pathlib.Path, as well as a str
+    assert [offset for offset, _ in tfrecord.read(str(path))] == [0, 16 + len(records[0]), 32 + len(records[0]) + (1 << 20)]
+
+
+def test_a_length_past_int63_is_truncated_not_negative():
+    import struct
+
+    length = struct.pack("<Q", 2**64 - 1)  # read as signed, it would be -1: "read everything"
+    data = length + struct.pack("<I", tfrecord.masked_crc(length)) + tfrecord.frame(b"next")
+    with pytest.raises(tfrecord.CorruptRecord, match="^truncated record at offset 0$"):
+        list(tfrecord.read(io.BytesIO(data)))
+
+
+def test_append_creates_the_file_with_the_usual_mode(tmp_path):
+    """0o666 less the umask, as open() makes files; the descriptor is not inherited by child processes."""
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        tfrecord.append(str(tmp_path / "new.tfrecord"), [b"x"])
+        tfrecord.replace(str(tmp_path / "replaced"), b"x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "new.tfrecord").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "replaced").stat().st_mode & 0o777 == 0o644
