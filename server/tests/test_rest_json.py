@@ -18,7 +18,10 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      regression_pb2)
 
 from server import status, tensors
-from server.rest import examples_json, json_reader, json_values, metadata_json, predict_json
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from server.rest import examples_json, json_reader, json_values, json_writer, metadata_json, predict_json
 from server.rest.json_writer import error as json_error
 from testing.paths import TESTDATA
 
@@ -812,3 +815,35 @@ def test_metadata_errors():
     response.metadata["signature_def"].Pack(predict_pb2.PredictRequest())
     assert failure(metadata_json.metadata, response) == (
         grpc.StatusCode.INTERNAL, "Failed to unpack 'Any' object to 'SignatureDefMap'.")
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.one_of(st.floats(width=32), st.floats()), st.booleans())
+@example(float("nan"), True)
+@example(float("inf"), False)
+@example(float("-inf"), True)
+@example(-0.0, False)
+@example(1e20, False)
+@example(3.4028234663852886e38, True)
+@example(1e-7, True)
+@example(0.1, False)
+@example(100.0, True)
+def test_a_single_decimal_is_written_as_in_a_tensor(value, is_float):
+    """Classify scores and Regress values (decimal_string) are written as tensor values (decimal_strings)."""
+    if is_float:
+        value = float(np.float32(value)) if abs(value) < 3.5e38 or not math.isfinite(value) else 1.5
+    array = np.array([value], np.float32 if is_float else np.float64)
+    assert json_writer.decimal_string(value, is_float) == json_writer.decimal_strings(array, is_float)[0]
+
+
+@pytest.mark.parametrize("value, is_float, text", [
+    (float("nan"), True, "NaN"), (float("inf"), False, "Infinity"), (float("-inf"), True, "-Infinity"),
+    (0.0, False, "0.0"), (-0.0, True, "-0.0"), (100.0, True, "100.0"), (1e20, False, "1e+20"),
+    (0.1, True, "0.1"), (0.1, False, "0.1"), (1 / 3, False, "0.33333333333333331"), (1 / 3, True, "0.333333343"),
+    (1e-7, False, "1e-07"), (123456789.0, False, "123456789.0"),
+])
+def test_decimals_as_tf_servings_writedecimal(value, is_float, text):
+    if is_float:
+        value = float(np.float32(value))
+    assert json_writer.decimal_string(value, is_float) == text
+    assert json_writer.decimal_strings(np.array([value], np.float32 if is_float else np.float64), is_float) == [text]
