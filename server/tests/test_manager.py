@@ -242,9 +242,39 @@ def test_a_queued_load_no_longer_aspired_is_dropped():
 def test_version_folders_are_whole_int64_names_of_folders(tmp_path):
     """source.version_folders, as TF Serving's safe_strto64 reads folder names: leading zeros and spaces are
     allowed, anything else (v1, 1.5, assets, a number past int64) and files are passed over."""
-    for name in ("1", "0002", " 7", "-3", "v1", "1.5", "assets", "9223372036854775808", "9223372036854775807"):
+    for name in ("1", "0002", " 7", "-3", "v1", "1.5", "assets", "9223372036854775808", "9223372036854775807",
+                 "-9223372036854775808", "-9223372036854775809"):  # int64's least fits; one less does not
         (tmp_path / name).mkdir()
     (tmp_path / "4").write_text("a file")
     found = source.version_folders("m", str(tmp_path))
     assert found == {1: str(tmp_path / "1"), 2: str(tmp_path / "0002"), 7: str(tmp_path / " 7"),
-                     -3: str(tmp_path / "-3"), 2**63 - 1: str(tmp_path / "9223372036854775807")}
+                     -3: str(tmp_path / "-3"), 2**63 - 1: str(tmp_path / "9223372036854775807"),
+                     -2**63: str(tmp_path / "-9223372036854775808")}
+
+
+@pytest.mark.parametrize("policy, wanted", [
+    ("", [3]),  # none set: the latest
+    ("latest {}", [3]),  # num_versions 0 counts as 1
+    ("latest { num_versions: 2 }", [2, 3]),
+    ("latest { num_versions: 9 }", [1, 2, 3]),
+    ("all {}", [1, 2, 3]),
+    ("specific { versions: 1 versions: 5 }", [1]),  # 5 is not on disk: logged, left out
+    ("specific { versions: 3 versions: 2 }", [2, 3]),
+])
+def test_the_version_policy_picks_from_the_folders_on_disk(tmp_path, policy, wanted, caplog):
+    from google.protobuf import text_format
+
+    for version in ("1", "2", "3", "assets"):
+        (tmp_path / version).mkdir()
+    config = text_format.Parse(f'name: "m" base_path: "{tmp_path}" model_version_policy {{ {policy} }}',
+                               model_server_config_pb2.ModelConfig())
+    assert source.aspired_versions(config) == {v: str(tmp_path / str(v)) for v in wanted}
+    missing = "Version 5 of servable m, which was requested to be served as a 'specific' version"
+    assert (missing in caplog.text) == ("versions: 5" in policy)
+
+
+def test_no_version_on_disk_is_an_empty_set_and_a_warning(tmp_path, caplog):
+    config = model_server_config_pb2.ModelConfig(name="m", base_path=str(tmp_path))
+    (tmp_path / "v1").mkdir()
+    assert source.aspired_versions(config) == {}
+    assert f"No versions of servable m found under base path {tmp_path}." in caplog.text

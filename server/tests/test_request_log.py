@@ -1,11 +1,13 @@
 """The request logger in-process: which configs it takes, what a record holds, how often it samples.
 (Through the real server: test_warmup_and_logs.py; a disk that fills: test_log_faults.py.)"""
 
+import io
 import math
 import random
 
 import pytest
 from server_helpers import model_config, with_request_log
+from test_log_faults import FullDisk
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from server import request_log
@@ -96,3 +98,34 @@ def test_a_reload_without_logging_closes_the_file_and_logs_nothing(tmp_path):
     assert not logger.logs("Toy")
     predict(logger, 3)
     assert len(records(tmp_path)) == 1
+
+
+class Trickle(FullDisk):
+    """A file whose every write takes at most 7 bytes (a pipe-like short write), or none when `stuck`."""
+
+    stuck = False
+
+    def write(self, b):
+        if self.stuck:
+            return 0
+        return super().write(bytes(b)[:7])
+
+
+def test_short_writes_still_append_whole_records_and_no_progress_is_a_full_disk(caplog):
+    disk = Trickle(room=10_000)
+    collector = request_log.FileCollector("/fake/trickle.tfrecord", disk)
+    assert collector.write(b"first record") and collector.write(b"second")
+    assert [data for _, data in tfrecord.read(io.BytesIO(bytes(disk.data)))] == [b"first record", b"second"]
+    assert caplog.text == ""  # nothing was dropped: no "again" line for the first writes
+    disk.stuck = True
+    assert not collector.write(b"third")
+    assert "Failed to write the request log /fake/trickle.tfrecord: No space left on device. 1 record(s) " \
+           "dropped since the last report" in caplog.text
+    disk.stuck = False
+    assert collector.write(b"fourth")
+    assert "Writing the request log /fake/trickle.tfrecord again; 1 record(s) were dropped while it failed." \
+        in caplog.text
+    assert [data for _, data in tfrecord.read(io.BytesIO(bytes(disk.data)))] == [b"first record", b"second",
+                                                                               b"fourth"]
+    collector.close()
+    assert not collector.write(b"after close")  # a reload closed it while a request was running
