@@ -12,6 +12,8 @@ import pytest
 from testing.paths import MODELS, REPO, SHARED, need_shared
 from testing.server import ServerProcess
 
+pytest_plugins = ["testing.watchdog"]  # the nets under each test's time limit
+
 
 @pytest.fixture(scope="session")
 def toy_models():

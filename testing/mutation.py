@@ -19,10 +19,12 @@ What that costs, and how this runner deals with it:
 """
 
 import argparse
+import fcntl
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -52,14 +54,43 @@ STATUSES = ["killed", "survived", "no tests", "timeout", "suspicious", "skipped"
 
 
 def tracked_files():
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
-    return [name for name in listed.decode().split("\0") if name]
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True)
+    if listed.returncode != 0:
+        raise Failure(f"{REPO} is not a git checkout: the copy to mutate is made of the files git tracks")
+    return [name for name in listed.stdout.decode().split("\0") if name]
+
+
+MUTMUT = os.path.join(REPO, ".venv", "bin", "mutmut")
+
+
+class Failure(Exception):
+    """What stops a run, said in one line (exit 1)."""
+
+
+def run_to_the_end(command, cwd):
+    """Run `command` in a process group of its own; a signal to this runner (Ctrl-C, SIGTERM) ends the whole
+    group, so no mutmut worker outlives the run. (exit code, stderr)."""
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        _, stderr = process.communicate()
+        return process.returncode, stderr
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
 
 def make_copy(group):
     """A fresh copy of the tracked tree in .mutation/GROUP, with [tool.mutmut] for the group."""
     spec = GROUPS[group]
     root = os.path.join(SCRATCH, group)
+    if os.path.lexists(root) and not os.path.isdir(root) or os.path.islink(root):
+        os.unlink(root)
     shutil.rmtree(root, ignore_errors=True)
     for name in tracked_files():
         os.makedirs(os.path.join(root, os.path.dirname(name)), exist_ok=True)
@@ -92,12 +123,13 @@ def make_copy(group):
 def run_group(group):
     """Run mutmut over the group; {module: {status: count}} and the survivors' diffs."""
     root = make_copy(group)
-    mutmut = os.path.join(REPO, ".venv", "bin", "mutmut")
     started = time.monotonic()
-    done = subprocess.run([mutmut, "run"], cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    returncode, stderr = run_to_the_end([MUTMUT, "run"], root)
     seconds = time.monotonic() - started
-    if done.returncode != 0:
-        sys.exit(f"mutmut run failed in {root} (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    if returncode != 0:
+        raise Failure(f"mutmut run failed in {root} (exit {returncode}); its last lines:\n"
+                      + "\n".join(stderr.splitlines()[-5:]))
+    mutmut = MUTMUT
     listed = subprocess.run([mutmut, "results", "--all", "true"], cwd=root, capture_output=True, text=True,
                             check=True).stdout
     counts, survivors = {}, []
@@ -137,6 +169,25 @@ def is_text(diff):
     return True
 
 
+def save_group(group, counts, survivors, seconds):
+    with open(os.path.join(SCRATCH, f"{group}.json"), "w") as f:
+        json.dump({"counts": counts, "survivors": survivors, "seconds": seconds}, f)
+
+
+def saved_groups():
+    """{group: (counts, survivors, seconds)} of the latest run of each group (a run of one group keeps the
+    other's figures in the report)."""
+    results = {}
+    for group in GROUPS:
+        try:
+            with open(os.path.join(SCRATCH, f"{group}.json")) as f:
+                saved = json.load(f)
+        except (OSError, ValueError):
+            continue
+        results[group] = (saved["counts"], saved["survivors"], saved["seconds"])
+    return results
+
+
 def write_report(results):
     lines = ["# Mutation testing", "",
              f"`./run.sh mutation` on {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, mutmut {_version()}. "
@@ -154,7 +205,7 @@ def write_report(results):
             text = c.get("survived: text", 0)
             lines.append(f"| `{module}` | {total} | {c['killed']} | {c['timeout']} | {c['survived'] - text} "
                          f"| {text} | {c['no tests']} |")
-        lines.append(f"| *{group}: {seconds / 60:.0f} min* | | | | | | |")
+        lines.append(f"| *{group}: {int(seconds) // 60} min {int(seconds) % 60} s* | | | | | | |")
     lines += ["", "## Logic survivors", ""]
     for group, (_, survivors, _) in results.items():
         for name, diff in survivors:
@@ -176,14 +227,33 @@ def main(argv=None):
     unknown = [g for g in args.groups if g not in GROUPS]
     if unknown:
         parser.error(f"no group {unknown[0]!r}: use {' or '.join(GROUPS)}")
-    results = {}
-    for group in args.groups or GROUPS:
-        print(f"== mutmut over {group}: {', '.join(GROUPS[group]['modules'])}", file=sys.stderr, flush=True)
-        results[group] = run_group(group)
-        counts = results[group][0]
-        print(f"   {sum(c['survived'] for c in counts.values())} survived of "
-              f"{sum(sum(c.values()) for c in counts.values())} in {results[group][2]:.0f} s", file=sys.stderr)
-    write_report(results)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM as Ctrl-C: the finally blocks run
+    try:
+        if not os.access(MUTMUT, os.X_OK):
+            raise Failure(f"no mutmut at {MUTMUT}: run ./run.sh mutation, which installs requirements-dev.txt")
+        if os.path.lexists(SCRATCH) and not os.path.isdir(SCRATCH):
+            raise Failure(f"{SCRATCH} is in the way: it must be a folder (the runs' copies); remove it")
+        os.makedirs(SCRATCH, exist_ok=True)
+        with open(os.path.join(SCRATCH, ".lock"), "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise Failure("another ./run.sh mutation is running in this checkout: wait for it") from None
+            for group in args.groups or GROUPS:
+                print(f"== mutmut over {group}: {', '.join(GROUPS[group]['modules'])}", file=sys.stderr, flush=True)
+                counts, survivors, seconds = run_group(group)
+                save_group(group, counts, survivors, seconds)
+                print(f"   {sum(c['survived'] for c in counts.values())} survived of "
+                      f"{sum(sum(c[s] for s in STATUSES) for c in counts.values())} in {seconds:.0f} s",
+                      file=sys.stderr)
+            write_report(saved_groups())
+    except Failure as e:
+        print(f"./run.sh mutation: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("./run.sh mutation: stopped; the work tree is as it was (the copy in .mutation/ is left)",
+              file=sys.stderr)
+        return 130
     print(f"== written {os.path.relpath(RESULTS, REPO)}", file=sys.stderr)
     return 0
 

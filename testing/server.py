@@ -7,10 +7,12 @@ import socket
 import subprocess
 import tempfile
 import time
+import weakref
 
 from .paths import REPO
 
 EXECUTABLE = os.path.join(REPO, "server", "tensorflow_model_server")
+_STARTED = weakref.WeakSet()  # every ServerProcess started, for stop_every_server
 
 
 def free_port():
@@ -43,8 +45,13 @@ class ServerProcess:
         flags = self.flags if port_flags else [f"--port={self.port}"] + self.flags
         self.process = subprocess.Popen([EXECUTABLE, "--rest_api_port=0", *flags], cwd=self.cwd, env=self.env,
                                         stdout=self._log, stderr=subprocess.STDOUT)
+        _STARTED.add(self)
         if expect_ready:
-            self.wait_ready(timeout)
+            try:
+                self.wait_ready(timeout)
+            except BaseException:  # not ready, or the test's time limit: a `with` block never gets to stop it
+                self._end()
+                raise
         return self
 
     def wait_ready(self, timeout=90.0):
@@ -98,12 +105,24 @@ class ServerProcess:
         self._log.close()
         return self.process.returncode if self.process else None
 
+    def _end(self):
+        """Kill the server now (a test that failed or ran out of time), without waiting on a clean stop."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
     def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc):
         self.stop()
         os.unlink(self._log.name)
+
+
+def stop_every_server():
+    """Kill every server the tests started that still runs (testing.watchdog calls it as the run ends)."""
+    for server in list(_STARTED):
+        server._end()
 
 
 def wait_until(check, timeout=30.0, what="condition", interval=0.05):

@@ -58,7 +58,7 @@ def run_all(batcher, inputs, timeouts_ms=None):
                 results[i] = batcher.run([("x:0", x)], ["y:0"], timeouts_ms[i] if timeouts_ms else 0)[0]
             except status.ServingError as e:
                 results[i] = e
-        threads.append(threading.Thread(target=call))
+        threads.append(threading.Thread(target=call, daemon=True))  # a run that never ends must not hold pytest
     for t in threads:
         t.start()
     for t in threads:

@@ -3,6 +3,7 @@
 
 import io
 import math
+import os
 import random
 
 import pytest
@@ -56,13 +57,21 @@ def test_a_logged_predict_is_the_request_and_response_with_their_metadata(tmp_pa
                                              (1.0, 2000, 2000)])
 def test_each_request_is_sampled_on_its_own_at_the_configured_rate(tmp_path, rate, low, high):
     """2,000 Predicts: the count logged is within 5 standard deviations of 2,000 x rate."""
-    random.seed(27)
     logger = logger_for(tmp_path, rate)
     assert logger.logs("Toy") == (rate > 0)
-    predict(logger, 2000)
-    count = len(records(tmp_path))
-    assert low <= count <= high, count
-    assert abs(count - 2000 * rate) <= 5 * math.sqrt(2000 * rate * (1 - rate)) + 1e-9
+    random.seed(27)
+    draws = [random.random() for _ in range(2000)]
+    random.seed(27)
+    request, response = predict_pb2.PredictRequest(), predict_pb2.PredictResponse()
+    logged = []
+    for i in range(2000):
+        request.model_spec.signature_name = str(i)  # which request each record is
+        logger.log("Predict", "Toy", request, response, response.model_spec)
+    logged = [int(r.predict_log.request.model_spec.signature_name) for r in records(tmp_path)]
+    assert low <= len(logged) <= high, len(logged)
+    assert abs(len(logged) - 2000 * rate) <= 5 * math.sqrt(2000 * rate * (1 - rate)) + 1e-9
+    if 0 < rate < 1:  # one uniform draw a request, as TF Serving's sampler: not every 1/rate-th request
+        assert logged == [i for i, draw in enumerate(draws) if draw < rate]
 
 
 @pytest.mark.parametrize("rate", [-0.1, 1.01, math.nan])
@@ -91,10 +100,24 @@ def test_validate_creates_nothing_and_names_what_is_wrong(tmp_path):
         assert (caught.value.code.name, caught.value.message) == message
 
 
-def test_a_reload_without_logging_closes_the_file_and_logs_nothing(tmp_path):
+def open_paths():
+    """The files this process holds open (Linux /proc)."""
+    paths = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            paths.add(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:  # the descriptor listdir itself used
+            pass
+    return paths
+
+
+def test_a_reload_without_logging_lets_go_of_the_file_and_logs_nothing(tmp_path):
     logger = logger_for(tmp_path, 1.0)
+    path = str(tmp_path / "logs" / "toy.tfrecord")
+    assert path in open_paths()
     predict(logger, 1)
     logger.update(model_config(("Toy", tmp_path / "Toy")))
+    assert path not in open_paths()
     assert not logger.logs("Toy")
     predict(logger, 3)
     assert len(records(tmp_path)) == 1

@@ -432,17 +432,19 @@ def test_clients_connecting_through_a_sigterm_are_answered_or_refused_never_drop
             with lock:
                 outcomes.append(outcome)
 
-    clients = [threading.Thread(target=client) for _ in range(48)]
+    clients = [threading.Thread(target=client, daemon=True) for _ in range(48)]
     for thread in clients:
         thread.start()
-    wait_until(lambda: len(outcomes) > 200, what="the clients to be served")
-    server.process.send_signal(signal.SIGTERM)
-    assert server.process.wait(30) == 0
-    wait_until(lambda: outcomes[-48:].count("refused") == 48, what="every client to be refused")
-    stop.set()
-    for thread in clients:
-        thread.join()
-    server.__exit__()
+    try:
+        wait_until(lambda: len(outcomes) > 200, what="the clients to be served")
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(30) == 0
+        wait_until(lambda: outcomes[-48:].count("refused") == 48, what="every client to be refused")
+    finally:  # the clients stop, whatever failed
+        stop.set()
+        for thread in clients:
+            thread.join(30)
+        server.__exit__()
     counts = collections.Counter(outcomes)
     assert counts.pop("HTTP/1.1 200 OK", 0) > 0 and counts.pop("refused", 0) > 0
     # A handshake the kernel completes between the last accept and the close is still reset: a window of

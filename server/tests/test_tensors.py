@@ -154,11 +154,13 @@ def test_a_tensor_past_the_limit_is_refused_with_its_size_before_anything_is_all
     assert (str(caught.value), caught.value.detail) == ("too large", detail)
 
 
-def test_a_string_tensor_just_under_the_limit_is_built():
-    count = 1000
-    size = (tensors.MAX_TENSOR_BYTES - count * 32) // count  # the limit to the byte, with 32 a value of overhead
+def test_a_string_tensor_of_exactly_the_limit_is_built_and_one_byte_more_is_not():
+    count = 1024
+    size = tensors.MAX_TENSOR_BYTES // count - 32  # with 32 bytes a value of overhead: 2**30 to the byte
     array = tensors.to_ndarray(proto(types_pb2.DT_STRING, [count], string_val=[b"x" * size]))
     assert array.shape == (count,) and len(array[-1]) == size
+    with pytest.raises(tensors.ParseError, match="^too large$"):
+        tensors.to_ndarray(proto(types_pb2.DT_STRING, [count], string_val=[b"x" * (size + 1)] + [b"x" * size] * (count - 1)))
 
 
 @pytest.mark.parametrize("message, reason", [
