@@ -3,7 +3,7 @@
 #   ./run.sh          set up (.venv, dependencies, toy models), start the local server, run the guide's commands
 #   ./run.sh test     set up, then run every test
 #   ./run.sh lint     set up, then ruff check (pyproject.toml's settings; .ci/run runs it before the tests)
-#   ./run.sh mutation [client|server]   set up, then mutation testing (testing/mutation.py; not in CI: ~N min)
+#   ./run.sh mutation [GROUP]   set up, then mutation testing (testing/mutation.py, README "Tests"; not in CI)
 #   ./run.sh stop     stop the server that ./run.sh left running
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
