@@ -1,7 +1,7 @@
 """Mutation testing of the modules where a silent wrong value does the most harm (./run.sh mutation).
 
     ./run.sh mutation                 the client and server groups below, then benchmarks/results/mutation.md
-    ./run.sh mutation scheduling      one group (client, server or scheduling: the last takes about an hour)
+    ./run.sh mutation scheduling      one group (client, server or scheduling: the last is slow, see README "Tests")
 
 mutmut (pinned in requirements-dev.txt) changes one thing at a time in a module (a `<` for a `<=`, a
 constant, a dropped argument) and runs the tests that call the changed function; a change no test notices
@@ -48,7 +48,7 @@ GROUPS = {
                   "server/tests/test_request_log.py", "server/tests/test_log_faults.py"],
     },
     # The version manager and the batch scheduler: their tests wait on threads, so a mutant that stalls one
-    # costs its timeout; about an hour on 2 CPUs, hence a group of its own.
+    # costs its timeout (manager.py alone took over 15 min on 2 CPUs), hence a group of its own.
     "scheduling": {
         "package": "server",
         "modules": ["server/manager.py", "server/batching.py"],
