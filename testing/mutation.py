@@ -45,7 +45,7 @@ GROUPS = {
         "package": "server",
         "modules": ["server/tensors.py", "server/source.py", "server/request_log.py", "server/rest/json_writer.py"],
         "tests": ["server/tests/test_tensors.py", "server/tests/test_manager.py", "server/tests/test_rest_json.py",
-                  "server/tests/test_request_log.py", "server/tests/test_log_faults.py"],
+                  "server/tests/test_request_logger.py", "server/tests/test_log_faults.py"],
     },
     # The version manager and the batch scheduler: their tests wait on threads, so a mutant that stalls one
     # costs its timeout (manager.py alone took over 15 min on 2 CPUs), hence a group of its own.
