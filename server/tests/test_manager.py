@@ -278,3 +278,25 @@ def test_no_version_on_disk_is_an_empty_set_and_a_warning(tmp_path, caplog):
     (tmp_path / "v1").mkdir()
     assert source.aspired_versions(config) == {}
     assert f"No versions of servable m found under base path {tmp_path}." in caplog.text
+
+
+def test_a_version_aspired_again_while_it_unloads_is_loaded_afresh_once_unloaded(caplog):
+    """A request holds version 1 while a reload drops it (it stays UNLOADING, quiescing), and the next
+    reload wants it back: the old servable is closed once the request ends, then a new load serves it."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="tensorflow_serving")
+    loader = FakeLoader()
+    manager = Manager(loader, max_load_retries=0, retry_interval_seconds=0)
+    manager.reconcile("m", {1: "/m/1"})
+    with manager.handle("m", 1) as first:
+        manager.set_aspired("m", {2: "/m/2"})
+        wait_until(lambda: manager.states("m").get(1, (None,))[0] == State.UNLOADING, what="version 1 to unload")
+        manager.set_aspired("m", {1: "/m/1"})  # wanted again while the request still holds it
+        assert manager.states("m")[1][0] == State.UNLOADING and not first.closed
+    wait_until(lambda: manager.available_versions("m") == [1], what="version 1 loaded afresh")
+    assert first.closed and loader.count("m", 1) == 2
+    with manager.handle("m", 1) as second:
+        assert second is not first and not second.closed
+    assert "Done quiescing servable version {name: m version: 1}" in caplog.text
+    assert "Done unloading servable version {name: m version: 1}" in caplog.text
