@@ -157,6 +157,8 @@ def run_group(group):
 
 
 _STRING = re.compile(r"""[rbfu]*("([^"\\]|\\.)*"|'([^'\\]|\\.)*')""", re.IGNORECASE)
+_LOG_CALL = re.compile(r"(log|logging|logger)\.(debug|info|warning|error|exception|critical)\(")
+_STRING_FIRST = re.compile(r"[rbfu]*[\"']", re.IGNORECASE)
 _MESSAGE_CONTEXT = re.compile(r"raise |Error\(|log\.\w+\(|warn|message|^[rbfu]*[\"']", re.IGNORECASE)
 
 
@@ -169,6 +171,9 @@ def is_text(diff):
     if not removed or len(removed) != len(added):
         return False
     for old, new in zip(removed, added):
+        if _LOG_CALL.match(old) or _STRING_FIRST.match(old) and _LOG_CALL.match(new) is None and \
+                _STRING_FIRST.match(new):
+            continue  # a log call's arguments, or the continuation line of a message: only the words change
         blank = lambda line: _STRING.sub("S", line).replace("None", "S")  # noqa: E731
         if blank(old) != blank(new) or not _MESSAGE_CONTEXT.search(old):
             return False
@@ -205,7 +210,12 @@ def write_report(results):
              "logic survivors.", "",
              "| module | mutants | killed | timeout | survived: logic | survived: text | no tests |",
              "|---|---:|---:|---:|---:|---:|---:|"]
-    for group, (counts, _, seconds) in results.items():
+    for group, (counts, survivors, seconds) in results.items():
+        for name, diff in survivors:  # classified again: is_text may have learnt since the run
+            if is_text(diff):
+                module = name.split(".x_")[0].split(".xǁ")[0]
+                counts[module]["survived: text"] = counts[module].get("survived: text", 0) + 1
+        survivors[:] = [(name, diff) for name, diff in survivors if not is_text(diff)]
         for module, c in sorted(counts.items()):
             total = sum(c[s] for s in STATUSES)
             text = c.get("survived: text", 0)
@@ -230,6 +240,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="./run.sh mutation", description=__doc__.splitlines()[0])
     parser.add_argument("groups", nargs="*", metavar="GROUP",
                         help=f"{', '.join(GROUPS)} (default: {' and '.join(DEFAULT_GROUPS)})")
+    parser.add_argument("--report", action="store_true",
+                        help="write benchmarks/results/mutation.md again from the groups' last runs, running nothing")
     args = parser.parse_args(argv)
     unknown = [g for g in args.groups if g not in GROUPS]
     if unknown:
@@ -246,7 +258,7 @@ def main(argv=None):
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise Failure("another ./run.sh mutation is running in this checkout: wait for it") from None
-            for group in args.groups or DEFAULT_GROUPS:
+            for group in [] if args.report else args.groups or DEFAULT_GROUPS:
                 print(f"== mutmut over {group}: {', '.join(GROUPS[group]['modules'])}", file=sys.stderr, flush=True)
                 counts, survivors, seconds = run_group(group)
                 save_group(group, counts, survivors, seconds)
