@@ -48,7 +48,7 @@ GROUPS = {
                   "server/tests/test_request_logger.py", "server/tests/test_log_faults.py"],
     },
     # The version manager and the batch scheduler: their tests wait on threads, so a mutant that stalls one
-    # costs its timeout (a run stopped after 15 min on 2 CPUs had not finished manager.py): a group of its own.
+    # costs its timeout (manager.py alone took about 14 min on 2 CPUs, batching.py far longer): a group of its own.
     "scheduling": {
         "package": "server",
         "modules": ["server/manager.py", "server/batching.py"],
@@ -56,7 +56,7 @@ GROUPS = {
     },
 }
 DEFAULT_GROUPS = ["client", "server"]
-STATUSES = ["killed", "survived", "no tests", "timeout", "suspicious", "skipped", "segfault"]
+STATUSES = ["killed", "survived", "no tests", "timeout", "suspicious", "skipped", "segfault", "not checked"]
 
 
 def tracked_files():
@@ -135,6 +135,11 @@ def run_group(group):
     if returncode != 0:
         raise Failure(f"mutmut run failed in {root} (exit {returncode}); its last lines:\n"
                       + "\n".join(stderr.splitlines()[-5:]))
+    return collect(root) + (seconds,)
+
+
+def collect(root):
+    """({module: {status: count}}, logic survivors) of the mutmut run in `root`."""
     mutmut = MUTMUT
     listed = subprocess.run([mutmut, "results", "--all", "true"], cwd=root, capture_output=True, text=True,
                             check=True).stdout
@@ -153,7 +158,7 @@ def run_group(group):
             counts[module]["survived: text"] = counts[module].get("survived: text", 0) + text
             if not text:
                 survivors.append((name, diff))
-    return counts, survivors, seconds
+    return counts, survivors
 
 
 _STRING = re.compile(r"""[rbfu]*("([^"\\]|\\.)*"|'([^'\\]|\\.)*')""", re.IGNORECASE)
@@ -208,8 +213,8 @@ def write_report(results):
              "mutmut's sight; *logic*: anything else, listed below. No tests: no test calls the function in the "
              "pytest process (it is reached only through a script or the server). docs/mutation.md reads the "
              "logic survivors.", "",
-             "| module | mutants | killed | timeout | survived: logic | survived: text | no tests |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "| module | mutants | killed | timeout | survived: logic | survived: text | no tests | not run |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for group, (counts, survivors, seconds) in results.items():
         for name, diff in survivors:  # classified again: is_text may have learnt since the run
             if is_text(diff):
@@ -217,11 +222,12 @@ def write_report(results):
                 counts[module]["survived: text"] = counts[module].get("survived: text", 0) + 1
         survivors[:] = [(name, diff) for name, diff in survivors if not is_text(diff)]
         for module, c in sorted(counts.items()):
-            total = sum(c[s] for s in STATUSES)
+            total = sum(c.get(s, 0) for s in STATUSES)
             text = c.get("survived: text", 0)
             lines.append(f"| `{module}` | {total} | {c['killed']} | {c['timeout']} | {c['survived'] - text} "
-                         f"| {text} | {c['no tests']} |")
-        lines.append(f"| *{group}: {int(seconds) // 60} min {int(seconds) % 60} s* | | | | | | |")
+                         f"| {text} | {c['no tests']} | {c.get('not checked', 0)} |")
+        stopped = " (stopped before the end)" if any(c.get("not checked") for c in counts.values()) else ""
+        lines.append(f"| *{group}: {int(seconds) // 60} min {int(seconds) % 60} s{stopped}* | | | | | | | |")
     lines += ["", "## Logic survivors", ""]
     for group, (_, survivors, _) in results.items():
         for name, diff in survivors:
@@ -263,7 +269,7 @@ def main(argv=None):
                 counts, survivors, seconds = run_group(group)
                 save_group(group, counts, survivors, seconds)
                 print(f"   {sum(c['survived'] for c in counts.values())} survived of "
-                      f"{sum(sum(c[s] for s in STATUSES) for c in counts.values())} in {seconds:.0f} s",
+                      f"{sum(sum(c.get(s, 0) for s in STATUSES) for c in counts.values())} in {seconds:.0f} s",
                       file=sys.stderr)
             write_report(saved_groups())
     except Failure as e:
