@@ -138,26 +138,26 @@ def run_group(group):
     return collect(root) + (seconds,)
 
 
+def module_of(mutant):
+    """The module a mutmut mutant name belongs to: server.tensors for server.tensors.x_to_ndarray__mutmut_3."""
+    return mutant.split(".x_")[0].split(".xǁ")[0]
+
+
 def collect(root):
-    """({module: {status: count}}, logic survivors) of the mutmut run in `root`."""
-    mutmut = MUTMUT
-    listed = subprocess.run([mutmut, "results", "--all", "true"], cwd=root, capture_output=True, text=True,
+    """({module: {status: count}}, [(name, diff lines)] of every survivor) of the mutmut run in `root`."""
+    listed = subprocess.run([MUTMUT, "results", "--all", "true"], cwd=root, capture_output=True, text=True,
                             check=True).stdout
     counts, survivors = {}, []
     for line in listed.splitlines():
         name, _, status = line.strip().rpartition(": ")
         if not name:
             continue
-        module = name.split(".x_")[0].split(".xǁ")[0]
-        counts.setdefault(module, dict.fromkeys(STATUSES, 0))
-        counts[module][status] = counts[module].get(status, 0) + 1
+        counts.setdefault(module_of(name), dict.fromkeys(STATUSES, 0))
+        counts[module_of(name)][status] = counts[module_of(name)].get(status, 0) + 1
         if status == "survived":
-            shown = subprocess.run([mutmut, "show", name], cwd=root, capture_output=True, text=True).stdout
-            diff = [row for row in shown.splitlines() if row[:1] in "+-" and not row.startswith(("+++", "---"))]
-            text = is_text(diff)
-            counts[module]["survived: text"] = counts[module].get("survived: text", 0) + text
-            if not text:
-                survivors.append((name, diff))
+            shown = subprocess.run([MUTMUT, "show", name], cwd=root, capture_output=True, text=True).stdout
+            survivors.append((name, [row for row in shown.splitlines()
+                                     if row[:1] in "+-" and not row.startswith(("+++", "---"))]))
     return counts, survivors
 
 
@@ -216,16 +216,12 @@ def write_report(results):
              "| module | mutants | killed | timeout | survived: logic | survived: text | no tests | not run |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for group, (counts, survivors, seconds) in results.items():
-        for name, diff in survivors:  # classified again: is_text may have learnt since the run
-            if is_text(diff):
-                module = name.split(".x_")[0].split(".xǁ")[0]
-                counts[module]["survived: text"] = counts[module].get("survived: text", 0) + 1
-        survivors[:] = [(name, diff) for name, diff in survivors if not is_text(diff)]
+        survivors[:] = [(name, diff) for name, diff in survivors if not is_text(diff)]  # the logic ones
         for module, c in sorted(counts.items()):
             total = sum(c.get(s, 0) for s in STATUSES)
-            text = c.get("survived: text", 0)
-            lines.append(f"| `{module}` | {total} | {c['killed']} | {c['timeout']} | {c['survived'] - text} "
-                         f"| {text} | {c['no tests']} | {c.get('not checked', 0)} |")
+            logic = sum(module_of(name) == module for name, _ in survivors)
+            lines.append(f"| `{module}` | {total} | {c['killed']} | {c['timeout']} | {logic} "
+                         f"| {c['survived'] - logic} | {c['no tests']} | {c.get('not checked', 0)} |")
         stopped = " (stopped before the end)" if any(c.get("not checked") for c in counts.values()) else ""
         lines.append(f"| *{group}: {int(seconds) // 60} min {int(seconds) % 60} s{stopped}* | | | | | | | |")
     lines += ["", "## Logic survivors", ""]

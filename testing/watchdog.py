@@ -22,6 +22,7 @@ import pytest
 from testing.server import stop_every_server
 
 GRACE_SECONDS = 60.0
+_EXIT = pytest.StashKey[int]()  # pytest's exit status, for a run ended with os._exit
 
 
 def _limit(item):
@@ -86,9 +87,6 @@ def pytest_runtest_protocol(item, nextitem):
 def pytest_sessionfinish(session, exitstatus):
     stop_every_server()
     session.config.stash[_EXIT] = int(exitstatus)
-
-
-_EXIT = pytest.StashKey[int]()
 
 
 def pytest_unconfigure(config):

@@ -8,7 +8,7 @@ import random
 
 import pytest
 from server_helpers import model_config, with_request_log
-from test_log_faults import FullDisk
+from test_log_faults import FullDisk, open_files
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from server import request_log
@@ -63,7 +63,6 @@ def test_each_request_is_sampled_on_its_own_at_the_configured_rate(tmp_path, rat
     draws = [random.random() for _ in range(2000)]
     random.seed(27)
     request, response = predict_pb2.PredictRequest(), predict_pb2.PredictResponse()
-    logged = []
     for i in range(2000):
         request.model_spec.signature_name = str(i)  # which request each record is
         logger.log("Predict", "Toy", request, response, response.model_spec)
@@ -100,24 +99,13 @@ def test_validate_creates_nothing_and_names_what_is_wrong(tmp_path):
         assert (caught.value.code.name, caught.value.message) == message
 
 
-def open_paths():
-    """The files this process holds open (Linux /proc)."""
-    paths = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            paths.add(os.readlink(f"/proc/self/fd/{fd}"))
-        except OSError:  # the descriptor listdir itself used
-            pass
-    return paths
-
-
 def test_a_reload_without_logging_lets_go_of_the_file_and_logs_nothing(tmp_path):
     logger = logger_for(tmp_path, 1.0)
     path = str(tmp_path / "logs" / "toy.tfrecord")
-    assert path in open_paths()
+    assert open_files(os.getpid(), path) == [path]
     predict(logger, 1)
     logger.update(model_config(("Toy", tmp_path / "Toy")))
-    assert path not in open_paths()
+    assert open_files(os.getpid(), path) == []
     assert not logger.logs("Toy")
     predict(logger, 3)
     assert len(records(tmp_path)) == 1
