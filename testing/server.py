@@ -136,6 +136,18 @@ def wait_until(check, timeout=30.0, what="condition", interval=0.05):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def connection_refused(port):
+    """Whether a TCP connect to `port` on 127.0.0.1 is refused: nothing listens there any more.
+    A reset is not yet a refusal: the listener closed with this connection in its backlog, so poll again."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return False
+    except ConnectionRefusedError:
+        return True
+    except (ConnectionResetError, socket.timeout):
+        return False
+
+
 def client_connected(port):
     """Whether some client holds an established TCP connection to `port` (Linux /proc)."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):

@@ -21,7 +21,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 from testing.paths import TESTDATA
 from tfsclient import tfrecord
 from tfsclient.prometheus import parse_metrics
-from testing.server import EXECUTABLE, ServerProcess, free_port, wait_until
+from testing.server import EXECUTABLE, ServerProcess, connection_refused, free_port, wait_until
 
 KERNEL = np.array([[1.5377980470657349], [3.204693078994751]], np.float32)  # Toy version 1, linear
 BIAS = np.float32(2.858245849609375)
@@ -400,7 +400,6 @@ def test_a_client_that_gives_up_on_a_queued_predict(wide_batch_server):
 def test_a_signal_lets_the_running_batch_and_the_queued_one_finish(tmp_path):
     """SIGTERM while a batch runs (~1 s) and a request waits for the next: new calls are refused at once,
     both requests are answered, and the server unloads and exits 0."""
-    from test_hardening import connection_refused
 
     build_slow_batch_model(tmp_path / "Slow" / "1")
     (tmp_path / "batching.config").write_text("max_batch_size { value: 1 }\nbatch_timeout_micros { value: 0 }\n"

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import classification_pb2, inference_pb2, predict_pb2, regression_pb2
 
 from testing.paths import TESTDATA
-from testing.server import REPO, ServerProcess, client_connected, wait_until
+from testing.server import REPO, ServerProcess, client_connected, connection_refused, wait_until
 
 PYTHON_DIR = os.path.join(REPO, "python")
 TOY_V2_OUTPUT = [0.9990350008010864, 0.9997349381446838]  # Toy version 2 on the guide's input
@@ -391,14 +390,6 @@ def slow_request(sleep_us, marker):
     request.inputs["sleep_us"].CopyFrom(tf.make_tensor_proto(np.int64(sleep_us)))
     request.inputs["marker"].CopyFrom(tf.make_tensor_proto(str(marker).encode()))
     return request
-
-
-def connection_refused(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return False
-    except ConnectionRefusedError:
-        return True
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

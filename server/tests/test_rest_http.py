@@ -18,8 +18,7 @@ import pytest
 import requests
 
 from testing.paths import REPO
-from testing.server import ServerProcess, free_port, wait_until
-from test_hardening import connection_refused
+from testing.server import ServerProcess, connection_refused, free_port, wait_until
 from test_hardening import slow_model  # noqa: F401  (the fixture: a model that sleeps as long as asked)
 
 PREDICT = "/v1/models/Toy:predict"
