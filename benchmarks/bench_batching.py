@@ -96,7 +96,8 @@ def build(path, tf, identity=False):
 
 
 def onednn_by_default():
-    """Whether TensorFlow turns oneDNN on by itself on this CPU, as the server leaves it (main.py)."""
+    """Whether TensorFlow turns oneDNN on by itself on this CPU, as the server leaves it
+    (server/model_servers/runtime.py)."""
     env = {name: value for name, value in os.environ.items() if name != "TF_ENABLE_ONEDNN_OPTS"}
     code = "from tensorflow.python.util import _pywrap_util_port as p; print(p.IsMklEnabled())"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
@@ -115,9 +116,9 @@ def ceiling(path, batch_sizes, onednn):
 import os, sys, time, json
 sys.path.insert(0, {REPO!r})
 import numpy as np
-from server.quiet_tf import import_tensorflow
+from server.util.quiet_tf import import_tensorflow
 import_tensorflow()
-from server.servable import SavedModelServable
+from server.servables.saved_model import SavedModelServable
 s = SavedModelServable("Dense", 1, {os.path.join(path, "1")!r})
 sig = s.signatures["serving_default"]
 feed, fetch = sig.inputs["x"].name, [sig.outputs["y"].name, sig.outputs["tag"].name]
@@ -145,10 +146,10 @@ def serve_asyncio_bound(port, model):
     import asyncio
 
     import grpc
-    from server.quiet_tf import import_tensorflow
+    from server.util.quiet_tf import import_tensorflow
     import_tensorflow()
-    from server import tensors
-    from server.servable import SavedModelServable
+    from server.servables import tensors
+    from server.servables.saved_model import SavedModelServable
     from tensorflow_serving.apis import predict_pb2
 
     servable = SavedModelServable("Dense", 1, os.path.join(model, "1"))
@@ -358,7 +359,8 @@ class Load(_Client):
         client = sum(cpu_seconds(p.pid) for p in self._processes) - client
         latencies = sorted(x for r in results for x in r[1])
         done = max(sum(r[0] for r in results), 1)
-        return Round(done / seconds, latencies[len(latencies) // 2] * 1000, latencies[int(len(latencies) * 0.99)] * 1000,
+        return Round(done / seconds, latencies[len(latencies) // 2] * 1000,
+                     latencies[int(len(latencies) * 0.99)] * 1000,
                      sum(r[2] for r in results), sum(r[3] for r in results), server * 1000 / done,
                      client * 1000 / done, switches / done, None)
 
@@ -488,7 +490,7 @@ def _server(model, tmp, batching, onednn):
             f.write(BATCHING)
         flags += ["--enable_batching", f"--batching_parameters_file={parameters}"]
     rest_port = free_port()
-    # kernels_env's allocator is the server's own default (main.py)
+    # kernels_env's allocator is the server's own default (server/model_servers/runtime.py)
     server = ServerProcess(*flags, env={"TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0"})
     server.flags.append(f"--rest_api_port={rest_port}")
     with server:
@@ -555,17 +557,20 @@ def table(rounds, seconds):
              f"each answer checked for its own rows; median of {rounds} rounds of {seconds:g} s, "
              f"{os.cpu_count()} CPUs shared by client and server. The servers of one pair (or group) are up at "
              "once and take their rounds in turn, the order reversed every other round; `vs no batching` is the "
-             f"median of each round's ratio to the unbatched round beside it, with their range. Clients: `threads` is {PROCESSES} processes x "
+             "median of each round's ratio to the unbatched round beside it, with their range. Clients: "
+             f"`threads` is {PROCESSES} processes x "
              f"{THREADS} threads of blocking calls, `asyncio` one process with {PROCESSES * THREADS} grpc.aio calls "
              "in flight; both started before the rounds. Batching: `max_batch_size 128, batch_timeout_micros 0, "
              "num_batch_threads 1`. CPU: ms of user + system time a request, from /proc, in the middle round; "
              "context switches: the server's threads', from /proc, in the same round. "
              "Identity: a model with the same signature whose `y` is `x` (what serving and batching cost a request "
-             "of these tensors, without the model); `on, model not batched`: a batching server (its gRPC front end grpc.aio) "
+             "of these tensors, without the model); `on, model not batched`: a batching server (its gRPC front "
+             "end grpc.aio) "
              "serving the model unbatched (--enable_per_model_batching_parameters, no batching_params.pbtxt). "
              "Asyncio bound: not the server, but Dense's session behind a "
              "grpc.aio Predict that queues each request for one batch thread and awaits it, with none of the "
-             "server's checks, metrics or logging (what an asyncio front end could reach). Ceiling: the signature run in-process, one run at a time, at "
+             "server's checks, metrics or logging (what an asyncio front end could reach). Ceiling: the signature "
+             "run in-process, one run at a time, at "
              "the median batch size seen (2 rows a request without batching), in requests/s. "
              f"`h2load`: nghttp2's C load generator, {PROCESSES} connections x {THREADS} streams (the threads "
              "client's shape), one Predict of 2 rows over and over, rounds of whole seconds: it "
@@ -578,7 +583,7 @@ def table(rounds, seconds):
              "errors / wrong rows |",
              "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     with tempfile.TemporaryDirectory() as tmp:
-        from server.quiet_tf import import_tensorflow
+        from server.util.quiet_tf import import_tensorflow
         tf = import_tensorflow()
         paths = {name: os.path.join(tmp, name, "Dense") for name in ("Dense", "Identity")}
         for name, path in paths.items():

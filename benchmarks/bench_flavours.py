@@ -25,14 +25,16 @@ TOY = os.path.join(REPO, "models", "save", "Toy")
 
 def serve_aio(port):
     """The asyncio flavour: async handlers on grpc.aio, the same core underneath."""
-    from server.quiet_tf import import_tensorflow
+    from server.util.quiet_tf import import_tensorflow
     import_tensorflow()
     import grpc
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-    from server.core import ServerCore
-    from server.config import single_model_config
-    from server.servable import SavedModelServable
+    from server.core.server_core import ServerCore
+    from server.model_servers.config import single_model_config
+    from server.servables.driver import Inference
+    from server.servables.predict_io import SplitPredictRequest
+    from server.servables.saved_model import SavedModelServable
 
     core = ServerCore(lambda name, version, path: SavedModelServable(name, version, path))
     core.reload(single_model_config("Toy", TOY), initial=True)
@@ -40,7 +42,8 @@ def serve_aio(port):
     class Prediction(prediction_service_pb2_grpc.PredictionServiceServicer):
         async def Predict(self, request, context):
             with core.handle(request.model_spec) as servable:
-                return servable.predict(request, request.model_spec.name)
+                steps = servable.predict_steps(SplitPredictRequest(request), request.model_spec.name)
+                return Inference(servable, steps).run().full_message()
 
     async def main():
         server = grpc.aio.server()

@@ -43,15 +43,17 @@ GROUPS = {
     },
     "server": {
         "package": "server",
-        "modules": ["server/tensors.py", "server/source.py", "server/request_log.py", "server/rest/json_writer.py"],
+        "modules": ["server/servables/tensors.py", "server/core/source.py", "server/model_servers/request_log.py",
+                    "server/model_servers/rest/json_writer.py"],
         "tests": ["server/tests/test_tensors.py", "server/tests/test_manager.py", "server/tests/test_rest_json.py",
                   "server/tests/test_request_logger.py", "server/tests/test_log_faults.py"],
     },
     # The version manager and the batch scheduler: their tests wait on threads, so a mutant that stalls one
-    # costs its timeout (manager.py took about 14 min on 2 CPUs; batching.py, about 30 more by the rate seen): a group of its own.
+    # costs its timeout (manager.py took about 14 min on 2 CPUs; batching.py, about 30 more by the rate seen): a group
+    # of its own.
     "scheduling": {
         "package": "server",
-        "modules": ["server/manager.py", "server/batching.py"],
+        "modules": ["server/core/manager.py", "server/servables/batching.py"],
         "tests": ["server/tests/test_manager.py", "server/tests/test_batch_scheduler.py"],
     },
 }

@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import build_toy_models as btm  # on sys.path through pyproject.toml's pytest settings
+import multitask_spec  # where MultiTask's weights live (test_check patches one)
 
 MODELS_DIR = Path(__file__).resolve().parent.parent
 
 EXAMPLES = [{"age": 31.0, "income": 5.2}, {"age": 45.0, "income": 1.0}]
 CLASSES = [[b"low", b"medium", b"high"]] * 2
-# By hand, from the weights (see the comment above MULTITASK_W1 in the builder).
+# By hand, from the weights (see the comment above MULTITASK_W1 in multitask_spec.py).
 HIDDEN = [[0.15, 2.65, 5.7], [5.75, 0.0, 1.5]]
 LOGITS = [[-0.5875, 2.5875, 1.675], [2.875, 0.875, -3.5]]
 PREDICTION = [2.049999952316284, 7.375]  # float32(2.05), 7.375
@@ -190,6 +191,6 @@ def test_check(out, monkeypatch):
     ok, msg = btm.check_multitask(out)
     assert ok, msg
     assert msg.endswith("~= numpy; classify and regress == predict")
-    monkeypatch.setattr(btm, "MULTITASK_B3", (3.0,))  # numpy now disagrees with the saved model
+    monkeypatch.setattr(multitask_spec, "MULTITASK_B3", (3.0,))  # numpy now disagrees with the saved model
     ok, msg = btm.check_multitask(out)
     assert not ok and msg.startswith("prediction ")

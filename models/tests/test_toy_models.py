@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import build_toy_models as btm  # on sys.path through pyproject.toml's pytest settings
+from server.servables.saved_model import signature_def_map_bytes  # what the server sends as metadata
 
 MODELS_DIR = Path(__file__).resolve().parent.parent
 
@@ -82,7 +83,7 @@ def test_first_run_builds_everything(built):
     assert sorted(os.listdir(out / "MultiTask")) == ["1"]
     for n in BUILT:
         assert btm.is_complete(out / n)
-        assert (os.stat(out / n).st_mode & 0o777) == 0o777 & ~btm._umask()
+        assert (os.stat(out / n).st_mode & 0o777) == 0o777 & ~btm.current_umask()
 
 
 def test_toy1_exact_outputs(loaded):
@@ -131,11 +132,11 @@ def test_signatures(loaded, weights):
 
 def test_toy2_signature_def_map_bytes(loaded):
     meta_graph, _ = loaded["Toy/2"]
-    assert btm.signature_def_map_bytes(meta_graph) == TOY2_SIGNATURE_DEF_MAP
+    assert signature_def_map_bytes(meta_graph.signature_def) == TOY2_SIGNATURE_DEF_MAP
 
 
 def test_toy3_output_alias_in_bytes(loaded):
-    data = btm.signature_def_map_bytes(loaded["Toy/3"][0])
+    data = signature_def_map_bytes(loaded["Toy/3"][0].signature_def)
     assert b"\n\005dense\0220\n\031StatefulPartitionedCall:0" in data
     assert b"output_1" not in data
 

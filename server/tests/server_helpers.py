@@ -8,6 +8,8 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc)
 from tensorflow_serving.config import model_server_config_pb2
 
+from server.servables import tensors
+
 GUIDE_INPUT = [[1.0, 2.0], [1.0, 3.0]]
 
 
@@ -109,3 +111,10 @@ def rpc_error(call, *args, **kwargs):
     except grpc.RpcError as e:
         return e.code().name, e.details()
     raise AssertionError("the call succeeded")
+
+
+def tensor_proto(array, as_tensor_content=False):
+    """A session output as the server encodes it (servables.tensors.write_proto) in a TensorProto of its own."""
+    proto = tensor_pb2.TensorProto()
+    tensors.write_proto(proto, array, as_tensor_content)
+    return proto

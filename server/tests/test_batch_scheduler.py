@@ -7,7 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from server import batching, local_protos, status
+from server.servables import batching
+from server.util import local_protos, status
 from testing.server import wait_until
 
 

@@ -12,9 +12,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from server import flags
-from server.local_protos import BatchingParameters, SSLConfig
-from server.config import StartupError, read_config_file, read_text_proto
+from server.model_servers import flags
+from server.util.local_protos import BatchingParameters, SSLConfig
+from server.model_servers.config import read_config_file, read_text_proto
+from server.util.status import StartupError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEMPLATES = [os.path.join(REPO, "models", "config", name)

@@ -12,7 +12,7 @@ from google.protobuf import text_format
 from server_helpers import Client, model_config, rpc_error
 from tensorflow_serving.apis import prediction_log_pb2
 
-from server import request_log
+from server.model_servers import request_log
 from testing.server import ServerProcess
 
 from tfsclient import tfrecord  # the project's TFRecord framing (the scripts' module)
@@ -87,7 +87,7 @@ def test_a_full_disk_drops_whole_records_and_logging_resumes(tmp_path, caplog):
     now = [100.0]
     disk = FullDisk(room=1000)
     collector = request_log.FileCollector("/fake/toy.tfrecord", disk, clock=lambda: now[0])
-    record = len(request_log.tfrecord(entry(0)))  # 1000 is not a multiple of it
+    record = len(tfrecord.frame(entry(0)))  # 1000 is not a multiple of it
     assert 1000 % record
     fits = 1000 // record
     caplog.set_level(logging.WARNING, logger="tensorflow_serving.core")
@@ -117,7 +117,7 @@ def test_a_full_disk_drops_whole_records_and_logging_resumes(tmp_path, caplog):
 
 
 def test_a_failed_rollback_is_retried_before_the_next_record(tmp_path):
-    record = len(request_log.tfrecord(entry(0)))
+    record = len(tfrecord.frame(entry(0)))
     disk = FullDisk(room=record + 10)
     truncate = disk.truncate
     failures = [OSError(errno.EIO, os.strerror(errno.EIO))]

@@ -10,9 +10,10 @@ import threading
 import pytest
 from tensorflow_serving.config import model_server_config_pb2
 
-from server import source, status
-from server.core import ServerCore
-from server.manager import Manager, State
+from server.core import source
+from server.util import status
+from server.core.server_core import ServerCore
+from server.core.manager import Manager, State
 from testing.server import wait_until
 
 
@@ -63,6 +64,14 @@ def make_config(tmp_path, *models):
     return config
 
 
+def reconcile(manager, name, aspired):
+    """set_aspired, then wait for its loads and for every version it no longer aspires to leave."""
+    started = manager.set_aspired(name, aspired)
+    manager.wait(started)
+    wait_until(lambda: all(state == State.END for version, (state, _) in manager.states(name).items()
+                           if version not in aspired), timeout=30, what=f"{name}'s versions outside {set(aspired)} to end")
+
+
 # -- fault: a failed version is loaded again on every poll --------------------------------------------
 
 
@@ -70,24 +79,24 @@ def test_a_failed_version_is_not_loaded_again_while_it_stays_aspired():
     loader = FakeLoader(failing={("m", 1)})
     manager = Manager(loader, max_load_retries=2, retry_interval_seconds=0)
     for _ in range(5):
-        manager.reconcile("m", {1: "/m/1"})
+        reconcile(manager, "m", {1: "/m/1"})
     assert loader.count("m", 1) == 3  # the load and its two retries, once
     state, error = manager.states("m")[1]
     assert state == State.END and error.message == "fake load failure of m 1"
     # Out of the aspired set and back: loaded again (once more, with its retries).
-    manager.reconcile("m", {})
+    reconcile(manager, "m", {})
     for _ in range(3):
-        manager.reconcile("m", {1: "/m/1"})
+        reconcile(manager, "m", {1: "/m/1"})
     assert loader.count("m", 1) == 6
 
 
 def test_an_unloaded_version_aspired_again_is_loaded_again():
     loader = FakeLoader()
     manager = Manager(loader, max_load_retries=0, retry_interval_seconds=0)
-    manager.reconcile("m", {1: "/m/1"})
-    manager.reconcile("m", {2: "/m/2"})
+    reconcile(manager, "m", {1: "/m/1"})
+    reconcile(manager, "m", {2: "/m/2"})
     assert manager.available_versions("m") == [2]
-    manager.reconcile("m", {1: "/m/1"})
+    reconcile(manager, "m", {1: "/m/1"})
     assert manager.available_versions("m") == [1]
     assert loader.count("m", 1) == 2
 
@@ -174,7 +183,7 @@ def test_unloads_keep_a_serving_version_until_the_new_one_is_available():
     loader = FakeLoader(gates={("a", 2): gate})
     manager = Manager(loader, num_load_threads=1, num_unload_threads=1)
     try:
-        manager.reconcile("a", {1: "/a/1"})
+        reconcile(manager, "a", {1: "/a/1"})
         manager.set_aspired("a", {2: "/a/2"})
         wait_until(lambda: loader.count("a", 2) == 1, what="the load of version 2")
         with manager.handle("a") as servable:
@@ -288,7 +297,7 @@ def test_a_version_aspired_again_while_it_unloads_is_loaded_afresh_once_unloaded
     caplog.set_level(logging.INFO, logger="tensorflow_serving")
     loader = FakeLoader()
     manager = Manager(loader, max_load_retries=0, retry_interval_seconds=0)
-    manager.reconcile("m", {1: "/m/1"})
+    reconcile(manager, "m", {1: "/m/1"})
     with manager.handle("m", 1) as first:
         manager.set_aspired("m", {2: "/m/2"})
         wait_until(lambda: manager.states("m").get(1, (None,))[0] == State.UNLOADING, what="version 1 to unload")

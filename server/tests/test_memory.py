@@ -12,7 +12,7 @@ from testing.paths import REPO
 # of its arenas (malloc_info prints one <heap nr="N"> element for each).
 PROGRAM = r"""
 import ctypes, re, sys, tempfile, threading
-from server import memory
+from server.util import memory
 memory.use_one_arena()
 blocks = []
 def allocate():

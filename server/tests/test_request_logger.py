@@ -11,7 +11,7 @@ from server_helpers import model_config, with_request_log
 from test_log_faults import FullDisk, open_files
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from server import request_log
+from server.model_servers import request_log
 from tfsclient import tfrecord  # the project's TFRecord framing (the scripts' module)
 
 

@@ -6,6 +6,8 @@ import re
 import urllib.error
 import urllib.request
 
+import grpc
+import numpy as np
 import pytest
 from server_helpers import Client, values
 
@@ -83,6 +85,36 @@ def test_predict_columnar(rest):
     assert code == 200 and json.loads(text) == {"outputs": [3.5, 4.0]}
     code, text, _ = predict(rest, "/v1/models/Toy/versions/1:predict", '{"inputs": {"input_1": [[1.0, 2.0]]}}')
     assert code == 200 and json.loads(text) == {"outputs": [[10.8054295]]}
+
+
+@pytest.mark.parametrize("columnar", [False, True], ids=["rows", "columnar"])
+def test_an_output_of_2_mb_is_answered_whole(rest, columnar):
+    # 500,000 float32 values: gRPC writes an output this large straight from its array into the answer's bytes;
+    # REST once read the gRPC answer's (then empty) outputs and said "Cannot convert empty tensor map to JSON".
+    count = 500_000
+    body = json.dumps({"inputs" if columnar else "instances": list(range(count))})
+    code, text, _ = predict(rest, "/v1/models/default:predict", body)
+    assert code == 200, text[:200]
+    answer = json.loads(text)["outputs" if columnar else "predictions"]
+    assert len(answer) == count and answer[:3] == [2.0, 2.5, 3.0] and answer[-1] == (count - 1) / 2 + 2
+
+
+def test_a_long_error_comes_back_whole_over_rest_and_cut_over_grpc(rest):
+    # TF Serving cuts gRPC messages past 1024 characters (util/grpc_status_util.cc); its REST errors are whole.
+    name = "s" * 3000
+    message = f'Serving signature key "{name}" not found.'
+    body = json.dumps({"signature_name": name, "instances": [1.0]})
+    code, text, _ = predict(rest, "/v1/models/default:predict", body)
+    assert (code, json.loads(text)["error"]) == (400, f'Serving signature name: "{name}" not found in signature def')
+    code, text, _ = predict(rest, "/v1/models/default:regress", json.dumps({"signature_name": name, "examples": [{}]}))
+    assert (code, json.loads(text)["error"]) == (400, f"No signature was found with the name: {name}")
+    client = Client(rest.target)
+    try:
+        with pytest.raises(grpc.RpcError) as raised:
+            client.predict("default", signature=name, inputs={"x": np.array([1.0], np.float32)})
+        assert raised.value.details() == message[:1024] + "...TRUNCATED"
+    finally:
+        client.close()
 
 
 def test_status_endpoints(rest):

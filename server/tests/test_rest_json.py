@@ -17,12 +17,14 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, predict_pb2,
                                      regression_pb2)
 
-from server import status, tensors
+from server.util import status
+from server.servables import tensors
 from hypothesis import example, given, settings
+from server_helpers import tensor_proto
 from hypothesis import strategies as st
 
-from server.rest import examples_json, json_reader, json_values, json_writer, metadata_json, predict_json
-from server.rest.json_writer import error as json_error
+from server.model_servers.rest import examples_json, json_reader, json_values, json_writer, metadata_json, predict_json
+from server.model_servers.rest.json_writer import error as json_error
 from testing.paths import TESTDATA
 
 
@@ -64,7 +66,7 @@ def shape(proto):
 def outputs(**arrays):
     response = predict_pb2.PredictResponse()
     for name, array in arrays.items():
-        response.outputs[name].CopyFrom(array if isinstance(array, tensor_pb2.TensorProto) else tensors.to_proto(array))
+        response.outputs[name].CopyFrom(array if isinstance(array, tensor_pb2.TensorProto) else tensor_proto(array))
     return response
 
 
@@ -200,7 +202,7 @@ def test_bytes_outputs_are_base64_objects():
 
 
 def test_tensor_content_outputs_are_decoded():
-    proto = tensors.to_proto(np.array([[1.5, 2.0]], np.float32), as_tensor_content=True)
+    proto = tensor_proto(np.array([[1.5, 2.0]], np.float32), as_tensor_content=True)
     assert predict_json.predict_response(outputs(y=proto), False) == '{\n    "predictions": [[1.5, 2.0]\n    ]\n}'
 
 

@@ -7,8 +7,8 @@ import time
 import pytest
 import requests
 
-from server.rest.http_server import RestServer
-from server.rest.json_writer import error as json_error
+from server.model_servers.rest.http_server import RestServer
+from server.model_servers.rest.json_writer import error as json_error
 from testing.server import free_port
 
 

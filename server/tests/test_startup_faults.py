@@ -10,7 +10,7 @@ import pytest
 from google.protobuf import text_format
 from server_helpers import Client, model_config, rpc_error
 
-from server.config import MAX_FILE_BYTES
+from server.model_servers.config import MAX_FILE_BYTES
 from testing.server import EXECUTABLE, ServerProcess, free_port, wait_until
 
 # A guard for the machine, not a measure: a server reading /dev/zero to the end (13.7 GB once) stops at this.

@@ -1,6 +1,6 @@
-"""server/tensors.py in-process: the output encoding that makes no Python object per value gives the same
-proto as the typed fields filled value by value; decoded request tensors are aligned for TensorFlow; a large
-request schedules a memory trim. (Memory figures: benchmarks/bench_memory.py.)"""
+"""server/servables/tensors.py in-process: the output encoding that makes no Python object per value gives the
+same proto as the typed fields filled value by value; decoded request tensors are aligned for TensorFlow; memory
+trims are debounced. (Memory figures: benchmarks/bench_memory.py.)"""
 
 import numpy as np
 import pytest
@@ -9,7 +9,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
-from server import memory, tensors
+from server_helpers import tensor_proto
+
+from server.util import memory
+from server.servables import tensors
 
 
 def value_by_value(array):
@@ -28,7 +31,7 @@ def value_by_value(array):
 @given(hnp.arrays(st.sampled_from([np.float32, np.float64, np.complex64, np.complex128, np.bool_]),
                   hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=6)))
 def test_packed_outputs_are_the_typed_fields_filled_value_by_value(array):
-    proto = tensors.to_proto(array)
+    proto = tensor_proto(array)
     assert proto.SerializeToString() == value_by_value(array).SerializeToString()
     np.testing.assert_array_equal(tensors.to_ndarray(proto), array)
 
@@ -76,19 +79,6 @@ def test_parts_that_do_not_line_up_are_left_to_concatenate_to_refuse_or_promote(
     assert tensors.concat_rows([np.zeros((1, 2), np.float32), np.zeros((2, 2), np.float64)]).dtype == np.float64
     strings = tensors.concat_rows([np.array([b"a"], object), np.array([b"bc", b"d"], object)])
     assert strings.tolist() == [b"a", b"bc", b"d"]
-
-
-def test_a_large_request_tensor_schedules_one_trim(monkeypatch):
-    calls = []
-    monkeypatch.setattr(memory, "after_large_request", lambda: calls.append(1))
-    small = tensor_pb2.TensorProto(dtype=types_pb2.DT_UINT8, tensor_content=b"\0" * 1000)
-    small.tensor_shape.dim.add(size=1000)
-    tensors.to_ndarray(small)
-    assert calls == []
-    large = tensor_pb2.TensorProto(dtype=types_pb2.DT_UINT8, tensor_content=b"\0" * memory.LARGE_BYTES)
-    large.tensor_shape.dim.add(size=memory.LARGE_BYTES)
-    tensors.to_ndarray(large)
-    assert calls == [1]
 
 
 def test_trims_are_debounced(monkeypatch):

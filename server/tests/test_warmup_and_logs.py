@@ -99,13 +99,19 @@ def test_a_bad_warmup_file_fails_the_load(client, root, version, records, raw, c
 
 def test_warmup_replays_no_record_beyond_the_limit(tmp_path):
     """In-process, counting replays: 1001 records x 2 iterations run the first 1000 only, then refuse."""
-    from server import status, warmup
+    from server.util import status
+    from server.servables import warmup
 
     class Counting:
+        """A servable whose Predict is one run, counted."""
         calls = 0
 
-        def predict(self, request, name):
+        def predict_steps(self, request, name):
+            yield [], []
+
+        def run(self, feeds, fetch_names, timeout_ms=0):
             Counting.calls += 1
+            return []
 
     counter_version(tmp_path, 1, [counter_log("incr_counter")] * 1001)
     with pytest.raises(status.ServingError, match=r"Number of warmup records exceeds the maximum \(1000\) at "):
@@ -244,12 +250,3 @@ def test_truncated_log_is_read_up_to_the_damage(tmp_path):
             records.append(offset)
     assert len(records) == 2
     assert struct.unpack("<Q", data[:8])[0] == len(entry.SerializeToString())
-
-
-def test_the_server_and_the_scripts_frame_records_alike():
-    """The server's request log keeps its own TFRecord framing (it does not import the client package):
-    byte for byte the scripts' (python/tfsclient/tfrecord.py), which read and write these files."""
-    from server import request_log
-
-    for payload in (b"", b"x", bytes(range(256)) * 300, prediction_log_pb2.PredictionLog().SerializeToString()):
-        assert request_log.tfrecord(payload) == tfrecord.frame(payload)

@@ -12,11 +12,13 @@ import grpc
 import numpy as np
 import pytest
 from google.protobuf.message import DecodeError
-from server_helpers import Client, model_config, rpc_error, with_request_log
+from server_helpers import Client, model_config, rpc_error, tensor_proto, with_request_log
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from server import tensors, wire
+from server.servables import tensors
+from server.model_servers.grpc import wire
+from server.servables.predict_io import Prediction
 from testing.paths import TESTDATA
 from testing.server import ServerProcess, wait_until
 
@@ -29,9 +31,9 @@ BIG = 2**19  # floats: 2 MiB, past wire.LARGE
 def request(x, content=True, name="h", **extra):
     message = predict_pb2.PredictRequest()
     message.model_spec.name = name
-    message.inputs["x"].CopyFrom(tensors.to_proto(x, content))
+    message.inputs["x"].CopyFrom(tensor_proto(x, content))
     for alias, value in extra.items():
-        message.inputs[alias].CopyFrom(tensors.to_proto(value, content))
+        message.inputs[alias].CopyFrom(tensor_proto(value, content))
     return message
 
 
@@ -44,9 +46,8 @@ def parsed_alike(data):
             wire.parse_predict_request(data)
         return None
     got = wire.parse_predict_request(data)
-    if isinstance(got, wire.PredictRequestView):
-        got.keep = True
-        got = got.full_message()
+    got.keep = True
+    got = got.full_message()
     assert got == expected
     return got
 
@@ -57,7 +58,7 @@ def test_a_large_tensor_content_stays_in_the_received_bytes():
     x = np.arange(BIG, dtype=np.float32).reshape(2, -1)
     data = request(x, small=np.ones(3, np.float32)).SerializeToString()
     view = wire.parse_predict_request(data)
-    assert isinstance(view, wire.PredictRequestView)
+    assert view.held_aside
     assert view.model_spec.name == "h" and set(view.inputs) == {"x", "small"}
     assert set(view.contents) == {"x"}  # a small tensor_content stays in the message
     assert view.contents["x"].obj is data  # no copy: a view of what gRPC received
@@ -78,8 +79,9 @@ def test_keep_holds_the_contents_for_the_request_log():
 
 def test_small_and_typed_field_requests_are_protobufs_own():
     small = request(np.ones(4, np.float32)).SerializeToString()
-    assert type(wire.parse_predict_request(small)) is predict_pb2.PredictRequest
+    assert not wire.parse_predict_request(small).held_aside
     typed = request(np.ones(BIG, np.float32), content=False).SerializeToString()  # float_val: nothing to keep
+    assert not wire.parse_predict_request(typed).held_aside
     assert type(parsed_alike(typed)) is predict_pb2.PredictRequest
 
 
@@ -106,7 +108,7 @@ def test_a_tensor_of_many_values_is_left_to_protobuf_at_once(monkeypatch):
     """A large string tensor is 300k string_val fields: the scan gives up after a few, not after all."""
     message = predict_pb2.PredictRequest()
     message.model_spec.name = "h"
-    message.inputs["x"].CopyFrom(tensors.to_proto(np.array([b"abcd"] * 300_000, dtype=object)))
+    message.inputs["x"].CopyFrom(tensor_proto(np.array([b"abcd"] * 300_000, dtype=object)))
     data = message.SerializeToString()
     read = []
     original = wire._read_varint
@@ -143,12 +145,12 @@ def test_deferred_outputs_serialize_as_protobuf_would(dtype, as_tensor_content):
     message = predict_pb2.PredictResponse()
     message.model_spec.name = "h"
     message.model_spec.version.value = 7
-    tensors.write_proto(message.outputs["small"], np.arange(3, dtype=np.int64))
-    view = wire.PredictResponseView(message, [("big", array, as_tensor_content)])
-    expected = view.full_message()
-    data = wire.serialize_predict_response(view)
+    prediction = Prediction(message, [("small", np.arange(3, dtype=np.int64)), ("big", array)], as_tensor_content)
+    assert wire.has_large_output(prediction)
+    expected = prediction.full_message()
+    data = wire.serialize_prediction(prediction)
     assert predict_pb2.PredictResponse.FromString(data) == expected
-    assert view.large == ()  # the arrays are let go before gRPC copies the answer
+    assert prediction.outputs == ()  # the arrays are let go before gRPC copies the answer
     back = tensors.to_ndarray(predict_pb2.PredictResponse.FromString(data).outputs["big"])
     assert np.array_equal(back, array)
 

@@ -1,0 +1,77 @@
+"""tensorflow_model_server: parse the flags, set up the run time, start the server, stop it on a signal.
+
+Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 255 when start-up fails (as TF Serving's
+`return -1`): a bad flag, a config file that does not parse, a model that does not load.
+"""
+
+import logging
+import signal
+import sys
+import threading
+
+from ..util.status import StartupError
+from . import flags, runtime
+
+SERVER_VERSION = "0.1.0"
+log = logging.getLogger("tensorflow_serving.model_servers")
+
+
+def _start_up_failed(error, server=None):
+    """The exit status of a start-up that failed with `error`, after its line (and preface) on stderr."""
+    if server is not None:
+        server.stop(0)
+    if error.preface:
+        print(error.preface, file=sys.stderr)
+    print(f"Failed to start server. Error: {error}", file=sys.stderr)
+    return 255
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        options, wants_help = flags.parse(argv)
+        flags.channel_arguments(options.grpc_channel_arguments)
+    except flags.FlagError as e:
+        print(f"{e}\nRun tensorflow_model_server --help for the list of flags.", file=sys.stderr)
+        return 255
+    if wants_help:
+        print(flags.usage(), end="")
+        return 0
+    runtime.set_up_logging()
+    try:
+        tf = runtime.start_tensorflow()
+    except StartupError as e:
+        return _start_up_failed(e)
+    if options.version:
+        print(f"TensorFlow ModelServer: {SERVER_VERSION}-local\nTensorFlow Library: {tf.__version__}")
+        return 0
+    from .server import ModelServer
+
+    server = ModelServer(options)
+    stopping = threading.Event()
+
+    def on_signal(signum, frame):
+        log.info("Received %s, shutting down.", signal.Signals(signum).name)
+        stopping.set()
+        server.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        server.start()
+    except StartupError as e:
+        return _start_up_failed(e, server)
+    while not stopping.wait(0.5):
+        pass
+    server.stop()
+    log.info("Server stopped.")
+    # A signal repeated while the server stops changes nothing, and after this must not either: at exit
+    # Python puts SIG_DFL back in place of its own handlers (not of SIG_IGN), so a SIGTERM sent again
+    # while the interpreter tears down would end a clean shutdown with "killed by SIGTERM".
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
