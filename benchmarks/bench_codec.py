@@ -118,7 +118,8 @@ IMPORTS = [
     ("import tfsclient.protos", "import tfsclient.protos"),
     ("import tfsclient.codec (protos, numpy, ml_dtypes)", "import tfsclient.codec"),
     ("import grpc, numpy", "import grpc, numpy"),
-    ("import codec + gRPC stubs", "import tfsclient.codec, tfsclient.protos; tfsclient.protos.prediction_service_pb2_grpc"),
+    ("import codec + gRPC stubs",
+     "import tfsclient.codec, tfsclient.protos; tfsclient.protos.prediction_service_pb2_grpc"),
     ("import tensorflow_serving.apis.predict_pb2 (plain)", "import tensorflow_serving.apis.predict_pb2"),
     ("import tensorflow", "import tensorflow"),
 ]

@@ -39,8 +39,8 @@ MODELS = {
                       [[1.0], [2.0]], "y"),
 }
 CONCURRENCY = (1, 8, 32)
-BATCHING = "max_batch_size { value: 32 }\nbatch_timeout_micros { value: 2000 }\nmax_enqueued_batches { value: 1000 }\n" \
-           "num_batch_threads { value: 1 }\n"
+BATCHING = "max_batch_size { value: 32 }\nbatch_timeout_micros { value: 2000 }\n" \
+           "max_enqueued_batches { value: 1000 }\nnum_batch_threads { value: 1 }\n"
 
 
 def serve_floor(port, workers):
@@ -70,10 +70,10 @@ def serve_floor(port, workers):
 
 def ceiling(seconds):
     """Calls/s of the signature in-process, one thread: the server's upper bound for one request stream."""
-    from server.quiet_tf import import_tensorflow
+    from server.util.quiet_tf import import_tensorflow
     import_tensorflow()
-    from server.servable import SavedModelServable
-    from server.source import version_folders
+    from server.servables.saved_model import SavedModelServable
+    from server.core.source import version_folders
     result = {}
     for name, (base, _, alias, value, output) in MODELS.items():
         folders = version_folders(name, base)

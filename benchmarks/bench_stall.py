@@ -85,13 +85,15 @@ def main():
              "| server | large call s | longest small wait ms | every round's longest wait ms |",
              "|---|---:|---:|---|"]
     with tempfile.TemporaryDirectory() as tmp:
-        from server.quiet_tf import import_tensorflow
+        from server.util.quiet_tf import import_tensorflow
         build(os.path.join(tmp, "Id"), import_tensorflow(), identity=True)
         parameters = os.path.join(tmp, "batching.config")
         with open(parameters, "w") as f:
-            f.write("max_batch_size { value: 1000000 }\nbatch_timeout_micros { value: 0 }\nnum_batch_threads { value: 1 }\n")
+            f.write("max_batch_size { value: 1000000 }\nbatch_timeout_micros { value: 0 }\n"
+                    "num_batch_threads { value: 1 }\n")
         for label, flags in (("thread pool (no batching)", []),
-                             ("grpc.aio (--enable_batching)", ["--enable_batching", f"--batching_parameters_file={parameters}"])):
+                             ("grpc.aio (--enable_batching)",
+                              ["--enable_batching", f"--batching_parameters_file={parameters}"])):
             with ServerProcess("--model_name=Id", f"--model_base_path={os.path.join(tmp, 'Id')}", *flags) as server:
                 results = rounds(server.target, args.rounds)
             print(f"  {label}: {results}", file=sys.stderr, flush=True)

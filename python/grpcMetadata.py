@@ -136,7 +136,8 @@ def summary(response, signatures):
 def _shape(shape):
     if shape.unknown_rank:
         return "unknown"
-    return "(" + ", ".join("-1" if d.size < 0 else str(d.size) for d in shape.dim) + ("," if len(shape.dim) == 1 else "") + ")"
+    return ("(" + ", ".join("-1" if d.size < 0 else str(d.size) for d in shape.dim)
+            + ("," if len(shape.dim) == 1 else "") + ")")
 
 
 def main(argv=None) -> int:

@@ -127,7 +127,8 @@ def wait_until_available(stub, request, args):
     last = "no answer"
     while True:
         try:
-            response = stub.GetModelStatus(request, timeout=min(args.timeout, max(args.wait, 0.1)))  # -t bounds each poll
+            # -t bounds each poll
+            response = stub.GetModelStatus(request, timeout=min(args.timeout, max(args.wait, 0.1)))
             versions = response.model_version_status
             live = [v for v in versions if v.state != states.END] or list(versions)
             if live and all(v.state == states.AVAILABLE for v in live):

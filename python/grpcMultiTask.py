@@ -71,7 +71,8 @@ def ask(args):
                 common.set_model_spec(task.model_spec, args, signature)
             tf_examples.build_input(args, request.input)
             response = stub.MultiInference(request, timeout=common.time_left(args))
-            results = [(kind, signature, getattr(r, f"{'classification' if kind == 'classify' else 'regression'}_result"))
+            results = [(kind, signature,
+                        getattr(r, f"{'classification' if kind == 'classify' else 'regression'}_result"))
                        for (kind, signature), r in zip(tasks, response.results)]
     return response, results
 

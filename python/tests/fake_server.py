@@ -12,7 +12,7 @@ import sys
 import time
 from concurrent import futures
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # python/, for tfs_protos
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # python/, for tfsclient.protos
 
 import grpc  # noqa: E402
 

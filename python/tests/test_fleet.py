@@ -2,7 +2,7 @@
 status; grpcModelStatus --fleet (the rollout check, --wait) and --health --fleet against three real servers.
 
 The resolver is the one thing mocked: in-process through resolve()'s getaddrinfo, and in the scripts through
-tests/fake_dns (conftest.fake_dns)."""
+tests/fake_dns (fleet_support.fake_dns)."""
 
 import json
 import os

@@ -118,8 +118,10 @@ def test_a_name_that_resolves_to_several_addresses(fleet):
 
 @pytest.mark.parametrize("args, message", [
     (["--atol", "1"], "grpcRequest.py: error: --atol is the tolerance between replicas: it goes with --fleet"),
-    (["--fleet", "--atol", "-1"], "grpcRequest.py: error: argument --atol: the tolerance must be a finite number >= 0, not -1"),
-    (["--fleet", "--atol", "nan"], "grpcRequest.py: error: argument --atol: the tolerance must be a finite number >= 0, not nan"),
+    (["--fleet", "--atol", "-1"], "grpcRequest.py: error: argument --atol: the tolerance must be a finite number "
+                                  ">= 0, not -1"),
+    (["--fleet", "--atol", "nan"], "grpcRequest.py: error: argument --atol: the tolerance must be a finite number "
+                                   ">= 0, not nan"),
     (["--fleet", "-i", "input_2=[[1.0, 2.0]]"], "grpcRequest.py: error: model Toy has no input 'input_2'; its "
                                                "inputs: input_1"),
 ])

@@ -5,8 +5,8 @@ The contract checked here, per parser:
 * codec.make_ndarray / make_tensor_proto: an array / a TensorProto, or TypeError / ValueError with a
   one-line message (the codec's documented errors, as TF's functions); never OverflowError,
   RecursionError, MemoryError, and never gigabytes allocated for a few bytes of input.
-* inputs.py (-i, --dtype) and examples.py (-e, --examples .json/.csv/.tfrecord): a value, or
-  common.InputError with a one-line message (the scripts turn it into exit 2); never pickle.
+* predict_inputs.py (-i, --dtype) and tf_examples.py (-e, --examples .json/.csv/.tfrecord): a value,
+  or common.InputError with a one-line message (the scripts turn it into exit 2); never pickle.
 * tfrecord.read: records, or tfrecord.CorruptRecord (or OSError for a file that cannot be opened).
 * End to end: bad -i values through grpcRequest.py are exit 2 with one line on stderr.
 

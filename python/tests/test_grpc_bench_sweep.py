@@ -131,7 +131,8 @@ def test_plot_without_matplotlib_says_how_to_install_it(tmp_path):
     result = run_script(SCRIPT, "-s", "localhost:1", "-c", "1,2", "--plot", str(path),
                         env={"PYTHONPATH": str(hidden)})
     assert (result.code, result.out) == (2, "")
-    assert result.err == "grpcBench.py: error: --plot needs matplotlib, which is not installed (pip install matplotlib)\n"
+    assert result.err == ("grpcBench.py: error: --plot needs matplotlib, which is not installed "
+                          "(pip install matplotlib)\n")
     assert not path.exists()
 
 

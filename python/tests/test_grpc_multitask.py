@@ -18,8 +18,10 @@ def server(tmp_path_factory):
     config = tmp_path_factory.mktemp("config") / "hpt.config"
     config.write_text(
         "model_config_list {\n"
-        f"  config {{ name: 'hpt' base_path: '{TESTDATA}/saved_model_half_plus_two_cpu' model_platform: 'tensorflow' }}\n"
-        f"  config {{ name: 'hpt2' base_path: '{TESTDATA}/saved_model_half_plus_two_tf2_cpu' model_platform: 'tensorflow' }}\n"
+        f"  config {{ name: 'hpt' base_path: '{TESTDATA}/saved_model_half_plus_two_cpu' "
+        "model_platform: 'tensorflow' }\n"
+        f"  config {{ name: 'hpt2' base_path: '{TESTDATA}/saved_model_half_plus_two_tf2_cpu' "
+        "model_platform: 'tensorflow' }\n"
         "}\n")
     with ServerProcess(f"--model_config_file={config}") as s:
         yield s
@@ -74,15 +76,18 @@ def test_feature_types_inferred_and_forced(server):
 
 @pytest.mark.parametrize("args, message", [
     ((), "grpcMultiTask.py: error: give at least one --task classify[:SIGNATURE] or --task regress[:SIGNATURE]\n"),
-    (("--task", "predict"), "grpcMultiTask.py: error: --task wants classify[:SIGNATURE] or regress[:SIGNATURE], not 'predict'\n"),
-    (("--task", "regress"), "grpcMultiTask.py: error: no examples: give --example 'name=value,...' or --examples FILE\n"),
+    (("--task", "predict"), "grpcMultiTask.py: error: --task wants classify[:SIGNATURE] or regress[:SIGNATURE], "
+                            "not 'predict'\n"),
+    (("--task", "regress"), "grpcMultiTask.py: error: no examples: give --example 'name=value,...' or "
+                            "--examples FILE\n"),
     (("--task", "regress", "-e", "x"), "grpcMultiTask.py: error: --example 'x': wants NAME=VALUE pairs separated by "
                                        "commas, e.g. 'age=31,income=5.2', not 'x'\n"),
     (("--task", "regress", "-e", "x=1", "--feature-type", "x=double"),
      "grpcMultiTask.py: error: --feature-type wants NAME=int|float|bytes, not 'x=double'\n"),
     (("--task", "regress", "-e", "x=a", "--feature-type", "x=float"),
      "grpcMultiTask.py: error: feature 'x': cannot read ['a'] as float\n"),
-    (("--task", "regress", "--examples", "/nope.csv"), "grpcMultiTask.py: error: --examples: file not found: /nope.csv\n"),
+    (("--task", "regress", "--examples", "/nope.csv"),
+     "grpcMultiTask.py: error: --examples: file not found: /nope.csv\n"),
 ])
 def test_bad_example_input(server, args, message):
     result = script(server, "-m", "hpt", *args)
@@ -145,8 +150,10 @@ def test_classify_regress_and_multi_inference_on_the_toy_model(run):
                  "-e", "age=31.0,income=5.2", "-e", "age=45.0,income=1.0", "--format", "json")
     assert (result.code, result.err) == (0, "")
     results = json.loads(result.out)["results"]
-    scores = [[c["score"] for c in example["classes"]] for example in results[0]["classification_result"]["classifications"]]
-    labels = [[c["label"] for c in example["classes"]] for example in results[0]["classification_result"]["classifications"]]
+    scores = [[c["score"] for c in example["classes"]]
+              for example in results[0]["classification_result"]["classifications"]]
+    labels = [[c["label"] for c in example["classes"]]
+              for example in results[0]["classification_result"]["classifications"]]
     np.testing.assert_allclose(scores, SCORES, rtol=1e-6)
     assert labels == [["low", "medium", "high"]] * 2
     assert results[1]["regression_result"]["regressions"] == [{"value": 2.05}, {"value": 7.375}]

@@ -51,7 +51,8 @@ def zero(tmp_path):
 @pytest.mark.parametrize("script, args, said", [
     ("grpcRequest.py", ["-i", "@{d}/z.json"], "-i @{d}/z.json: {d}/z.json is not a regular file (a character device)"),
     ("grpcRequest.py", ["-i", "@{d}/z.npz"], "-i @{d}/z.npz: {d}/z.npz is not a regular file (a character device)"),
-    ("grpcRequest.py", ["-i", "input_1=@{d}/z.npy"], "-i input_1: {d}/z.npy is not a regular file (a character device)"),
+    ("grpcRequest.py", ["-i", "input_1=@{d}/z.npy"],
+     "-i input_1: {d}/z.npy is not a regular file (a character device)"),
     ("grpcRequest.py", ["-i", "@{d}/fifo.json"], "-i @{d}/fifo.json: {d}/fifo.json is not a regular file (a FIFO)"),
     ("grpcRequest.py", ["-i", "@{d}/folder.json"], "{d}/folder.json is not a regular file (a directory)"),
     ("grpcMultiTask.py", ["--task", "regress:regress", "-m", "MultiTask", "--examples", "{d}/z.csv"],
@@ -128,7 +129,8 @@ def test_byte_order_marks_are_not_part_of_the_first_name(run, tmp_path):
     assert (result.code, result.err) == (0, ""), result
     examples = tmp_path / "excel.json"
     examples.write_bytes("\ufeff".encode() + b'[{"age": 31.0, "income": 5.2}]')
-    assert run("grpcMultiTask.py", "--task", "regress:regress", "-m", "MultiTask", "--examples", str(examples)).code == 0
+    assert run("grpcMultiTask.py", "--task", "regress:regress", "-m", "MultiTask",
+               "--examples", str(examples)).code == 0
     inputs = tmp_path / "inputs.json"
     inputs.write_bytes("\ufeff".encode() + b'{"input_1": [[1.0, 2.0]]}')
     assert run("grpcRequest.py", "-i", f"@{inputs}").code == 0
@@ -324,7 +326,8 @@ def test_request_log_gains_only_whole_records(toy_server, tmp_path):
     failed = subprocess.run([sys.executable, "grpcRequestLog.py", "-s", toy_server.target, "--log-file", str(log)],
                             cwd=PYTHON_DIR, capture_output=True, text=True, preexec_fn=_limited(len(before) + 100))
     assert (failed.returncode, failed.stdout) == (1, ""), failed
-    assert failed.stderr == f"grpcRequestLog.py: error: cannot append to {log}: File too large (the file is unchanged)\n"
+    assert failed.stderr == (f"grpcRequestLog.py: error: cannot append to {log}: File too large "
+                             "(the file is unchanged)\n")
     assert log.read_bytes() == before  # it kept 100 bytes of a partial record
     again = run_script("grpcRequestLog.py", "--log-file", str(log), server=toy_server.target)
     assert again.code == 0 and _count(log) == 2, again

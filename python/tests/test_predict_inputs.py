@@ -165,7 +165,8 @@ def test_arrays_from_files_and_dtype_flags_are_sent_as_they_are(tmp_path):
     same = inputs.check_against_signature(from_file, {}, signature(x=T.DT_DOUBLE), "M")
     assert same["x"].dtype == np.float64
     dtypes = inputs.parse_dtypes(["x=float16"])  # --dtype: the server judges (its own INVALID_ARGUMENT)
-    forced = inputs.check_against_signature(inputs.apply_dtypes(from_file, dtypes), dtypes, signature(x=T.DT_FLOAT), "M")
+    forced = inputs.check_against_signature(inputs.apply_dtypes(from_file, dtypes), dtypes,
+                                            signature(x=T.DT_FLOAT), "M")
     assert forced["x"].dtype == np.float16
 
 

@@ -38,7 +38,8 @@ def test_versions_labels_and_latest(server, toy_models):
 def test_whole_config_and_json(server, toy_models):
     script(server, "grpcReloadModel.py", "-m", "Toy", "--versions", "1,2")
     result = script(server, "grpcReloadModel.py", "-c", f"{toy_models}/toy_labels.config")
-    assert (result.code, result.out, result.err) == (0, "config reloaded successfully: Toy, Toy_double, MultiTask\n", "")
+    assert (result.code, result.out, result.err) == (
+        0, "config reloaded successfully: Toy, Toy_double, MultiTask\n", "")
     result = script(server, "grpcReloadModel.py", "-c", f"{toy_models}/toy_labels.config", "--format", "json")
     assert result.out == '{"reloaded": ["Toy", "Toy_double", "MultiTask"]}\n'
     assert script(server, "grpcRequest.py", "-l", "canary").code == 0
@@ -52,7 +53,8 @@ def test_whole_config_and_json(server, toy_models):
     (("-m", "Toy", "--versions", "x"), 2, "grpcReloadModel.py: error: --versions wants numbers like 1,2, not 'x'\n"),
     (("-m", "Toy", "--label", "stable"), 2,
      "grpcReloadModel.py: error: --label wants LABEL=VERSION, e.g. stable=1, not 'stable'\n"),
-    (("-m", "Toy", "-c", "x.config"), 2, "grpcReloadModel.py: error: give -c FILE (a whole config) or -m NAME (one model)\n"),
+    (("-m", "Toy", "-c", "x.config"), 2,
+     "grpcReloadModel.py: error: give -c FILE (a whole config) or -m NAME (one model)\n"),
 ])
 def test_bad_reloads_change_nothing(server, toy_models, args, code, message):
     script(server, "grpcReloadModel.py", "-c", f"{toy_models}/toy_labels.config")

@@ -19,7 +19,8 @@ def test_log_file_is_appended_and_read_back(run, tmp_path):
     assert text.code == 0 and text.err == ""
     assert text.out.count("predict_log {") == 2 and "record at offset 0" in text.out
     assert f"record at offset {size}" in text.out
-    records = [json.loads(line) for line in run("grpcRequestLog.py", "--read", str(log), "--format", "json").out.splitlines()]
+    records = [json.loads(line)
+               for line in run("grpcRequestLog.py", "--read", str(log), "--format", "json").out.splitlines()]
     assert [r["predict_log"]["request"]["model_spec"]["name"] for r in records] == ["Toy", "Toy_double"]
     assert records[0]["predict_log"]["response"]["model_spec"]["version"] == "1"
 

@@ -65,15 +65,21 @@ def test_a_script_does_not_start_tensorflow(run):
 
 
 BAD_INPUTS = [
-    (("-i", "input_1=[[1,2"), "grpcRequest.py: error: -i input_1: not valid JSON (Expecting ',' delimiter at column 6): [[1,2\n"),
-    (("-i", "input_1"), "grpcRequest.py: error: -i wants NAME=JSON, NAME=@file.npy, @file.json or @file.npz, not 'input_1'\n"),
+    (("-i", "input_1=[[1,2"),
+     "grpcRequest.py: error: -i input_1: not valid JSON (Expecting ',' delimiter at column 6): [[1,2\n"),
+    (("-i", "input_1"),
+     "grpcRequest.py: error: -i wants NAME=JSON, NAME=@file.npy, @file.json or @file.npz, not 'input_1'\n"),
     (("-i", "input_1=@/nope.npy"), "grpcRequest.py: error: -i input_1: file not found: /nope.npy\n"),
-    (("-i", "input_1=[[1,2],[3]]"), "grpcRequest.py: error: input 'input_1': the JSON is not a rectangular array (rows of different lengths?)\n"),
+    (("-i", "input_1=[[1,2],[3]]"),
+     "grpcRequest.py: error: input 'input_1': the JSON is not a rectangular array (rows of different lengths?)\n"),
     (("-i", "x=[[1,2]]"), "grpcRequest.py: error: model Toy has no input 'x'; its inputs: input_1\n"),
-    (("-i", 'input_1=[["a","b"]]'), "grpcRequest.py: error: input 'input_1' is string but model Toy expects float32: convert it with --dtype input_1=float32\n"),
+    (("-i", 'input_1=[["a","b"]]'),
+     "grpcRequest.py: error: input 'input_1' is string but model Toy expects float32: "
+     "convert it with --dtype input_1=float32\n"),
     (("-i", "input_1=[[1,2]]", "--dtype", "input_1=float64"), None),  # the server's own dtype error
     (("--dtype", "input_1=float32"), "grpcRequest.py: error: --dtype applies to inputs given with -i\n"),
-    (("-i", "input_1=[[1,2]]", "--dtype", "input_1=float99"), "grpcRequest.py: error: unknown dtype 'float99': use e.g. float32, float64, int32, int64, bool, string\n"),
+    (("-i", "input_1=[[1,2]]", "--dtype", "input_1=float99"),
+     "grpcRequest.py: error: unknown dtype 'float99': use e.g. float32, float64, int32, int64, bool, string\n"),
 ]
 
 
@@ -185,7 +191,8 @@ def test_status_all_versions_and_wait(run):
 
 def test_status_errors(run):
     result = run("grpcModelStatus.py", "-m", "nope")
-    assert (result.code, result.err) == (1, "grpcModelStatus.py: error: NOT_FOUND: Could not find any versions of model nope\n")
+    assert (result.code, result.err) == (
+        1, "grpcModelStatus.py: error: NOT_FOUND: Could not find any versions of model nope\n")
     result = run("grpcModelStatus.py", "-l", "stable")
     assert result.code == 2 and "use -v" in result.err
     result = run("grpcModelStatus.py", "-m", "nope", "--wait", "0.5")
@@ -223,7 +230,8 @@ def test_reload_config_checked_before_sending(run, tmp_path):
     assert result.err == (f"grpcReloadModel.py: error: {bad}:3:5: Message type \"tensorflow.serving.ModelConfig\" "
                           "has no field named \"oops\".\n")
     relative = tmp_path / "relative.config"
-    relative.write_text("model_config_list { config { name: 'Toy' base_path: 'models/Toy' model_platform: 'tensorflow' } }")
+    relative.write_text("model_config_list { config { name: 'Toy' base_path: 'models/Toy' "
+                        "model_platform: 'tensorflow' } }")
     result = run("grpcReloadModel.py", "-c", str(relative))
     assert result.code == 2 and "base_path must be absolute" in result.err
     result = run("grpcReloadModel.py", "-c", str(tmp_path / "missing.config"))

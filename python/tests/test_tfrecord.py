@@ -172,7 +172,8 @@ def test_records_larger_than_a_read_chunk_come_back_whole(tmp_path):
     path = tmp_path / "big.tfrecord"
     path.write_bytes(b"".join(tfrecord.frame(r) for r in records))
     assert [data for _, data in tfrecord.read(path)] == records  # a pathlib.Path, as well as a str
-    assert [offset for offset, _ in tfrecord.read(str(path))] == [0, 16 + len(records[0]), 32 + len(records[0]) + (1 << 20)]
+    assert [offset for offset, _ in tfrecord.read(str(path))] == [
+        0, 16 + len(records[0]), 32 + len(records[0]) + (1 << 20)]
 
 
 def test_a_length_past_int63_is_truncated_not_negative():

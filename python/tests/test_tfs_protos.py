@@ -1,4 +1,4 @@
-"""tfs_protos: the API protos without the TensorFlow runtime, and a real TF still importable after.
+"""tfsclient.protos: the API protos without the TensorFlow runtime, and a real TF still importable after.
 
 Each check runs in a fresh interpreter (sys.modules must start empty), from python/ as the
 scripts do.

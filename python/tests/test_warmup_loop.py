@@ -95,5 +95,6 @@ def test_more_than_tf_serving_loads_is_refused(tmp_path):
     np.savez(tmp_path / "many.npz", input_1=np.zeros((1001, 2), np.float32))
     result = run_script("grpcWarmup.py", "-o", str(tmp_path / "w"), "--inputs", str(tmp_path / "many.npz"))
     assert result.code == 2 and "would hold 1001 records; TF Serving loads at most 1000" in result.err
-    ok = run_script("grpcWarmup.py", "-o", str(tmp_path / "w"), "--inputs", str(tmp_path / "many.npz"), "--sample", "1000")
+    ok = run_script("grpcWarmup.py", "-o", str(tmp_path / "w"), "--inputs", str(tmp_path / "many.npz"),
+                    "--sample", "1000")
     assert ok.out.endswith("(1000 in all)\n")

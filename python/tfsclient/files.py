@@ -89,5 +89,6 @@ def read_text(path, what, kind, max_size=None, noun=""):
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         where = f"{what}: " if what else ""
-        raise InputError(f"{where}cannot read {noun}{path}: not UTF-8 (byte {e.start} is {data[e.start]:#04x})") from None
+        raise InputError(f"{where}cannot read {noun}{path}: not UTF-8 "
+                         f"(byte {e.start} is {data[e.start]:#04x})") from None
 

@@ -251,7 +251,8 @@ def parse_inputs(specs, max_size=None):
         try:
             add(name, (_from_json_value(name, json.loads(value)), True), spec)
         except json.JSONDecodeError as e:
-            raise InputError(f"-i {name}: not valid JSON ({e.msg} at column {e.colno}): {one_line(value, 200)}") from None
+            raise InputError(f"-i {name}: not valid JSON ({e.msg} at column {e.colno}): "
+                             f"{one_line(value, 200)}") from None
         except RecursionError:
             raise InputError(f"-i {name}: the JSON is nested too deeply") from None
         except ValueError as e:  # an integer of more than 4300 digits (Python's int() limit)
@@ -264,7 +265,8 @@ def check_against_signature(inputs, dtypes, signature, model):
     wanted = {alias: info.dtype for alias, info in signature.inputs.items()}
     unknown = [a for a in inputs if a not in wanted]
     if unknown:
-        raise InputError(f"model {model} has no input {unknown[0]!r}; its inputs: {', '.join(sorted(wanted)) or 'none'}")
+        raise InputError(f"model {model} has no input {unknown[0]!r}; "
+                         f"its inputs: {', '.join(sorted(wanted)) or 'none'}")
     missing = [a for a in wanted if a not in inputs]
     if missing:
         raise InputError(f"model {model} needs input {missing[0]!r} too: add -i {missing[0]}=...")

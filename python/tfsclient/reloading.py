@@ -148,7 +148,8 @@ def fleet_text(args, config, outcomes, states, rollbacks):
         for o in rollbacks:
             shown = outcome_line(o, state_of(o), "rolled back", "rollback ", "the old config")
             lines.append(f"{o.address:<{width}}  {shown}")
-        lines.append(f"fleet {args.server}: rollback: {summary(rollbacks, [state_of(o) for o in rollbacks], 'rolled back')}")
+        lines.append(f"fleet {args.server}: rollback: "
+                     f"{summary(rollbacks, [state_of(o) for o in rollbacks], 'rolled back')}")
     return "\n".join(lines) + "\n"
 
 
@@ -222,6 +223,7 @@ def fleet_failure(args, outcomes, states, rollbacks, program):
     if done:
         message += f"; {'all ' if not left else ''}rolled back to {args.rollback}: {fleet.addresses(done)}"
     if left:
-        message += (f"; the rollback did not land on {fleet.addresses(left)} ({left[0].address}: {one_line(left[0].error, 200)}): "
+        message += (f"; the rollback did not land on {fleet.addresses(left)} "
+                    f"({left[0].address}: {one_line(left[0].error, 200)}): "
                     f"run {put_back(args, left, args.rollback, program)}")
     return message

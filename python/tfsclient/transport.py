@@ -108,7 +108,8 @@ def _check_ca(path, data):
     try:
         ssl.create_default_context(cadata=data.decode("ascii", "replace"))
     except (ssl.SSLError, ValueError) as e:
-        reason = one_line(re.sub(r"\s*\(_ssl\.c:\d+\)$", "", one_line(e, fold=True)), 160, more="")  # (OpenSSL's source line)
+        # the pattern: OpenSSL's source line
+        reason = one_line(re.sub(r"\s*\(_ssl\.c:\d+\)$", "", one_line(e, fold=True)), 160, more="")
         raise InputError(f"--ca-cert: {path} holds no certificate that can be read ({reason})") from None
 
 
