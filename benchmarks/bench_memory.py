@@ -88,7 +88,7 @@ def measure(pid, target, sizes, check, rounds):
 def one_call(pid, call, size, check):
     """(idle, peak, after, seconds) of one Predict of `size` MB."""
     data = request(size)
-    time.sleep(SETTLE_SECONDS)  # noqa: let the last request's trim run; nothing to poll
+    time.sleep(SETTLE_SECONDS)  # let the last request's trim run: nothing to poll
     idle = status_mb(pid, "VmRSS")
     with open(f"/proc/{pid}/clear_refs", "w") as f:
         f.write("5")  # VmHWM := VmRSS
@@ -98,7 +98,7 @@ def one_call(pid, call, size, check):
     check(answer, size)
     peak = status_mb(pid, "VmHWM")
     del answer, data
-    time.sleep(SETTLE_SECONDS)  # noqa: the trim is timed; nothing to poll
+    time.sleep(SETTLE_SECONDS)  # the trim is timed: nothing to poll
     after = status_mb(pid, "VmRSS")
     print(f"  {size} MB: idle {idle:.0f}, peak {peak:.0f}, after {after:.0f} MB, {seconds:.2f} s",
           file=sys.stderr, flush=True)

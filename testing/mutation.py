@@ -45,8 +45,9 @@ GROUPS = {
         "package": "server",
         "modules": ["server/servables/tensors.py", "server/core/source.py", "server/model_servers/request_log.py",
                     "server/model_servers/rest/json_writer.py"],
-        "tests": ["server/tests/test_tensors.py", "server/tests/test_manager.py", "server/tests/test_rest_json.py",
-                  "server/tests/test_request_logger.py", "server/tests/test_log_faults.py"],
+        "tests": ["server/tests/servables/test_tensors.py", "server/tests/core/test_manager.py",
+                  "server/tests/model_servers/rest/test_rest_json.py",
+                  "server/tests/model_servers/test_request_logger.py", "server/tests/model_servers/test_log_faults.py"],
     },
     # The version manager and the batch scheduler: their tests wait on threads, so a mutant that stalls one
     # costs its timeout (manager.py took about 14 min on 2 CPUs; batching.py, about 30 more by the rate seen): a group
@@ -54,7 +55,7 @@ GROUPS = {
     "scheduling": {
         "package": "server",
         "modules": ["server/core/manager.py", "server/servables/batching.py"],
-        "tests": ["server/tests/test_manager.py", "server/tests/test_batch_scheduler.py"],
+        "tests": ["server/tests/core/test_manager.py", "server/tests/servables/test_batch_scheduler.py"],
     },
 }
 DEFAULT_GROUPS = ["client", "server"]

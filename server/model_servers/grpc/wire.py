@@ -28,7 +28,7 @@ LARGE = 1 << 20  # messages smaller than this go through protobuf as they are
 _CONTENT_MIN = 4096  # a tensor_content smaller than this stays in the parsed message
 # A plain message has few fields: a tensor with tensor_content holds dtype, shape, version and the content,
 # and a request a spec, its inputs and a few output_filter names. Past these counts the message is
-# protobuf's, so that scanning in Python never walks a million string_val entries (0.7 s for 300k).
+# protobuf's, so that scanning in Python never walks a million string_val entries (seconds, in Python).
 _TENSOR_FIELDS_MAX = 8
 _REQUEST_FIELDS_MAX = 256
 

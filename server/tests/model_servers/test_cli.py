@@ -5,7 +5,7 @@ import re
 import subprocess
 
 import pytest
-from server_helpers import Client, values
+from testing.server_client import Client, values
 
 from testing.paths import TESTDATA
 from testing.server import EXECUTABLE, ServerProcess
@@ -144,5 +144,6 @@ def test_flags_with_no_meaning_here_are_accepted_and_change_nothing(toy_models):
 def test_port_in_use_is_a_start_up_error(toy_server, toy_models, flags):
     result = run(f"--port={toy_server.port}", "--model_name=Toy", f"--model_base_path={toy_models}/Toy", *flags)
     assert result.returncode == 255
-    assert result.stderr.splitlines()[-1].startswith("Failed to start server. Error: UNAVAILABLE: Failed to "
-                                                     f"BuildAndStart gRPC server: cannot bind 0.0.0.0:{toy_server.port}")
+    assert result.stderr.splitlines()[-1].startswith(
+        f"Failed to start server. Error: UNAVAILABLE: Failed to BuildAndStart gRPC server: cannot bind "
+        f"0.0.0.0:{toy_server.port}")

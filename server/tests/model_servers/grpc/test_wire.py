@@ -12,7 +12,7 @@ import grpc
 import numpy as np
 import pytest
 from google.protobuf.message import DecodeError
-from server_helpers import Client, model_config, rpc_error, tensor_proto, with_request_log
+from testing.server_client import Client, model_config, rpc_error, tensor_proto, with_request_log
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 

@@ -69,7 +69,8 @@ def reconcile(manager, name, aspired):
     started = manager.set_aspired(name, aspired)
     manager.wait(started)
     wait_until(lambda: all(state == State.END for version, (state, _) in manager.states(name).items()
-                           if version not in aspired), timeout=30, what=f"{name}'s versions outside {set(aspired)} to end")
+                           if version not in aspired),
+               timeout=30, what=f"{name}'s versions outside {set(aspired)} to end")
 
 
 # -- fault: a failed version is loaded again on every poll --------------------------------------------

@@ -2,7 +2,7 @@
 
 
 import pytest
-from server_helpers import Client, rpc_error
+from testing.server_client import Client, rpc_error
 from tensorflow_serving.apis import classification_pb2, inference_pb2, regression_pb2
 
 from testing.paths import TESTDATA
@@ -15,9 +15,12 @@ def config_file(tmp_path_factory):
     config = tmp_path_factory.mktemp("config") / "hpt.config"
     config.write_text(
         "model_config_list {\n"
-        f"  config {{ name: 'tf1' base_path: '{TESTDATA}/saved_model_half_plus_two_cpu' model_platform: 'tensorflow' }}\n"
-        f"  config {{ name: 'tf2' base_path: '{TESTDATA}/saved_model_half_plus_two_tf2_cpu' model_platform: 'tensorflow' }}\n"
-        f"  config {{ name: 'three' base_path: '{TESTDATA}/saved_model_half_plus_three' model_platform: 'tensorflow' }}\n"
+        f"  config {{ name: 'tf1' base_path: '{TESTDATA}/saved_model_half_plus_two_cpu' "
+        "model_platform: 'tensorflow' }\n"
+        f"  config {{ name: 'tf2' base_path: '{TESTDATA}/saved_model_half_plus_two_tf2_cpu' "
+        "model_platform: 'tensorflow' }\n"
+        f"  config {{ name: 'three' base_path: '{TESTDATA}/saved_model_half_plus_three' "
+        "model_platform: 'tensorflow' }\n"
         "}\n")
     return config
 
@@ -112,7 +115,8 @@ def test_context_features_go_to_every_example_and_the_example_wins(client):
                                                     "could not be found."),
     # a signature whose input is not the serialized examples (a float tensor): TF Serving's runtime refuses the
     # string feed with this text, as for a Predict of the wrong type (once "Type mismatch: actual string vs. ...")
-    (regress, {"signature": "regress_x2_to_y3"}, "INVALID_ARGUMENT", "Expects arg[0] to be float but string is provided"),
+    (regress, {"signature": "regress_x2_to_y3"}, "INVALID_ARGUMENT",
+     "Expects arg[0] to be float but string is provided"),
 ])
 def test_classify_and_regress_errors(client, call, kwargs, code, message):
     got_code, got_message = rpc_error(call, client, "tf1", **kwargs)

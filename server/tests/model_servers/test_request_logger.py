@@ -7,8 +7,8 @@ import os
 import random
 
 import pytest
-from server_helpers import model_config, with_request_log
-from test_log_faults import FullDisk, open_files
+from testing.server_client import model_config, with_request_log
+from testing.faults import FullDisk, open_files
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from server.model_servers import request_log

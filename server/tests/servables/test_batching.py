@@ -13,7 +13,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from server_helpers import Client, model_config, rpc_error, values, with_request_log
+from testing.server_client import Client, model_config, rpc_error, values, with_request_log
 
 from google.protobuf import text_format
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
@@ -145,7 +145,8 @@ def test_shared_batching_config_and_a_bad_one(toy_models, tmp_path):
                              "--enable_batching", f"--batching_parameters_file={bad}"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 255
-    assert result.stderr.splitlines()[-2].startswith("Error parsing text-format tensorflow.serving.BatchingParameters: 1:")
+    assert result.stderr.splitlines()[-2].startswith(
+        "Error parsing text-format tensorflow.serving.BatchingParameters: 1:")
 
 
 # -- per-model parameters, splitting and the batching metrics --------------------------------------------
@@ -159,7 +160,8 @@ def copy_model(source, target, versions=(1,)):
 def test_per_model_parameters_come_from_the_version_folder(toy_models, tmp_path):
     own = copy_model(f"{toy_models}/Toy", tmp_path / "Own")
     (own / "1" / "batching_params.pbtxt").write_text(
-        "max_batch_size { value: 16 }\nbatch_timeout_micros { value: 0 }\nenable_large_batch_splitting { value: true }\n"
+        "max_batch_size { value: 16 }\nbatch_timeout_micros { value: 0 }\n"
+        "enable_large_batch_splitting { value: true }\n"
         "max_execution_batch_size { value: 2 }\nmax_enqueued_batches { value: 100 }\n")
     copy_model(f"{toy_models}/Toy", tmp_path / "Plain")
     broken = copy_model(f"{toy_models}/Toy", tmp_path / "Broken")
@@ -209,7 +211,7 @@ def metrics_page(rest_port):
 def build_slow_batch_model(path):
     """y = 2x after test_hardening's slept_double sleep of the batch's largest `sleep_us`. Both inputs have
     a 0th dimension, so requests batch."""
-    from test_hardening import slept_double
+    from testing.slow_model import slept_double
 
     class Slow(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x"),
@@ -249,6 +251,7 @@ def slow_request(sleep_us):
 
 QUEUED = ":tensorflow:serving:batching_session:queuing_latency_count"
 PROCESSED = ":tensorflow:serving:batching_session:processed_batch_size_count"
+PROCESSED_SUM = ":tensorflow:serving:batching_session:processed_batch_size_sum"
 
 
 def batch_counts(server):
@@ -356,7 +359,7 @@ def test_a_predict_waiting_for_its_batch_holds_no_grpc_thread(wide_batch_server)
     futures += [client.predictions.Predict.future(one_row_request(row), timeout=30) for row in rows[4:]]
     for row, future in zip(rows, futures):
         np.testing.assert_allclose(values(future.result(timeout=5), "output_1"), row @ KERNEL + BIAS, rtol=1e-5)
-    assert (metric(server, PROCESSED), metric(server, ":tensorflow:serving:batching_session:processed_batch_size_sum")) \
+    assert (metric(server, PROCESSED), metric(server, PROCESSED_SUM)) \
         == (1, 8)
     assert rpc_error(client.predict, inputs={"input_1": np.zeros((9, 2), np.float32)}) == (
         "INVALID_ARGUMENT", "Task size 9 is larger than maximum input batch size 8")
@@ -454,7 +457,7 @@ def test_regress_waits_for_its_batch_without_a_thread_too(tmp_path):
         assert client.states("hpt") == {123: "AVAILABLE"}
         futures.append(regress(4.0))
         assert [f.result(timeout=5).result.regressions[0].value for f in futures] == [2.5, 3.0, 3.5, 4.0]
-        assert (metric(server, PROCESSED), metric(server, ":tensorflow:serving:batching_session:processed_batch_size_sum")) \
+        assert (metric(server, PROCESSED), metric(server, PROCESSED_SUM)) \
             == (1, 4)
         assert metric(server, REQUESTS, {"model_name": "hpt", "status": "OK"}) == 4
 

@@ -1,4 +1,5 @@
-"""rest_json: TF Serving's JSON for the REST API (json_tensor.cc, http_rest_api_util.cc), in-process.
+"""model_servers/rest's JSON modules, in-process: TF Serving's JSON for the REST API (json_tensor.cc,
+http_rest_api_util.cc).
 
 Expected strings are TF Serving's bytes: rapidjson PrettyWriter layouts (4 spaces, single-line
 arrays in rows), WriteDecimal numbers, and the messages word for word.
@@ -20,7 +21,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
 from server.util import status
 from server.servables import tensors
 from hypothesis import example, given, settings
-from server_helpers import tensor_proto
+from testing.server_client import tensor_proto
 from hypothesis import strategies as st
 
 from server.model_servers.rest import examples_json, json_reader, json_values, json_writer, metadata_json, predict_json
@@ -380,7 +381,8 @@ def test_json_value_text_is_cut_after_256_bytes():
 
 def test_json_value_text_writes_numbers_as_rapidjson_writer_does():
     # Writer::Double (Grisu2, no '+' in exponents); 64-bit integers as they are
-    body = b'[1e39, 1.0000001, 0.1, 1e-7, 123456789012.0, -0.0, 1E2, 5e-324, 1.7976931348623157e308, -9223372036854775808]'
+    body = (b'[1e39, 1.0000001, 0.1, 1e-7, 123456789012.0, -0.0, 1E2, 5e-324, 1.7976931348623157e308, '
+            b'-9223372036854775808]')
     assert failure(json_reader.parse, body)[1] == (
         "JSON Value: [1e39, 1.0000001, 0.1, 1e-7, 123456789012.0, -0.0, 100.0, 5e-324, 1.7976931348623157e308, "
         "-9223372036854775808] Is not object")
@@ -526,7 +528,8 @@ def test_numbers_are_read_as_getfloat_and_getdouble_do():
     # GetFloat() is static_cast<float>(GetDouble()); GetDouble() of an integer is the nearest double
     request, _ = fill(b'{"inputs": {"f": [16777217, -16777217, 18446744073709551615, -9223372036854775808, 3e38], '
                       b'"d": [9007199254740993, -9007199254740993, 18446744073709551615, 1e308]}}', signature(f=F, d=D))
-    assert list(request.inputs["f"].float_val) == [16777216.0, -16777216.0, 2.0**64, -(2.0**63), float(np.float32(3e38))]
+    assert list(request.inputs["f"].float_val) == [16777216.0, -16777216.0, 2.0**64, -(2.0**63),
+                                                   float(np.float32(3e38))]
     assert list(request.inputs["d"].double_val) == [9007199254740992.0, -9007199254740992.0, 2.0**64, 1e308]
     request, _ = fill(b'{"instances": [[16777217], [1e39]]}', signature(x=F))
     assert list(request.inputs["x"].float_val) == [16777216.0, math.inf]
@@ -619,7 +622,8 @@ DOC = '{\n    "instances": [1],\n    "inputs": [1]\n}'
      "inputs is a plain value/list, but expecting an object as multiple input tensors required as per "
      "tensorinfo_map"),
     (b'{"inputs": {"b": [1], "c": [2]}}', signature(b=F, a=F), "Missing named input: a in 'inputs' object."),
-    (b'{"inputs": [[1, 2], [3]]}', signature(x=F), "Encountered list at unexpected size: 1 at level: 1 expected size: 2"),
+    (b'{"inputs": [[1, 2], [3]]}', signature(x=F),
+     "Encountered list at unexpected size: 1 at level: 1 expected size: 2"),
     (b'{"inputs": [1]}', meta_graph_pb2.SignatureDef(), "Failed to get input map for signature: DEFAULT"),
     (b'{"signature_name": "sig", "inputs": [1]}', meta_graph_pb2.SignatureDef(),
      "Failed to get input map for signature: sig"),

@@ -211,7 +211,8 @@ def test_closing_a_queue_runs_what_is_queued(scheduler):
      "max_execution_batch_size."),
     ({"max_batch_size": 8, "allowed_batch_sizes": [2, 4]},
      "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 4; expected 8"),
-    ({"max_batch_size": 8, "allowed_batch_sizes": [4, 2, 8]}, "allowed_batch_sizes entries must be monotonically increasing"),
+    ({"max_batch_size": 8, "allowed_batch_sizes": [4, 2, 8]},
+     "allowed_batch_sizes entries must be monotonically increasing"),
 ])
 def test_bad_parameters_get_tf_servings_messages(fields, message):
     with pytest.raises(ValueError) as e:

@@ -19,7 +19,6 @@ import requests
 
 from testing.paths import REPO
 from testing.server import ServerProcess, connection_refused, free_port, wait_until
-from test_hardening import slow_model  # noqa: F401  (the fixture: a model that sleeps as long as asked)
 
 PREDICT = "/v1/models/Toy:predict"
 BODY = json.dumps({"instances": [[1.0, 2.0], [1.0, 3.0]]}).encode()

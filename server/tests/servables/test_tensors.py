@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
-from server_helpers import tensor_proto
+from testing.server_client import tensor_proto
 
 from server.util import memory
 from server.servables import tensors
@@ -150,7 +150,8 @@ def test_a_string_tensor_of_exactly_the_limit_is_built_and_one_byte_more_is_not(
     array = tensors.to_ndarray(proto(types_pb2.DT_STRING, [count], string_val=[b"x" * size]))
     assert array.shape == (count,) and len(array[-1]) == size
     with pytest.raises(tensors.ParseError, match="^too large$"):
-        tensors.to_ndarray(proto(types_pb2.DT_STRING, [count], string_val=[b"x" * (size + 1)] + [b"x" * size] * (count - 1)))
+        tensors.to_ndarray(proto(types_pb2.DT_STRING, [count],
+                                 string_val=[b"x" * (size + 1)] + [b"x" * size] * (count - 1)))
 
 
 @pytest.mark.parametrize("message, reason", [

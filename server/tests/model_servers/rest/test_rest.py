@@ -9,12 +9,11 @@ import urllib.request
 import grpc
 import numpy as np
 import pytest
-from server_helpers import Client, values
+from testing.server_client import Client, values
 
 from testing.paths import TESTDATA
 from testing.server import ServerProcess, free_port
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HALF_PLUS_TWO = os.path.join(TESTDATA, "saved_model_half_plus_two_cpu")
 TWO_VERSIONS = os.path.join(TESTDATA, "saved_model_half_plus_two_2_versions")
 METRICS = "/monitoring/prometheus/metrics"
@@ -185,7 +184,7 @@ def test_a_path_outside_v1_is_a_plain_404(rest):
 
 
 def test_rest_and_grpc_are_the_same_server(rest):
-    from server_helpers import Client
+    from testing.server_client import Client
     client = Client(rest.target)
     try:
         assert [s.version for s in client.status("Toy").model_version_status] == [2, 1]
@@ -262,10 +261,11 @@ def test_no_metrics_page_without_a_monitoring_config(toy_models):
 
 
 def test_rest_api_timeout_in_ms_answers_504(tmp_path):
-    from test_hardening import build_slow_model
+    from testing.slow_model import build_slow_model
     build_slow_model(tmp_path / "Slow" / "1")
     port = free_port()
-    server = ServerProcess("--model_name=Slow", f"--model_base_path={tmp_path / 'Slow'}", "--rest_api_timeout_in_ms=300")
+    server = ServerProcess("--model_name=Slow", f"--model_base_path={tmp_path / 'Slow'}",
+                           "--rest_api_timeout_in_ms=300")
     server.flags.append(f"--rest_api_port={port}")
     with server:
         server.wait_for_log("Exporting HTTP/REST API")

@@ -1,7 +1,6 @@
 """Request logging under faults: a full disk, reloads that come and go, configs that fail validation."""
 
 import errno
-import io
 import logging
 import os
 import shutil
@@ -9,10 +8,11 @@ import subprocess
 
 import pytest
 from google.protobuf import text_format
-from server_helpers import Client, model_config, rpc_error
+from testing.server_client import Client, model_config, rpc_error
 from tensorflow_serving.apis import prediction_log_pb2
 
 from server.model_servers import request_log
+from testing.faults import FullDisk, open_files
 from testing.server import ServerProcess
 
 from tfsclient import tfrecord  # the project's TFRecord framing (the scripts' module)
@@ -32,50 +32,7 @@ def with_logging(config, prefix, models=None, rate=1.0):
     return config
 
 
-def open_files(pid, under):
-    """The files under `under` that process `pid` holds open (from /proc/PID/fd)."""
-    found = []
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:  # closed meanwhile
-            continue
-        if target.startswith(str(under)):
-            found.append(target)
-    return found
-
-
 # -- a full disk, in-process: a file whose write fails with ENOSPC after N bytes ------------------
-
-class FullDisk(io.RawIOBase):
-    """An append-only file on a disk with `room` bytes: a write past it writes short, the next raises ENOSPC."""
-
-    def __init__(self, room):
-        self.data = bytearray()
-        self.room = room
-
-    def writable(self):
-        return True
-
-    def seekable(self):
-        return True
-
-    def seek(self, offset, whence=io.SEEK_SET):
-        assert (offset, whence) == (0, io.SEEK_END)
-        return len(self.data)
-
-    def write(self, b):
-        free = self.room - len(self.data)
-        if free <= 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        part = bytes(b)[:free]
-        self.data += part
-        return len(part)
-
-    def truncate(self, size):
-        del self.data[size:]
-        return size
-
 
 def entry(i):
     log = prediction_log_pb2.PredictionLog()

@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 import tensorflow as tf
-from server_helpers import Client, rpc_error, values
+from testing.server_client import Client, rpc_error, values
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 # The guide's GetModelMetadata answer for Toy (version 2), byte for byte.

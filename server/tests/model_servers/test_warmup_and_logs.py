@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 import pytest
-from server_helpers import Client, model_config, rpc_error, values, with_request_log
+from testing.server_client import Client, model_config, rpc_error, values, with_request_log
 from tensorflow_serving.apis import classification_pb2, prediction_log_pb2
 
 from testing.paths import TESTDATA
@@ -142,7 +142,8 @@ def logging_server(toy_models):
 
 
 def logging_config(toy_models, prefix, rate, kind="file"):
-    return with_request_log(model_config(("Toy", f"{toy_models}/Toy", [1, 2]), ("MultiTask", f"{toy_models}/MultiTask")),
+    return with_request_log(model_config(("Toy", f"{toy_models}/Toy", [1, 2]),
+                                         ("MultiTask", f"{toy_models}/MultiTask")),
                             prefix, rate, kind)
 
 
@@ -185,7 +186,8 @@ def test_requests_logged_whole_under_concurrent_clients(logging_server, toy_mode
     first = predicts[0]
     assert first.log_metadata.model_spec.name == "Toy" and first.log_metadata.sampling_config.sampling_rate == 1.0
     assert list(first.log_metadata.saved_model_tags) == ["serve"]
-    assert first.predict_log.request.model_spec.name == "Toy" and first.predict_log.response.outputs["output_1"].float_val
+    assert first.predict_log.request.model_spec.name == "Toy"
+    assert first.predict_log.response.outputs["output_1"].float_val
     classify = [e for e in entries if e.WhichOneof("log_type") == "classify_log"]
     assert len(classify) == 1 and len(classify[0].classify_log.response.result.classifications[0].classes) == 3
     client.close()

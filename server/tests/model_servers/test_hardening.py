@@ -18,12 +18,13 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from server_helpers import Client, model_config, rpc_error, values
+from testing.server_client import Client, model_config, rpc_error, values
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import classification_pb2, inference_pb2, predict_pb2, regression_pb2
 
 from testing.paths import TESTDATA
 from testing.server import REPO, ServerProcess, client_connected, connection_refused, wait_until
+from testing.slow_model import slow_request
 
 PYTHON_DIR = os.path.join(REPO, "python")
 TOY_V2_OUTPUT = [0.9990350008010864, 0.9997349381446838]  # Toy version 2 on the guide's input
@@ -58,7 +59,8 @@ def bad_server(toy_models, tmp_path_factory):
         "model_config_list {\n"
         f"  config {{ name: 'Toy' base_path: '{toy_models}/Toy' model_platform: 'tensorflow' "
         "model_version_policy { specific { versions: 1 versions: 2 } } }\n"
-        f"  config {{ name: 'tf1' base_path: '{TESTDATA}/saved_model_half_plus_two_cpu' model_platform: 'tensorflow' }}\n"
+        f"  config {{ name: 'tf1' base_path: '{TESTDATA}/saved_model_half_plus_two_cpu' "
+        "model_platform: 'tensorflow' }\n"
         f"  config {{ name: 'tf2' base_path: '{TESTDATA}/saved_model_half_plus_two_tf2_cpu' "
         "model_platform: 'tensorflow' }\n"
         "}\n")
@@ -348,48 +350,6 @@ def test_a_broken_model_in_a_reload_leaves_the_good_ones_serving(models_dir):
 
 
 # -- SIGTERM and SIGINT with a request in flight -----------------------------------------------------
-
-
-def slept_double(x, sleep_us):
-    """2x, after sleeping twice `sleep_us` (a tf.data SleepDataset, no CPU spent: each of the reduce's two
-    reads sleeps), in a traced function; TensorFlow can cancel it mid-sleep."""
-    from tensorflow.python.data.experimental.ops import testing as data_testing
-
-    dataset = tf.data.Dataset.from_tensors(x).apply(data_testing.sleep(sleep_us))
-    return 2.0 * dataset.reduce(tf.zeros_like(x), lambda acc, value: acc + value)
-
-
-def build_slow_model(path):
-    """A SavedModel whose Predict writes `marker` (the request is running), then answers y = 2x after
-    slept_double's sleep."""
-
-    class Slow(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x"),
-                                      tf.TensorSpec([], tf.int64, name="sleep_us"),
-                                      tf.TensorSpec([], tf.string, name="marker")])
-        def serve(self, x, sleep_us, marker):
-            started = tf.io.write_file(marker, "started")
-            with tf.control_dependencies([started]):
-                return {"y": slept_double(x, sleep_us)}
-
-    model = Slow()
-    tf.saved_model.save(model, str(path), signatures={"serving_default": model.serve})
-
-
-@pytest.fixture(scope="module")
-def slow_model(tmp_path_factory):
-    root = tmp_path_factory.mktemp("slow")
-    build_slow_model(root / "Slow" / "1")
-    return root / "Slow"
-
-
-def slow_request(sleep_us, marker):
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "Slow"
-    request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([1.0, 2.0], np.float32)))
-    request.inputs["sleep_us"].CopyFrom(tf.make_tensor_proto(np.int64(sleep_us)))
-    request.inputs["marker"].CopyFrom(tf.make_tensor_proto(str(marker).encode()))
-    return request
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 from google.protobuf import text_format
-from server_helpers import Client, model_config, rpc_error
+from testing.server_client import Client, model_config, rpc_error
 
 from server.model_servers.config import MAX_FILE_BYTES
 from testing.server import EXECUTABLE, ServerProcess, free_port, wait_until

@@ -135,7 +135,8 @@ def test_every_module_lives_in_a_room_of_the_readme():
     ("server.model_servers.rest", "from ..grpc import wire",
      "server.model_servers.rest may not import server.model_servers.grpc.wire"),
     ("server.servables", "from .tensors import _DTYPES", "_DTYPES is private to server.servables.tensors"),
-    ("server.servables", "from . import tensors\nx = tensors._DTYPES", "_DTYPES is private to server.servables.tensors"),
+    ("server.servables", "from . import tensors\nx = tensors._DTYPES",
+     "_DTYPES is private to server.servables.tensors"),
 ])
 def test_a_forbidden_import_is_found(tmp_path, room, line, planted):
     path = tmp_path / "planted.py"

@@ -16,8 +16,8 @@ from server.model_servers import flags
 from server.util.local_protos import BatchingParameters, SSLConfig
 from server.model_servers.config import read_config_file, read_text_proto
 from server.util.status import StartupError
+from testing.paths import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEMPLATES = [os.path.join(REPO, "models", "config", name)
              for name in sorted(os.listdir(os.path.join(REPO, "models", "config"))) if name.endswith(".config.in")]
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from google.protobuf import json_format
-from server_helpers import Client, rpc_error, values
+from testing.server_client import Client, rpc_error, values
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from testing.paths import TESTDATA

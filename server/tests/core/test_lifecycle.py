@@ -6,7 +6,7 @@ import shutil
 import threading
 
 import pytest
-from server_helpers import Client, model_config, rpc_error, values
+from testing.server_client import Client, model_config, rpc_error, values
 
 from testing.server import ServerProcess, wait_until
 
