@@ -41,6 +41,8 @@ def rest(tmp_path_factory, toy_models):
                       "version_labels { key: 'stable' value: 1 } }\n"
                       f"  config {{ name: 'Toy_double' base_path: '{toy_models}/Toy_double' "
                       "model_platform: 'tensorflow' }\n"
+                      f"  config {{ name: 'MultiTask' base_path: '{toy_models}/MultiTask' "
+                      "model_platform: 'tensorflow' }\n"
                       f"  config {{ name: 'default' base_path: '{HALF_PLUS_TWO}' model_platform: 'tensorflow' }}\n"
                       f"  config {{ name: 'saved_model_half_plus_two_2_versions' base_path: '{TWO_VERSIONS}' "
                       "model_platform: 'tensorflow' }\n}\n")
@@ -96,6 +98,17 @@ def test_an_output_of_2_mb_is_answered_whole(rest, columnar):
     assert code == 200, text[:200]
     answer = json.loads(text)["outputs" if columnar else "predictions"]
     assert len(answer) == count and answer[:3] == [2.0, 2.5, 3.0] and answer[-1] == (count - 1) / 2 + 2
+
+
+def test_every_output_of_a_large_multi_output_answer_is_in_every_row(rest):
+    # 90,000 rows of MultiTask: its scores output (3 float32 a row) passes 1 MiB; REST once answered 200 with no
+    # "scores" in any row (issue 29), the same cause as the test above.
+    body = json.dumps({"instances": [{"age": 31.0, "income": 5.2}] * 90_000})
+    code, text, _ = predict(rest, "/v1/models/MultiTask:predict", body)
+    assert code == 200, text[:200]
+    rows = json.loads(text)["predictions"]
+    assert len(rows) == 90_000 and all(set(row) == {"classes", "prediction", "scores"} for row in rows)
+    assert rows[0] == rows[-1] and len(rows[-1]["scores"]) == 3
 
 
 def test_a_long_error_comes_back_whole_over_rest_and_cut_over_grpc(rest):
