@@ -64,6 +64,7 @@ class Predictor:
         with self._accounted(api, request) as call:
             spec, steps = self._plan(api, call)
             with self.core.handle(spec) as servable:
+                call.version = servable.version
                 inference = Inference(servable, steps(servable), deadline)
                 call.response = await inference.run_async(executor, read_off_loop=_held_aside(call.request))
             if self.request_logger.logs(spec.name):  # a file write: off the event loop
@@ -74,6 +75,7 @@ class Predictor:
         with self._accounted(api, request) as call:
             spec, steps = self._plan(api, call)
             with self.core.handle(spec) as servable:
+                call.version = servable.version
                 call.response = Inference(servable, steps(servable), deadline).run()
             self._log(api, spec, call)
             return call.response
@@ -116,7 +118,7 @@ class Predictor:
             raise status.ServingError(code, f"{type(e).__name__}: {e}") from None
         finally:
             METRICS.request(_model_name(call.request), api, self.entrypoint, code.name,
-                            time.perf_counter() - started, _version(call.response))
+                            time.perf_counter() - started, call.version)
 
     # -- metadata and status ------------------------------------------------------------------
 
@@ -173,12 +175,12 @@ class Predictor:
 
 
 class _Call:
-    """One inference call's request and, once it has one, its response."""
+    """One inference call's request and, once they are known, the version that took it and its response."""
 
-    __slots__ = ("request", "response")
+    __slots__ = ("request", "version", "response")
 
     def __init__(self, request):
-        self.request, self.response = request, None
+        self.request, self.version, self.response = request, "", None
 
 
 def _require_model_spec(request):
@@ -194,17 +196,3 @@ def _model_name(request):
     if isinstance(request, inference_pb2.MultiInferenceRequest):
         return request.tasks[0].model_spec.name if request.tasks else ""
     return request.model_spec.name
-
-
-def _version(response):
-    """The version that answered (the first task's, for MultiInference); "" for a failure."""
-    if response is None:
-        return ""
-    if isinstance(response, inference_pb2.MultiInferenceResponse):
-        if not response.results:
-            return ""
-        spec = response.results[0].model_spec
-    else:
-        spec = response.model_spec
-    return spec.version.value if spec.HasField("version") else ""
-

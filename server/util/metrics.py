@@ -65,8 +65,8 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.counters = _Counters()
         self.counters.declare(self.REQUEST_COUNT, "The total number of requests.", ("model_name", "status"))
-        self.counters.declare(self.REQUEST_COUNT_BY_VERSION, "Requests by model, version (empty when none was "
-                              "resolved), API and status.", ("model_name", "version", "API", "status"))
+        self.counters.declare(self.REQUEST_COUNT_BY_VERSION, "Requests a served version took, by model, version, "
+                              "API and status.", ("model_name", "version", "API", "status"))
         self.counters.declare(self.REQUEST_LOG_COUNT, "The total number of requests logged from the model server "
                               "sliced down by model_name and status code.", ("model_name", "status_code"))
         self.counters.declare(self.LOAD_ATTEMPT_COUNT, "The number of times a SavedModel was successfully loaded.",
@@ -107,9 +107,17 @@ class Metrics:
             return self._batching
 
     def request(self, model_name, api, entrypoint, status_name, seconds, version=""):
+        """An inference call that ended with `status_name`, on `version` ("" when none was resolved).
+
+        As TF Serving (model_servers/prediction_service_impl.cc, http_server.cc): every request counts in
+        request_count, and only one that succeeded in request_latency, so a made-up model name costs one
+        series, not a histogram's 36. request_count_by_version (ours) counts the requests a served version
+        took: bounded by the versions served, whatever names clients send."""
         self.counters.add(self.REQUEST_COUNT, (model_name, status_name))
-        self.counters.add(self.REQUEST_COUNT_BY_VERSION, (model_name, str(version), api, status_name))
-        self.request_latency.labels(model_name, api, entrypoint).observe(seconds * 1e6)
+        if version != "":
+            self.counters.add(self.REQUEST_COUNT_BY_VERSION, (model_name, str(version), api, status_name))
+        if status_name == "OK":
+            self.request_latency.labels(model_name, api, entrypoint).observe(seconds * 1e6)
 
     def load(self, model_path, ok, seconds):
         self.counters.add(self.LOAD_ATTEMPT_COUNT, (model_path, "success" if ok else "fail"))
