@@ -6,10 +6,10 @@ The model config, batching, monitoring, SSL and session config files all come th
 
 import logging
 import os
-import stat
 
 import grpc
 
+from ..util.regular_files import NotRegularFile, open_regular
 from ..util.status import StartupError
 
 # The most a config, batching, monitoring, SSL or session config file may hold (TF Serving has no limit: it
@@ -85,22 +85,14 @@ def session_config(options):
     return config
 
 
-_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
-               (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
-
-
 def file_bytes(path):
     """The bytes of the regular file `path` (a link is followed), at most MAX_FILE_BYTES; else StartupError."""
     try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below like any non-file.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = open_regular(path, os.O_RDONLY)
+    except NotRegularFile as e:
+        raise StartupError(grpc.StatusCode.INVALID_ARGUMENT, f"{path} is not a regular file ({e.kind})") from None
     except OSError as e:
         raise StartupError(grpc.StatusCode.NOT_FOUND, f"{path}; {e.strerror}") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        kind = next((name for test, name in _FILE_KINDS if test(mode)), "another kind of file")
-        raise StartupError(grpc.StatusCode.INVALID_ARGUMENT, f"{path} is not a regular file ({kind})")
     with open(fd, "rb") as f:
         try:
             data = f.read(MAX_FILE_BYTES + 1)  # stat's size can lie (/proc) or change: the read is what counts

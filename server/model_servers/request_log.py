@@ -25,6 +25,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from tfsclient.tfrecord import frame  # the scripts' framing: they read these files
 
 from ..util import status
+from ..util.regular_files import NotRegularFile, check_regular, open_regular
 from ..servables.predict_io import full_message
 from ..util.metrics import METRICS
 
@@ -47,10 +48,11 @@ class FileCollector:
     write (which may write short), seek(0, SEEK_END), truncate and close. `clock` paces the reports.
     """
 
-    def __init__(self, path, file, clock=time.monotonic):
+    def __init__(self, path, file, clock=time.monotonic, reopen=None):
         self.path = path
         self._file = file
         self._clock = clock
+        self._reopen = reopen  # path -> a new file: the file at `path` again, when the one held is not it
         self._lock = threading.Lock()
         self._rollback_to = None  # set while a torn record could not be cut off yet
         self._dropped = 0  # records dropped since the last report line
@@ -59,11 +61,10 @@ class FileCollector:
 
     @classmethod
     def open(cls, path):
-        """Create the folders and open `path` for appending; OSError if it cannot be."""
-        directory = os.path.dirname(path)
-        if directory:
-            os.makedirs(directory, exist_ok=True)
-        return cls(path, open(path, "ab", buffering=0))
+        """Create the folders and open `path` for appending; OSError if it cannot be (NotRegularFile: a FIFO,
+        a device or another non-file is there). The collector reopens `path` when the file it holds is no longer
+        the one there (deleted, its folder removed, replaced)."""
+        return cls(path, _open_for_append(path), reopen=_open_for_append)
 
     def write(self, data):
         """Append one record, whole or not at all; False (and counted, reported) when it was dropped."""
@@ -72,6 +73,7 @@ class FileCollector:
             if self._file is None:  # closed by a reload while this request was running
                 return False
             try:
+                self._follow_path()
                 self._append(record)
             except OSError as e:
                 self._drop(e)
@@ -81,6 +83,25 @@ class FileCollector:
                             self.path, self._failing)
                 self._failing = self._dropped = 0
             return True
+
+    def _follow_path(self):
+        """Reopen the file at self.path when the one held is not it any more: deleted (rm -rf of its folder), or
+        replaced by another file. Records written to a deleted file would be lost without a word; OSError (the
+        record is dropped and reported, as on a full disk) when the path cannot be opened now: the next write
+        tries again."""
+        if self._reopen is None:
+            return
+        held = os.fstat(self._file.fileno())
+        try:
+            there = os.stat(self.path)
+            if (there.st_dev, there.st_ino) == (held.st_dev, held.st_ino):
+                return
+        except OSError:  # gone, or its folder replaced by a file
+            pass
+        new = self._reopen(self.path)
+        old, self._file, self._rollback_to = self._file, new, None
+        old.close()
+        log.warning("The request log %s was removed or replaced; writing to a new file at that path.", self.path)
 
     def _append(self, record):
         if self._rollback_to is not None:
@@ -125,6 +146,14 @@ class FileCollector:
                 self._file = None
 
 
+def _open_for_append(path):
+    """`path` opened for appending, unbuffered, its missing folders created; OSError (NotRegularFile) else."""
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    return open(open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab", buffering=0)
+
+
 def _check_writable(path):
     """Raise unless `path` could be opened for appending, as far as that can be told without creating it.
 
@@ -137,6 +166,10 @@ def _check_writable(path):
     if os.path.isdir(path):
         raise refuse("Is a directory")
     if os.path.exists(path):
+        try:
+            check_regular(path)
+        except NotRegularFile as e:  # a FIFO would block the reload and every later one; a device, fill it
+            raise refuse(e.strerror) from None
         if not os.access(path, os.W_OK):
             raise refuse("Permission denied")
         return

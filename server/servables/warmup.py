@@ -15,6 +15,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from ..util import status
+from ..util.regular_files import check_regular
 from . import classify_regress
 from .driver import Inference
 from .predict_io import SplitPredictRequest
@@ -35,6 +36,10 @@ def run_warmup(servable, version_path, iterations=1):
     if not os.path.exists(path):
         log.info("No warmup data file found at %s", path)
         return 0
+    try:  # TensorFlow reads it: a FIFO there would block the load for good
+        check_regular(path)
+    except OSError as e:
+        raise status.invalid_argument(f"Cannot read warmup data file {path}: {e.strerror}") from None
     log.info("Starting to read warmup data for model at %s with model-warmup-options ", path)
     count = 0
     try:

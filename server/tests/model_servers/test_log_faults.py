@@ -13,7 +13,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from server.model_servers import request_log
 from testing.faults import FullDisk, open_files
-from testing.server import ServerProcess
+from testing.server import EXECUTABLE, ServerProcess
 
 from tfsclient import tfrecord  # the project's TFRecord framing (the scripts' module)
 
@@ -221,4 +221,54 @@ def test_an_existing_log_that_is_not_writable_is_refused(server, toy_models, tmp
         "INVALID_ARGUMENT", f"Cannot open request log {tmp_path}/toy.tfrecord: Is a directory")
     assert client.predict().model_spec.name == "Toy"
     shutil.rmtree(tmp_path / "toy.tfrecord")
+    client.close()
+
+
+# -- a FIFO or a device as the log file, a folder removed under the server ---------------------------
+
+def test_a_fifo_as_the_log_file_is_refused_and_the_server_keeps_serving(server, toy_models, tmp_path):
+    # Before, the reload never returned (opening a FIFO for writing waits for a reader), later reloads and polls
+    # blocked, and SIGTERM left the process running.
+    client = Client(server.target)
+    os.mkfifo(tmp_path / "log.tfrecord")
+    os.symlink("/dev/zero", tmp_path / "zero.tfrecord")
+    for name, what in (("log", "a FIFO"), ("zero", "a character device")):
+        config = with_logging(model_config(("Toy", f"{toy_models}/Toy")), tmp_path / name)
+        assert rpc_error(client.reload, config, timeout=30) == (
+            "INVALID_ARGUMENT", f"Cannot open request log {tmp_path}/{name}.tfrecord: not a regular file ({what})")
+        assert client.predict().model_spec.name == "Toy"
+    client.reload(with_logging(model_config(("Toy", f"{toy_models}/Toy")), tmp_path / "good"), timeout=30)
+    client.predict()
+    assert len(read_all(tmp_path / "good.tfrecord")) == 1
+    client.reload(model_config(("Toy", f"{toy_models}/Toy")))
+    client.close()
+
+
+def test_a_fifo_as_the_log_file_at_start_up_is_one_line_and_exit_255(toy_models, tmp_path):
+    os.mkfifo(tmp_path / "log.tfrecord")
+    config = tmp_path / "models.config"
+    config.write_text(text_format.MessageToString(with_logging(model_config(("Toy", f"{toy_models}/Toy")),
+                                                               tmp_path / "log")))
+    result = subprocess.run([EXECUTABLE, f"--model_config_file={config}", "--port=0", "--grpc_socket_path=" +
+                             str(tmp_path / "grpc.sock")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 255, result.stderr[-2000:]
+    assert result.stderr.splitlines()[-1] == ("Failed to start server. Error: INVALID_ARGUMENT: Cannot open request "
+                                              f"log {tmp_path}/log.tfrecord: not a regular file (a FIFO)")
+
+
+def test_a_log_folder_removed_while_serving_is_made_again_and_logged_to(server, toy_models, tmp_path):
+    # Before, every record after `rm -rf` went to the deleted file, lost without a word, even once the folder
+    # came back.
+    client = Client(server.target)
+    logs = tmp_path / "logs"
+    client.reload(with_logging(model_config(("Toy", f"{toy_models}/Toy")), logs / "toy"))
+    client.predict()
+    shutil.rmtree(logs)
+    for _ in range(3):
+        client.predict()
+    assert len(read_all(logs / "toy.tfrecord")) == 3
+    server.wait_for_log(rf"The request log {logs}/toy.tfrecord was removed or replaced; writing to a new file at "
+                        "that path.")
+    assert open_files(server.process.pid, tmp_path) == [str(logs / "toy.tfrecord")]
+    client.reload(model_config(("Toy", f"{toy_models}/Toy")))
     client.close()

@@ -140,3 +140,56 @@ def test_short_writes_still_append_whole_records_and_no_progress_is_a_full_disk(
                                                                                b"fourth"]
     collector.close()
     assert not collector.write(b"after close")  # a reload closed it while a request was running
+
+
+# -- the file at the configured path: a FIFO or a device is refused; a deleted one is written again ----------
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_a_log_path_that_is_not_a_regular_file_is_refused_without_blocking(tmp_path, kind):
+    path = tmp_path / "logs" / "toy.tfrecord"
+    path.parent.mkdir()
+    if kind == "fifo":
+        os.mkfifo(path)  # opened for writing, a FIFO with no reader blocks (the reload, and every later one)
+    else:
+        os.symlink("/dev/zero", path)
+    what = "a FIFO" if kind == "fifo" else "a character device"
+    config = with_request_log(model_config(("Toy", tmp_path / "Toy")), tmp_path / "logs" / "toy", 1.0)
+    with pytest.raises(request_log.status.ServingError) as refused:
+        request_log.RequestLogger().validate(config)
+    assert refused.value.message == f"Cannot open request log {path}: not a regular file ({what})"
+    # Swapped in between the validation and the commit: the open is refused too, at once.
+    with pytest.raises(OSError, match=rf"not a regular file \({what}\)"):
+        request_log.FileCollector.open(str(path))
+
+
+@pytest.mark.parametrize("how", ["folder removed", "file removed", "file replaced"])
+def test_a_log_removed_or_replaced_under_the_server_is_written_again_at_its_path(tmp_path, how, caplog):
+    logger = logger_for(tmp_path, 1.0)
+    predict(logger, 2)
+    folder = tmp_path / "logs"
+    if how == "folder removed":
+        os.system(f"rm -rf {folder}")  # as an operator would
+    elif how == "file removed":
+        os.unlink(folder / "toy.tfrecord")
+    else:
+        os.rename(folder / "toy.tfrecord", folder / "toy.tfrecord.1")  # logrotate without copytruncate
+        (folder / "toy.tfrecord").write_bytes(b"")
+    predict(logger, 3)
+    assert len(records(tmp_path)) == 3  # before, they went to the deleted file: lost without a word
+    assert "was removed or replaced; writing to a new file at that path" in caplog.text
+    assert open_files(os.getpid(), folder) == [str(folder / "toy.tfrecord")]  # the old one let go
+    if how == "file replaced":
+        assert len(list(tfrecord.read(str(folder / "toy.tfrecord.1")))) == 2
+
+
+def test_a_log_path_that_cannot_be_opened_again_drops_and_reports_until_it_can(tmp_path, caplog):
+    logger = logger_for(tmp_path, 1.0)
+    folder = tmp_path / "logs"
+    os.system(f"rm -rf {folder}")
+    folder.write_text("a file where the folder was")  # the folder cannot be made again
+    predict(logger, 3)
+    assert "Failed to write the request log" in caplog.text and "toy.tfrecord: File exists. 1 record(s)" in caplog.text
+    folder.unlink()
+    predict(logger, 2)
+    assert len(records(tmp_path)) == 2
+    assert "Writing the request log" in caplog.text and "3 record(s) were dropped" in caplog.text

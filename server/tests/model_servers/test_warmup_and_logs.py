@@ -97,6 +97,19 @@ def test_a_bad_warmup_file_fails_the_load(client, root, version, records, raw, c
     shutil.rmtree(root / "counter" / str(version))
 
 
+def test_a_fifo_as_the_warmup_file_fails_the_load_at_once(client, root):
+    # TensorFlow would open it and wait for a writer: the load, and the version, blocked for good.
+    path = counter_version(root, 9)
+    os.makedirs(path / "assets.extra")
+    os.mkfifo(path / "assets.extra" / "tf_serving_warmup_requests")
+    wait_until(lambda: client.states("counter").get(9) == "END")
+    status = {s.version: s.status for s in client.status("counter").model_version_status}[9]
+    assert (status.error_code, status.error_message) == (3, f"Cannot read warmup data file {path}/assets.extra/"
+                                                             "tf_serving_warmup_requests: not a regular file (a FIFO)")
+    assert counter(client, 1) == 0.0
+    shutil.rmtree(path)
+
+
 def test_warmup_replays_no_record_beyond_the_limit(tmp_path):
     """In-process, counting replays: 1001 records x 2 iterations run the first 1000 only, then refuse."""
     from server.util import status
