@@ -10,6 +10,7 @@ import asyncio
 import logging
 import socket
 import threading
+import zlib
 from concurrent import futures
 
 # aiohttp over uvicorn (both measured with wrk on 2 CPUs, keep-alive POST, a thread-pool handler:
@@ -17,6 +18,7 @@ from concurrent import futures
 # bodies and caps their size itself, where uvicorn would leave both to us.
 from aiohttp import http_exceptions, web
 
+from ...util import memory
 from .json_writer import error as json_error
 
 log = logging.getLogger("tensorflow_serving.model_servers")
@@ -25,6 +27,7 @@ log = logging.getLogger("tensorflow_serving.model_servers")
 MAX_BODY_BYTES = 256 * 2**20
 # A gzip body may inflate to 100 MiB, TF Serving's bound (util/net_http/compression/gzip_zlib.h).
 MAX_GZIP_BODY_BYTES = 100 * 2**20
+INFLATE_STEP_BYTES = 4 * 2**20  # a gzip body inflates this much at a time, and stops at the bound
 IDLE_TIMEOUT_SECONDS = 60.0  # a kept-alive connection with no request for this long is closed
 # At a stop, a connection that has not sent its first request yet is given this long (within the grace) to
 # send it: its client connected before the port closed, and would otherwise see it closed unanswered.
@@ -124,8 +127,11 @@ class RestServer:
         return self
 
     async def _start(self):
+        # auto_decompress off: aiohttp would inflate a body on the event loop, and any encoding it knows (deflate,
+        # br, zstd). As TF Serving (util/net_http/server/internal/evhttp_request.cc), only gzip is inflated, on the
+        # pool, in bounded steps (_inflate); another encoding's bytes reach the JSON parser as they came.
         server = _StoppingServer(self._handle, request_factory=self._make_request, handler_cancellation=False,
-                                 keepalive_timeout=self._idle_timeout, access_log=None)
+                                 keepalive_timeout=self._idle_timeout, access_log=None, auto_decompress=False)
         self._runner = web.ServerRunner(server, shutdown_timeout=self._grace)
         await self._runner.setup()
         # The port is ours, not an aiohttp site's: asyncio (3.11) drops a connection it accepted just before its
@@ -198,25 +204,31 @@ class RestServer:
             self._thread.join(5)
 
     def _make_request(self, message, payload, protocol, writer, task):
-        return web.BaseRequest(message, payload, protocol, writer, task, self._loop,
-                               client_max_size=_body_limit(message.headers))
+        return web.BaseRequest(message, payload, protocol, writer, task, self._loop, client_max_size=MAX_BODY_BYTES)
 
     async def _handle(self, request):
         self._runner.server.request_started(request.protocol)
         try:
             if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-                raise web.HTTPRequestEntityTooLarge(MAX_BODY_BYTES, request.content_length)
+                raise _TooLarge(MAX_BODY_BYTES)
             body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            limit = _body_limit(request.headers)
-            inflated = " once decompressed" if limit == MAX_GZIP_BODY_BYTES else ""
+            if _gzipped(request.headers):
+                body = await asyncio.get_running_loop().run_in_executor(self._pool, _inflate, body)
+        except _TooLarge as e:
             # The rest of the body is not read: the connection closes after this answer.
-            return _error(413, f"Request body is larger than the REST API's limit of {limit} bytes{inflated}; "
+            return _error(413, f"Request body is larger than the REST API's limit of {e.limit} bytes{e.how}; "
                                "send large tensors over gRPC")
-        except web.RequestPayloadError as e:  # a gzip body that does not inflate, bad chunk framing
-            # (TF Serving reads a body it cannot inflate as empty: "The document is empty"; this says why)
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"Request body is larger than the REST API's limit of {MAX_BODY_BYTES} bytes; "
+                               "send large tensors over gRPC")
+        except web.RequestPayloadError as e:  # bad chunk framing
             detail = " ".join(str(getattr(e.__cause__, "message", e)).split())
             return _error(400, f"Could not read the request body: {detail}")
+        except zlib.error:  # a gzip body that does not inflate (TF Serving reads it as empty: "The document is
+            # empty"; this says why)
+            return _error(400, "Could not read the request body: Can not decode content-encoding: gzip")
+        except RuntimeError:  # the pool is shut down: the server is stopping
+            return _error(503, "Server is shutting down")
         code, text, content_type, headers = await self._call(request.method, request.raw_path, body,
                                                              request.headers.get("Origin"))
         data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text  # the JSON modules carry
@@ -261,8 +273,39 @@ class RestServer:
             return self.api.timed_out()
 
 
-def _body_limit(headers):
-    return MAX_GZIP_BODY_BYTES if "gzip" in headers.get("Content-Encoding", "").lower() else MAX_BODY_BYTES
+class _TooLarge(Exception):
+    """A body past `limit` bytes (`how`: " once decompressed" for an inflated one)."""
+
+    def __init__(self, limit, how=""):
+        super().__init__(limit)
+        self.limit, self.how = limit, how
+
+
+def _gzipped(headers):
+    """Whether TF Serving would inflate the body: a Content-Encoding that names gzip (evhttp_request.cc)."""
+    return "gzip" in headers.get("Content-Encoding", "").lower()
+
+
+def _inflate(data, limit=MAX_GZIP_BODY_BYTES):
+    """The gzip body `data` inflated, INFLATE_STEP_BYTES at a time, never past `limit` bytes (_TooLarge) however
+    far it would inflate; zlib.error if it is not gzip. On the pool: a bomb costs one thread at most `limit`
+    bytes, and no other client waits for it. A large body's memory is given back after it (util/memory.py)."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip's framing only, as TF Serving's gzip_zlib
+    parts, size, pending = [], 0, data
+    while not inflater.eof:
+        part = inflater.decompress(pending, INFLATE_STEP_BYTES)
+        size += len(part)
+        if size > limit:
+            parts.clear()
+            memory.after_large_request()
+            raise _TooLarge(limit, " once decompressed")
+        parts.append(part)
+        pending = inflater.unconsumed_tail
+        if not part and not pending:  # no input left and none to come: cut short
+            raise zlib.error("incomplete gzip stream")
+    if size >= memory.LARGE_BYTES:
+        memory.after_large_request()
+    return b"".join(parts)
 
 
 def _error(code, message):

@@ -5,6 +5,7 @@ with a request in flight, and a restart on the same ports. Real server, real soc
 import collections
 import contextlib
 import gzip
+import zlib
 import http.client
 import json
 import os
@@ -238,6 +239,27 @@ def test_a_gzip_bomb_is_a_413_at_100_mib(toy):
     assert response.status_code == 413
     assert response.json() == {"error": "Request body is larger than the REST API's limit of 104857600 bytes "
                                         "once decompressed; send large tensors over gRPC"}
+
+
+@pytest.mark.parametrize("encoding", ["deflate", "br", "zstd", "compress"])
+def test_an_encoding_other_than_gzip_is_not_inflated_and_its_bytes_are_json_to_parse(toy, encoding):
+    # As TF Serving (util/net_http/server/internal/evhttp_request.cc inflates gzip only), another encoding's bytes
+    # reach the JSON parser as they came. Before, aiohttp inflated deflate on the event loop up to 256 MiB (1 GB
+    # of zeros deflated to 1 MB froze every REST client for seconds, then 413), and br or zstd got a plain-text
+    # "install Brotli" 400.
+    body = zlib.compress(b"0" * (64 * 2**20), 9)
+    response = requests.post(f"http://localhost:{toy.rest_port}{PREDICT}", data=body,
+                             headers={"Content-Encoding": encoding, "Content-Type": "application/json"})
+    assert response.status_code == 400 and response.headers["Content-Type"] == "application/json"
+    assert response.json() == {"error": "JSON Parse error: Invalid value. at offset: 0"}
+    assert requests.post(f"http://localhost:{toy.rest_port}{PREDICT}", data=BODY).json() == ANSWER
+
+
+def test_a_gzip_body_cut_short_is_a_400(toy):
+    response = requests.post(f"http://localhost:{toy.rest_port}{PREDICT}", data=gzip.compress(BODY)[:-6],
+                             headers={"Content-Encoding": "gzip"})
+    assert response.status_code == 400
+    assert response.json() == {"error": "Could not read the request body: Can not decode content-encoding: gzip"}
 
 
 @pytest.mark.parametrize("length, status", [
