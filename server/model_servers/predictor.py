@@ -20,6 +20,7 @@ from ..servables import classify_regress
 from ..servables.driver import Inference
 from ..servables.predict_io import SplitPredictRequest
 from ..util import status
+from ..util.proto_keys import has_key
 from ..util.metrics import METRICS
 
 log = logging.getLogger("tensorflow_serving.model_servers")
@@ -157,7 +158,7 @@ class Predictor:
     def signature(self, model_spec, key):
         """The SignatureDef `key` of the version `model_spec` resolves to (REST decodes JSON by its types)."""
         with self._errors_logged("Predict"), self.core.handle(model_spec) as servable:
-            if key not in servable.signatures:
+            if not has_key(servable.signatures, key):
                 raise status.invalid_argument(f'Serving signature name: "{key}" not found in signature def')
             return servable.signatures[key]
 

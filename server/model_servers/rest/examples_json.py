@@ -53,7 +53,10 @@ def _make_example(v, example):
         feature = feature_pb2.Feature()
         for item in (content if isinstance(content, list) else [content]):
             _add_feature_value(item, name, feature)
-        example.features.feature[name].CopyFrom(feature)
+        try:
+            example.features.feature[name].CopyFrom(feature)
+        except UnicodeEncodeError:  # its bytes kept as surrogates (json_reader): not a name protobuf can hold
+            raise status.invalid_argument(f"Feature name is not valid UTF-8: {name}") from None
 
 
 @guard_depth

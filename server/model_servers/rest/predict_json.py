@@ -6,11 +6,12 @@ import base64
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
 from ...util import status
+from ...util.proto_keys import has_key
 from ...servables import tensors
 from .b64 import decode_b64_object
 from .json_reader import fill_signature, guard_depth
-from .json_values import (INT32, INT64, UINT32, UINT64, dtype_string, in_range, internal, is_b64, is_number, json_type,
-                          status_string, to_bytes, to_text, unimplemented)
+from .json_values import (INT32, INT64, UINT32, UINT64, dtype_string, in_range, internal, is_b64, is_number,
+                          json_type, status_string, to_bytes, to_text, unimplemented)
 from .json_writer import PrettyWriter, decimal_strings, format_error, quote, value_string
 
 
@@ -150,7 +151,7 @@ def _fill_from_instances(instances, infomap, request):
     values, sizes, shapes = {}, {}, {}
 
     def add_item(item, name):  # AddInstanceItem
-        if name not in infomap:
+        if not has_key(infomap, name):
             raise status.invalid_argument(f"JSON object: does not have named input: {name}")
         shape = _dense_shape(item)
         size = _fill_values(item, 0, infomap[name].dtype, shape, values.setdefault(name, []))

@@ -255,6 +255,22 @@ def test_an_encoding_other_than_gzip_is_not_inflated_and_its_bytes_are_json_to_p
     assert requests.post(f"http://localhost:{toy.rest_port}{PREDICT}", data=BODY).json() == ANSWER
 
 
+@pytest.mark.parametrize("path, body, message", [
+    # TF Serving looks the bytes up as they came: no signature or input has that name (http_rest_api_handler.cc,
+    # json_tensor.cc). Before, protobuf's UTF-8 check raised: 500 "Internal error: UnicodeEncodeError".
+    (PREDICT, b'{"signature_name": "\xff\xfe", "instances": [[1.0, 2.0]]}',
+     b'Serving signature name: \\"\xff\xfe\\" not found in signature def'),
+    (PREDICT, b'{"instances": [{"\xff": [1.0, 2.0]}]}',
+     b"Failed to process element: 0 key: \xff of 'instances' list. Error: INVALID_ARGUMENT: JSON object: does not "
+     b"have named input: \xff"),
+    ("/v1/models/Toy:regress", b'{"examples": [{"\xff": 1.0}]}', b"Feature name is not valid UTF-8: \xff"),
+])
+def test_names_that_are_not_utf8_are_a_400_naming_their_bytes(toy, path, body, message):
+    response = requests.post(f"http://localhost:{toy.rest_port}{path}", data=body)
+    assert response.status_code == 400, response.content
+    assert response.content == b'{\n    "error": "' + message + b'"\n}'
+
+
 def test_a_gzip_body_cut_short_is_a_400(toy):
     response = requests.post(f"http://localhost:{toy.rest_port}{PREDICT}", data=gzip.compress(BODY)[:-6],
                              headers={"Content-Encoding": "gzip"})
