@@ -16,9 +16,10 @@ def version_folders(name, base_path):
     """{version: path} of the numeric children of base_path; raise if base_path cannot be listed."""
     try:
         children = sorted(os.listdir(base_path))
-    except OSError as e:
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path, which no file's path holds
+        reason = e.strerror if isinstance(e, OSError) else str(e)
         raise status.invalid_argument(
-            f"Could not find base path {base_path} for servable {name} with error {e.strerror}") from None
+            f"Could not find base path {base_path} for servable {name} with error {reason}") from None
     found = {}
     for child in children:
         if not _VERSION.match(child) or not os.path.isdir(os.path.join(base_path, child)):

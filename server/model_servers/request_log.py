@@ -198,9 +198,13 @@ class RequestLogger:
             if kind != COLLECTOR_TYPE:
                 raise status.ServingError(grpc.StatusCode.NOT_FOUND,
                                           f"Cannot find LogCollector::Factory for type: {kind}")
-            if not model.logging_config.log_collector_config.filename_prefix:
+            prefix = model.logging_config.log_collector_config.filename_prefix
+            if not prefix:
                 raise status.invalid_argument(
                     f"Model {model.name}: logging_config.log_collector_config.filename_prefix is empty")
+            if "\0" in prefix:  # no file's path holds one: the checks below would raise ValueError
+                raise status.invalid_argument(
+                    f"Model {model.name}: logging_config.log_collector_config.filename_prefix holds a NUL byte")
             rate = model.logging_config.sampling_config.sampling_rate
             if not 0.0 <= rate <= 1.0:
                 raise status.invalid_argument(f"Model {model.name}: sampling_rate must be in [0, 1], not {rate}")

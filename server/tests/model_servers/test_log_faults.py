@@ -272,3 +272,15 @@ def test_a_log_folder_removed_while_serving_is_made_again_and_logged_to(server, 
     assert open_files(server.process.pid, tmp_path) == [str(logs / "toy.tfrecord")]
     client.reload(model_config(("Toy", f"{toy_models}/Toy")))
     client.close()
+
+
+def test_a_base_path_with_a_nul_byte_is_refused_and_the_server_keeps_serving(server, toy_models):
+    # Before: INTERNAL "ValueError: embedded null byte".
+    client = Client(server.target)
+    config = model_config(("Toy", f"{toy_models}/Toy"), ("Nul", f"{toy_models}/To\0y"))
+    assert rpc_error(client.reload, config) == (
+        "INVALID_ARGUMENT", f"Could not find base path {toy_models}/To\0y for servable Nul with error embedded null "
+                            "byte")
+    assert client.predict().model_spec.name == "Toy"
+    client.close()
+

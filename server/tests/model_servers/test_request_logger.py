@@ -91,6 +91,8 @@ def test_validate_creates_nothing_and_names_what_is_wrong(tmp_path):
         ("file", "", ("INVALID_ARGUMENT", "Model Toy: logging_config.log_collector_config.filename_prefix is empty")),
         ("file", tmp_path / "dir", ("INVALID_ARGUMENT", f"Cannot open request log {tmp_path}/dir.tfrecord: "
                                                         "Is a directory")),
+        ("file", f"{tmp_path}/to\0y", ("INVALID_ARGUMENT", "Model Toy: logging_config.log_collector_config."
+                                                             "filename_prefix holds a NUL byte")),  # was ValueError
     ]:
         (tmp_path / "dir.tfrecord").mkdir(exist_ok=True)
         bad = with_request_log(model_config(("Toy", tmp_path / "Toy")), prefix, 1.0, kind=kind)
