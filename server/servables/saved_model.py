@@ -1,6 +1,7 @@
 """One loaded SavedModel version: its session, signatures and the Predict/metadata calls on it."""
 
 import logging
+import os
 import threading
 import time
 
@@ -19,6 +20,25 @@ DEFAULT_SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
+
+def _load_error(error, path, tags):
+    """A failed SavedModel load as TF Serving words it (TensorFlow's C++ loader, cc/saved_model/loader.cc and
+    loader_util): Python's loader raises other types, with other words, for the same faults."""
+    if isinstance(error, tf.errors.OpError):
+        return status.from_tf_error(error)
+    if isinstance(error, RuntimeError) and "MetaGraphDef associated with tags" in str(error):  # an empty file too
+        return status.ServingError(grpc.StatusCode.NOT_FOUND, f"Could not find meta graph def matching supplied "
+                                   f"tags: {{ {' '.join(tags)} }}. To inspect available tag-sets in the SavedModel, "
+                                   "please use the SavedModel CLI: `saved_model_cli`")
+    if isinstance(error, OSError) and "Cannot parse file" in str(error):  # env.cc ReadBinaryProto
+        return status.ServingError(grpc.StatusCode.DATA_LOSS,
+                                   f"Can't parse {os.path.join(path, 'saved_model.pb')} as binary proto")
+    if isinstance(error, ValueError) and "not a valid checkpoint" in str(error):
+        # TensorFlow's C++ loader goes on without the variables, and every run then fails; refused here at once.
+        return status.ServingError(grpc.StatusCode.NOT_FOUND, f"The SavedModel's variables could not be restored: "
+                                   f"{os.path.join(path, 'variables', 'variables.index')} was not found")
+    return error
+
 
 class SavedModelServable:
     """A SavedModel loaded the way TF Serving loads it: the `serve` MetaGraphDef in a TF1 session.
@@ -41,9 +61,9 @@ class SavedModelServable:
         log.info("Reading SavedModel from: %s", path)
         try:
             meta_graph = tf.compat.v1.saved_model.loader.load(self._session, list(tags), path)
-        except BaseException:
+        except BaseException as e:
             self._session.close()
-            raise
+            raise _load_error(e, path, tags) from None
         log.info("SavedModel load for tags { %s }; Status: success: OK. Took %d microseconds.",
                  " ".join(tags), (time.monotonic() - started) * 1e6)
         self.signatures = meta_graph.signature_def

@@ -330,6 +330,29 @@ def test_a_broken_version_at_start_up_leaves_the_good_ones_serving(models_dir, t
         client.close()
 
 
+def test_a_saved_model_that_does_not_load_is_reported_in_tensorflows_words(models_dir):
+    # TensorFlow's C++ loader's codes and messages (cc/saved_model/reader.cc, core/platform/env.cc), where Python's
+    # loader raised RuntimeError, OSError "Cannot parse file b'...'" and ValueError, reported as UNKNOWN.
+    bad = models_dir / "Bad"
+    os.makedirs(bad / "1")
+    (bad / "1" / "saved_model.pb").write_bytes(b"")  # parses as an empty SavedModel: no MetaGraphDef
+    break_version(bad / "2")
+    os.makedirs(bad / "3")
+    shutil.copy(models_dir / "Toy" / "1" / "saved_model.pb", bad / "3")  # and no variables/
+    with ServerProcess("--model_name=Toy", f"--model_base_path={models_dir}/Toy", "--max_num_load_retries=0") as server:
+        client = Client(server.target)
+        assert rpc_error(client.reload, model_config(("Toy", models_dir / "Toy"), ("Bad", bad, "all")))[0] == "UNKNOWN"
+        assert status_of(client, "Bad") == {
+            3: ("END", 5, f"The SavedModel's variables could not be restored: {bad}/3/variables/variables.index was "
+                          "not found"),
+            2: ("END", 15, f"Can't parse {bad}/2/saved_model.pb as binary proto"),
+            1: ("END", 5, "Could not find meta graph def matching supplied tags: { serve }. To inspect available "
+                          "tag-sets in the SavedModel, please use the SavedModel CLI: `saved_model_cli`"),
+        }
+        assert_serving(client)
+        client.close()
+
+
 def test_a_broken_model_in_a_reload_leaves_the_good_ones_serving(models_dir):
     break_version(models_dir / "Broken" / "1")
     with ServerProcess("--model_name=Toy", f"--model_base_path={models_dir}/Toy", "--max_num_load_retries=0") as server:
