@@ -211,6 +211,14 @@ class RestServer:
         try:
             if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
                 raise _TooLarge(MAX_BODY_BYTES)
+            expect = request.headers.get("Expect")
+            if expect is not None and request.version >= (1, 1):
+                # As libevent's evhttp under TF Serving: "100 Continue" before the body is read (curl waits 1 s for
+                # it on every body over 1 KiB), and 417 for any other expectation.
+                if expect.lower() != "100-continue":
+                    return _error(417, f"Unknown expectation: {expect}")
+                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                request.writer.output_size = 0  # the answer has not started
             body = await request.read()
             if _gzipped(request.headers):
                 body = await asyncio.get_running_loop().run_in_executor(self._pool, _inflate, body)
