@@ -214,7 +214,7 @@ class RestServer:
             expect = request.headers.get("Expect")
             if expect is not None and request.version >= (1, 1):
                 # As libevent's evhttp under TF Serving: "100 Continue" before the body is read (curl waits 1 s for
-                # it on every body over 1 KiB), and 417 for any other expectation.
+                # it before every large body), and 417 for any other expectation.
                 if expect.lower() != "100-continue":
                     return _error(417, f"Unknown expectation: {expect}")
                 await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")

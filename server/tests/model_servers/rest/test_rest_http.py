@@ -272,7 +272,7 @@ def test_names_that_are_not_utf8_are_a_400_naming_their_bytes(toy, path, body, m
 
 
 def test_expect_100_continue_is_answered_before_the_body_is_sent(toy):
-    # As libevent's evhttp under TF Serving. Before, it never came, so curl waited 1 s before every body over 1 KiB.
+    # As libevent's evhttp under TF Serving. Before, it never came, so curl waited 1 s before every large body.
     with socket.create_connection(("127.0.0.1", toy.rest_port), timeout=10) as sock:
         sock.sendall(f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      f"Content-Length: {len(BODY)}\r\nExpect: 100-continue\r\n\r\n".encode())
