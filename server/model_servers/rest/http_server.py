@@ -16,7 +16,7 @@ from concurrent import futures
 # aiohttp over uvicorn (both measured with wrk on 2 CPUs, keep-alive POST, a thread-pool handler:
 # 5.8k vs 6.2k req/s at c=1, 9.3k vs 9.9k at c=8): as fast as we need, and it decompresses gzip
 # bodies and caps their size itself, where uvicorn would leave both to us.
-from aiohttp import http_exceptions, web
+from aiohttp import http_exceptions, web, web_protocol
 
 from ...util import memory
 from .json_writer import error as json_error
@@ -61,6 +61,16 @@ def _route_aiohttp_logs():
             logger.addFilter(_ClientFaultFilter())
 
 
+class _HalfClosing(web_protocol.RequestHandler):
+    """aiohttp's connection, but a client that half-closes (shutdown(SHUT_WR)) right after its request still
+    gets its answer, as libevent's under TF Serving gives it; then the connection closes. aiohttp's closed the
+    whole connection at the client's EOF, unanswered."""
+
+    def eof_received(self):
+        self.close()  # no request can follow: close once those received are answered
+        return True  # keep our side open to write them
+
+
 class _StoppingServer(web.Server):
     """aiohttp's Server, but a stop answers every client that connected before it: kept-alive connections
     between requests close at once (their clients resend on a new connection), those that have not sent
@@ -70,6 +80,9 @@ class _StoppingServer(web.Server):
         super().__init__(*args, **kwargs)
         self._silent = set()  # the open connections that have not sent a request yet
         self.stopping = False  # answers then say "Connection: close"
+
+    def __call__(self):
+        return _HalfClosing(self, loop=self._loop, **self._kwargs)
 
     def connection_made(self, handler, transport):
         super().connection_made(handler, transport)

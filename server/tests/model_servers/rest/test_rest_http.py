@@ -286,6 +286,18 @@ def test_expect_100_continue_is_answered_before_the_body_is_sent(toy):
     assert response.status_code == 417 and response.json() == {"error": "Unknown expectation: x"}
 
 
+def test_a_client_that_half_closes_after_its_request_gets_its_answer(toy):
+    # shutdown(SHUT_WR) says "no more requests", not "no answer": TF Serving's libevent answers. Before, aiohttp
+    # closed the connection at the client's EOF, unanswered.
+    with socket.create_connection(("127.0.0.1", toy.rest_port), timeout=10) as sock:
+        sock.sendall(http_request())
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):  # the server closes once it has answered: no deadline of its own needed
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and json.loads(answer.split(b"\r\n\r\n", 1)[1]) == ANSWER
+
+
 def test_a_gzip_body_cut_short_is_a_400(toy):
     response = requests.post(f"http://localhost:{toy.rest_port}{PREDICT}", data=gzip.compress(BODY)[:-6],
                              headers={"Content-Encoding": "gzip"})
