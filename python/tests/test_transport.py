@@ -143,7 +143,7 @@ def test_gzip_compression_gives_the_same_answer(toy_server):
 @pytest.mark.parametrize("config, message", [
     ('server_key: "/etc/ssl/server.key"\nserver_cert: "/etc/ssl/server.pem"\n',
      "server_key must hold a PEM block (-----BEGIN ...), the file's contents, not its path"),
-    ("client_verify: true\n", "server_key must hold a PEM block"),
+    ("client_verify: true\n", "server_key is missing: it must hold a PEM block (-----BEGIN ...)"),
     ("server_key: 3 {\n", "Invalid protobuf file"),
 ])
 def test_server_refuses_a_bad_ssl_config(tmp_path, config, message):
@@ -154,6 +154,29 @@ def test_server_refuses_a_bad_ssl_config(tmp_path, config, message):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 255, result
     assert message in result.stderr.splitlines()[-1], result.stderr
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("another key", "server_key and server_cert are not a key and its certificate (KEY_VALUES_MISMATCH)"),
+    ("a CA that is not a certificate", "custom_ca holds no certificate OpenSSL can read"),
+])
+def test_tls_material_that_does_not_fit_is_named_before_any_model_loads(tmp_path, pki, fault, message):
+    # gRPC found these only as the port bound: "UNAVAILABLE: ... cannot bind 0.0.0.0:PORT", after every model loaded.
+    config = ssl_config(pki, client_verify=True)
+    if fault == "another key":
+        with open(pki["client.key"]) as f:
+            config = config.replace(config.split('"')[1], f.read().replace("\n", "\\n"), 1)
+    else:
+        config = config.replace('custom_ca: "-----BEGIN CERTIFICATE-----', 'custom_ca: "-----BEGIN CERTIFICATE-----'
+                                '\\ngarbage')
+    path = tmp_path / "ssl.config"
+    path.write_text(config)
+    result = subprocess.run([os.path.join(REPO, "server", "tensorflow_model_server"), f"--port={free_port()}",
+                             "--model_name=Toy", f"--model_base_path={TOY}", f"--ssl_config_file={path}"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 255
+    assert result.stderr.splitlines()[-1] == f"Failed to start server. Error: INVALID_ARGUMENT: {path}: {message}"
+    assert "Reading SavedModel" not in result.stderr  # refused before a model loads
 
 
 def test_client_verify_needs_a_custom_ca(tmp_path, pki):

@@ -109,13 +109,43 @@ def read_ssl_config(path):
 
     config = read_text_proto(path, SSLConfig())
     for field in ("server_key", "server_cert") + (("custom_ca",) if config.custom_ca else ()):
+        if not getattr(config, field):
+            raise StartupError(grpc.StatusCode.INVALID_ARGUMENT, f"{path}: {field} is missing: it must hold a PEM "
+                               "block (-----BEGIN ...)")
         if "-----BEGIN " not in getattr(config, field):
             raise StartupError(grpc.StatusCode.INVALID_ARGUMENT, f"{path}: {field} must hold a PEM block "
                                "(-----BEGIN ...), the file's contents, not its path")
     if config.client_verify and not config.custom_ca:
         raise StartupError(grpc.StatusCode.INVALID_ARGUMENT, f"{path}: client_verify needs custom_ca, the CA that "
                            "signs the clients' certificates")
+    _check_tls_material(path, config)
     return config
+
+
+def _check_tls_material(path, config):
+    """StartupError unless the key and certificate make a pair and custom_ca holds certificates: gRPC would
+    fail only as its port binds, with a bind error. Checked with OpenSSL through Python's ssl module."""
+    import ssl
+    import tempfile
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.TemporaryDirectory() as folder:  # ssl reads a key and certificate from files only (mode 0700)
+        key, cert = os.path.join(folder, "key.pem"), os.path.join(folder, "cert.pem")
+        for name, text in ((key, config.server_key), (cert, config.server_cert)):
+            with open(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+                f.write(text)
+        try:
+            context.load_cert_chain(cert, key)
+        except ssl.SSLError as e:
+            raise StartupError(grpc.StatusCode.INVALID_ARGUMENT, f"{path}: server_key and server_cert are not a key "
+                               f"and its certificate ({e.reason or e})") from None
+    if config.custom_ca:
+        try:
+            context.load_verify_locations(cadata=config.custom_ca)
+        except ssl.SSLError as e:
+            detail = f" ({e.reason})" if e.reason else ""
+            raise StartupError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"{path}: custom_ca holds no certificate OpenSSL can read{detail}") from None
 
 
 # Not a TF Serving flag: how long a kept-alive REST connection may stay idle before it is closed.

@@ -29,6 +29,7 @@ class ModelServer:
         self.batch_scheduler = None
         self.health = None
         self.rest_server = None
+        self._rest_idle_timeout = None  # TFS_REST_IDLE_TIMEOUT_SECONDS, checked before any model loads
         self._stop = threading.Event()
         self._config_text = None
 
@@ -63,6 +64,7 @@ class ModelServer:
 
     def start(self):
         from .grpc import servicers as services
+        from .rest.http_server import IDLE_TIMEOUT_SECONDS
 
         o = self.options
         try:
@@ -72,6 +74,9 @@ class ModelServer:
         if o.port == 0 and not o.grpc_socket_path:
             raise StartupError(grpc.StatusCode.INVALID_ARGUMENT, "server_options.grpc_port is not set.")
         channel_args = flags.channel_arguments(o.grpc_channel_arguments)
+        # Every check of the flags and files comes before a model loads: with large models, loading takes minutes.
+        credentials = self._server_credentials()
+        self._rest_idle_timeout = rest_idle_timeout(IDLE_TIMEOUT_SECONDS) if o.rest_api_port else None
         config = self.initial_config()
         self.build_core()
         try:
@@ -104,7 +109,6 @@ class ModelServer:
         if o.grpc_socket_path:
             addresses.append((f"unix:{o.grpc_socket_path}",
                               f"Running gRPC ModelServer at UNIX socket {o.grpc_socket_path} ..."))
-        credentials = self._server_credentials()
         if o.enable_grpc_healthcheck_service:
             from .grpc.health import Health
             self.health = Health(self.grpc_server, self.core)
@@ -130,7 +134,7 @@ class ModelServer:
     def _start_rest(self):
         """TF Serving's REST API (and the metrics page, if configured) on --rest_api_port."""
         from .rest.api import RestApi
-        from .rest.http_server import IDLE_TIMEOUT_SECONDS, RestServer
+        from .rest.http_server import RestServer
         from ..util.metrics import Page
 
         o = self.options
@@ -150,7 +154,7 @@ class ModelServer:
         try:
             self.rest_server = RestServer(api, o.rest_api_port, threads=o.rest_api_num_threads
                                                       or 4 * flags.cpu_count(), grace=SHUTDOWN_GRACE_SECONDS,
-                                                      idle_timeout=rest_idle_timeout(IDLE_TIMEOUT_SECONDS),
+                                                      idle_timeout=self._rest_idle_timeout,
                                                       guard_timeouts=self.batching is not None).start()
         except OSError as e:
             log.error("Failed to start HTTP Server at localhost:%d (%s)", o.rest_api_port, e.strerror)

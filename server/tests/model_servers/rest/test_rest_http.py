@@ -539,4 +539,5 @@ def test_a_bad_idle_timeout_variable_fails_start_up(toy_models):
     assert server.process.wait(60) == 255
     assert ("Failed to start server. Error: INVALID_ARGUMENT: $TFS_REST_IDLE_TIMEOUT_SECONDS must be a number of "
             "seconds > 0, not 'soon'") in server.log()
+    assert "Reading SavedModel" not in server.log()  # refused before a model loads (with large ones, minutes)
     server.__exit__()
