@@ -48,10 +48,12 @@ def main(argv=None):
     from .server import ModelServer
 
     server = ModelServer(options)
+    received = []  # the signals that asked for the stop
     stopping = threading.Event()
 
     def on_signal(signum, frame):
         log.info("Received %s, shutting down.", signal.Signals(signum).name)
+        received.append(signal.Signals(signum).name)
         stopping.set()
         server.request_stop()
 
@@ -60,18 +62,26 @@ def main(argv=None):
     try:
         server.start()
     except StartupError as e:
-        return _start_up_failed(e, server)
+        if not received:
+            return _start_up_failed(e, server)
+        # The signal stopped the loads: not the models' fault, and a stop as asked for.
+        server.stop(0)
+        log.info("Start-up stopped by %s. Server stopped.", received[0])
+        return _stopped()
     while not stopping.wait(0.5):
         pass
     server.stop()
     log.info("Server stopped.")
-    # A signal repeated while the server stops changes nothing, and after this must not either: at exit
-    # Python puts SIG_DFL back in place of its own handlers (not of SIG_IGN), so a SIGTERM sent again
-    # while the interpreter tears down would end a clean shutdown with "killed by SIGTERM".
+    return _stopped()
+
+
+def _stopped():
+    """Exit status 0 after a stop. A signal repeated while the server stops changes nothing, and after this must
+    not either: at exit Python puts SIG_DFL back in place of its own handlers (not of SIG_IGN), so a SIGTERM sent
+    again while the interpreter tears down would end a clean shutdown with "killed by SIGTERM"."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

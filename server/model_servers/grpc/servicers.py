@@ -103,14 +103,16 @@ class _Registrar:
         return getattr(self._server, name)
 
 
-# TF Serving cuts a gRPC error message past this many characters (util/grpc_status_util.cc); REST's are whole.
+# TF Serving cuts a gRPC error message past this many bytes (util/grpc_status_util.cc); REST's are whole.
 MESSAGE_LIMIT = 1024
 
 
 def grpc_message(error):
-    """A ServingError's message as a gRPC status carries it."""
-    if len(error.message) > MESSAGE_LIMIT:
-        return error.message[:MESSAGE_LIMIT] + "...TRUNCATED"
+    """A ServingError's message as a gRPC status carries it: its first MESSAGE_LIMIT bytes of UTF-8 (a character
+    cut in two is left out: a status message is text) and "...TRUNCATED"."""
+    data = error.message.encode("utf-8", "surrogateescape")
+    if len(data) > MESSAGE_LIMIT:
+        return data[:MESSAGE_LIMIT].decode("utf-8", "ignore") + "...TRUNCATED"
     return error.message
 
 

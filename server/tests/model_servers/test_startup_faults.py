@@ -3,6 +3,7 @@ arguments that must override the server's own, the command run through a symlink
 
 import os
 import resource
+import signal
 import subprocess
 
 import numpy as np
@@ -177,3 +178,18 @@ def test_the_command_runs_through_a_symlink_from_any_folder(tmp_path):
     (bin_dir / "relative").symlink_to(os.path.relpath(EXECUTABLE, bin_dir))
     result = run("--version", cwd="/", executable=str(bin_dir / "relative"))
     assert result.returncode == 0 and result.stdout.startswith("TensorFlow ModelServer: "), result
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_during_the_first_load_is_a_clean_stop_not_the_models_fault(tmp_path, signum):
+    # A model with no version yet: start-up waits for one. Before, the signal ended it with "Failed to start
+    # server. Error: UNKNOWN: Some models did not become available: {{name: E}, }" and 255.
+    (tmp_path / "E").mkdir()
+    server = ServerProcess("--model_name=E", f"--model_base_path={tmp_path}/E")
+    server.start(expect_ready=False)
+    server.wait_for_log(r"No versions of servable E found under base path")
+    server.process.send_signal(signum)
+    assert server.process.wait(60) == 0
+    log = server.log()
+    assert log.rstrip().endswith(f"Start-up stopped by {signum.name}. Server stopped.") and "Failed to start" not in log
+    server.__exit__()
