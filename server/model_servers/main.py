@@ -5,7 +5,6 @@ Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 255 when start-up fails 
 """
 
 import logging
-import os
 import signal
 import sys
 import threading
@@ -24,7 +23,7 @@ def _start_up_failed(error, server=None):
     if error.preface:
         print(error.preface, file=sys.stderr)
     print(f"Failed to start server. Error: {error}", file=sys.stderr)
-    return _leaving(server, 255)
+    return 255
 
 
 def main(argv=None):
@@ -66,35 +65,23 @@ def main(argv=None):
         if not received:
             return _start_up_failed(e, server)
         # The signal stopped the loads: not the models' fault, and a stop as asked for.
-        server.stop()
+        server.stop(0)
         log.info("Start-up stopped by %s. Server stopped.", received[0])
-        return _stopped(server)
+        return _stopped()
     while not stopping.wait(0.5):
         pass
     server.stop()
     log.info("Server stopped.")
-    return _stopped(server)
+    return _stopped()
 
 
-def _stopped(server):
+def _stopped():
     """Exit status 0 after a stop. A signal repeated while the server stops changes nothing, and after this must
     not either: at exit Python puts SIG_DFL back in place of its own handlers (not of SIG_IGN), so a SIGTERM sent
     again while the interpreter tears down would end a clean shutdown with "killed by SIGTERM"."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return _leaving(server, 0)
-
-
-def _leaving(server, code):
-    """`code`, or the process ends here with it when a model load outlived the stop: Python would wait for the
-    load's thread at exit, for as long as the load takes (a hung one: for good)."""
-    if server is None or not server.loads_left:
-        return code
-    log.info("%d model load(s) still running after the grace; exiting without them.", server.loads_left)
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())
