@@ -48,8 +48,6 @@ The work is split by job into the modules beside this script (this one is the co
     load_like_server.py    load a SavedModel as the server does and run its signatures
     output_checks.py       --check: compare the outputs with the json or numpy
     tf_import.py, model_paths.py, serving_names.py   the lazy TensorFlow import, the paths, the serving names
-
-Their public names are importable from here too, as before the split (``import build_toy_models as btm``).
 """
 
 import argparse
@@ -58,56 +56,12 @@ import sys
 from pathlib import Path
 
 from config_files import write_configs
-from load_like_server import run_multitask_v1, run_v1, serialize_examples
-from model_paths import CONFIG_TEMPLATES, DEFAULT_OUT, DEFAULT_WEIGHTS, REPO_DIR, SCRIPT_DIR
-from multitask_spec import (
-    MULTITASK,
-    MULTITASK_B1,
-    MULTITASK_B2,
-    MULTITASK_B3,
-    MULTITASK_CLASSES,
-    MULTITASK_EXAMPLES,
-    MULTITASK_FEATURES,
-    MULTITASK_W1,
-    MULTITASK_W2,
-    MULTITASK_W3,
-    MultiTaskModel,
-    multitask_numpy,
-)
+from model_paths import DEFAULT_OUT, DEFAULT_WEIGHTS
+from multitask_spec import MULTITASK, MultiTaskModel
 from output_checks import check_multitask, check_one
-from saved_model_export import export_model, export_multitask, export_saved_model
-from serving_names import (
-    CLASSIFY_METHOD,
-    EXAMPLES_INPUT,
-    INPUT_ALIAS,
-    PREDICT_METHOD,
-    REGRESS_METHOD,
-    SIGNATURE_KEY,
-)
-from tf_import import import_tf
-from version_folders import build_one, current_umask, is_complete
-from weights_file import ACTIVATIONS, DEFAULT_INPUT, ToyModel, Weights, WeightsError, load_weights
-
-__all__ = [
-    # model_paths
-    "SCRIPT_DIR", "REPO_DIR", "DEFAULT_WEIGHTS", "DEFAULT_OUT", "CONFIG_TEMPLATES",
-    # serving_names
-    "INPUT_ALIAS", "SIGNATURE_KEY", "EXAMPLES_INPUT",
-    "PREDICT_METHOD", "CLASSIFY_METHOD", "REGRESS_METHOD",
-    # weights_file
-    "ACTIVATIONS", "DEFAULT_INPUT", "WeightsError", "ToyModel", "Weights", "load_weights",
-    # multitask_spec
-    "MultiTaskModel", "MULTITASK", "MULTITASK_FEATURES", "MULTITASK_CLASSES", "MULTITASK_EXAMPLES",
-    "MULTITASK_W1", "MULTITASK_B1", "MULTITASK_W2", "MULTITASK_B2", "MULTITASK_W3", "MULTITASK_B3",
-    "multitask_numpy",
-    # tf_import, saved_model_export, load_like_server
-    "import_tf", "export_model", "export_multitask", "export_saved_model",
-    "run_v1", "run_multitask_v1", "serialize_examples",
-    # version_folders, config_files, output_checks
-    "current_umask", "is_complete", "build_one", "write_configs", "check_one", "check_multitask",
-    # this module
-    "main",
-]
+from serving_names import SIGNATURE_KEY
+from version_folders import build_one
+from weights_file import WeightsError, load_weights
 
 
 def _show(path: Path) -> str:

@@ -9,7 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import build_toy_models as btm  # on sys.path through pyproject.toml's pytest settings
+# the models/ modules, on sys.path through pyproject.toml's pytest settings
+import load_like_server
+import output_checks
+import tf_import
+import version_folders
 import multitask_spec  # where MultiTask's weights live (test_check patches one)
 
 MODELS_DIR = Path(__file__).resolve().parent.parent
@@ -35,7 +39,7 @@ def within_ulps(got, want, ulps=4):
 @pytest.fixture(scope="module")
 def out(tmp_path_factory):
     out = tmp_path_factory.mktemp("save")
-    assert btm.build_one(btm.MULTITASK, out) == "built"
+    assert version_folders.build_one(multitask_spec.MULTITASK, out) == "built"
     return out
 
 
@@ -47,13 +51,13 @@ def path(out):
 @pytest.fixture(scope="module")
 def loaded(path):
     """(meta_graph_def, {signature: {alias: array}}) for EXAMPLES."""
-    return btm.run_multitask_v1(path, EXAMPLES)
+    return load_like_server.run_multitask_v1(path, EXAMPLES)
 
 
 @pytest.fixture(scope="module")
 def session(path):
     """(session, meta_graph_def) of the loaded model, for feeding by hand."""
-    tf = btm.import_tf()
+    tf = tf_import.import_tf()
     graph = tf.Graph()
     with tf.compat.v1.Session(graph=graph) as sess:
         with graph.as_default():
@@ -62,20 +66,20 @@ def session(path):
 
 
 def test_weights_are_fixed_and_shaped():
-    assert np.array(btm.MULTITASK_W1).shape == (2, 3) and np.array(btm.MULTITASK_B1).shape == (3,)
-    assert np.array(btm.MULTITASK_W2).shape == (3, 3) and np.array(btm.MULTITASK_B2).shape == (3,)
-    assert np.array(btm.MULTITASK_W3).shape == (3, 1) and np.array(btm.MULTITASK_B3).shape == (1,)
-    assert btm.MULTITASK_CLASSES == ("low", "medium", "high")
-    assert btm.MULTITASK.key == "MultiTask/1"
+    assert np.array(multitask_spec.MULTITASK_W1).shape == (2, 3) and np.array(multitask_spec.MULTITASK_B1).shape == (3,)
+    assert np.array(multitask_spec.MULTITASK_W2).shape == (3, 3) and np.array(multitask_spec.MULTITASK_B2).shape == (3,)
+    assert np.array(multitask_spec.MULTITASK_W3).shape == (3, 1) and np.array(multitask_spec.MULTITASK_B3).shape == (1,)
+    assert multitask_spec.MULTITASK_CLASSES == ("low", "medium", "high")
+    assert multitask_spec.MULTITASK.key == "MultiTask/1"
 
 
 def test_numpy_reference_by_hand():
     x = np.array([[e["age"], e["income"]] for e in EXAMPLES], np.float32)
-    pre = x @ np.array(btm.MULTITASK_W1, np.float32) + np.array(btm.MULTITASK_B1, np.float32)
+    pre = x @ np.array(multitask_spec.MULTITASK_W1, np.float32) + np.array(multitask_spec.MULTITASK_B1, np.float32)
     h = np.maximum(pre, 0)
     assert np.allclose(h, HIDDEN, atol=1e-5)
     assert np.all(h[0] > 0) and h[1, 1] == 0 and pre[1, 1] < 0  # relu active, and cutting one unit
-    want = btm.multitask_numpy([e["age"] for e in EXAMPLES], [e["income"] for e in EXAMPLES])
+    want = multitask_spec.multitask_numpy([e["age"] for e in EXAMPLES], [e["income"] for e in EXAMPLES])
     assert want["scores"].dtype == np.float32 and want["prediction"].dtype == np.float32
     assert np.allclose(want["scores"], [softmax(r) for r in LOGITS], rtol=1e-6)
     assert [float(v) for v in want["prediction"].ravel()] == PREDICTION
@@ -83,10 +87,10 @@ def test_numpy_reference_by_hand():
 
 
 def test_build_is_complete_and_skipped_next_time(out, path):
-    assert btm.is_complete(path)
+    assert version_folders.is_complete(path)
     assert sorted(p.name for p in (out / "MultiTask").iterdir()) == ["1"]  # no temp folders left
     before = (path / "saved_model.pb").stat().st_mtime_ns
-    assert btm.build_one(btm.MULTITASK, out) == "skipped"
+    assert version_folders.build_one(multitask_spec.MULTITASK, out) == "skipped"
     assert (path / "saved_model.pb").stat().st_mtime_ns == before
 
 
@@ -135,7 +139,7 @@ def test_signatures(loaded):
 def test_predict_matches_numpy(loaded):
     _, results = loaded
     got = results["serving_default"]
-    want = btm.multitask_numpy([e["age"] for e in EXAMPLES], [e["income"] for e in EXAMPLES])
+    want = multitask_spec.multitask_numpy([e["age"] for e in EXAMPLES], [e["income"] for e in EXAMPLES])
     assert got["scores"].dtype == np.float32 and got["scores"].shape == (2, 3)
     assert within_ulps(got["scores"], want["scores"]), (got["scores"].tolist(), want["scores"].tolist())
     assert np.allclose(got["scores"].sum(axis=1), 1.0, atol=1e-6)
@@ -163,11 +167,11 @@ def test_one_and_three_examples(session):
     regress = meta_graph.signature_def["regress"]
     examples = [EXAMPLES[1], {"age": 20.0, "income": 0.5}, EXAMPLES[0]]
     for batch in (examples[:1], examples):
-        serialized = np.array(btm.serialize_examples(batch), dtype=object)
+        serialized = np.array(load_like_server.serialize_examples(batch), dtype=object)
         scores, classes, outputs = sess.run(
             [classify.outputs["scores"].name, classify.outputs["classes"].name, regress.outputs["outputs"].name],
             {"input_example_tensor:0": serialized})
-        want = btm.multitask_numpy([e["age"] for e in batch], [e["income"] for e in batch])
+        want = multitask_spec.multitask_numpy([e["age"] for e in batch], [e["income"] for e in batch])
         assert scores.shape == (len(batch), 3) and classes.shape == (len(batch), 3)
         assert outputs.shape == (len(batch), 1)
         assert within_ulps(scores, want["scores"])
@@ -177,9 +181,9 @@ def test_one_and_three_examples(session):
 @pytest.mark.parametrize("example, missing", [({"age": 31.0}, "income"), ({"income": 5.2}, "age"),
                                                ({}, "age")])
 def test_missing_feature_is_an_error(session, example, missing):
-    tf = btm.import_tf()
+    tf = tf_import.import_tf()
     sess, meta_graph = session
-    serialized = np.array(btm.serialize_examples([EXAMPLES[0], example]), dtype=object)
+    serialized = np.array(load_like_server.serialize_examples([EXAMPLES[0], example]), dtype=object)
     for key, alias in (("classify", "scores"), ("regress", "outputs")):
         sig = meta_graph.signature_def[key]
         with pytest.raises(tf.errors.InvalidArgumentError,
@@ -188,9 +192,9 @@ def test_missing_feature_is_an_error(session, example, missing):
 
 
 def test_check(out, monkeypatch):
-    ok, msg = btm.check_multitask(out)
+    ok, msg = output_checks.check_multitask(out)
     assert ok, msg
     assert msg.endswith("~= numpy; classify and regress == predict")
     monkeypatch.setattr(multitask_spec, "MULTITASK_B3", (3.0,))  # numpy now disagrees with the saved model
-    ok, msg = btm.check_multitask(out)
+    ok, msg = output_checks.check_multitask(out)
     assert not ok and msg.startswith("prediction ")

@@ -14,6 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import build_toy_models as btm  # on sys.path through pyproject.toml's pytest settings
+import load_like_server
+import model_paths
+import version_folders
 from server.servables.saved_model import signature_def_map_bytes  # what the server sends as metadata
 
 MODELS_DIR = Path(__file__).resolve().parent.parent
@@ -47,7 +50,7 @@ def run_main(argv):
 
 @pytest.fixture(scope="module")
 def weights():
-    return json.loads(btm.DEFAULT_WEIGHTS.read_text())
+    return json.loads(model_paths.DEFAULT_WEIGHTS.read_text())
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +65,12 @@ def built(tmp_path_factory):
 def loaded(built):
     """{name: (meta_graph_def, {alias: output array})} for every built model."""
     out = built[0]
-    return {n: btm.run_v1(out / n, X) for n in NAMES}
+    return {n: load_like_server.run_v1(out / n, X) for n in NAMES}
 
 
 def test_default_paths():
-    assert btm.DEFAULT_WEIGHTS == MODELS_DIR.parent.parent / "shared" / "toy_models.json"
-    assert btm.DEFAULT_OUT == MODELS_DIR / "save"
+    assert model_paths.DEFAULT_WEIGHTS == MODELS_DIR.parent.parent / "shared" / "toy_models.json"
+    assert model_paths.DEFAULT_OUT == MODELS_DIR / "save"
 
 
 def test_first_run_builds_everything(built):
@@ -82,8 +85,8 @@ def test_first_run_builds_everything(built):
     assert sorted(os.listdir(out / "Toy_double")) == ["1"]
     assert sorted(os.listdir(out / "MultiTask")) == ["1"]
     for n in BUILT:
-        assert btm.is_complete(out / n)
-        assert (os.stat(out / n).st_mode & 0o777) == 0o777 & ~btm.current_umask()
+        assert version_folders.is_complete(out / n)
+        assert (os.stat(out / n).st_mode & 0o777) == 0o777 & ~version_folders.current_umask()
 
 
 def test_toy1_exact_outputs(loaded):
