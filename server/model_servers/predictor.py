@@ -55,13 +55,10 @@ class Predictor:
     def multi_inference(self, request, deadline=None):
         return self._infer(MULTI_INFERENCE, request, deadline)
 
-    def infer(self, api, request, deadline=None):
-        """One of the four inference calls by its name (INFERENCE_APIS)."""
-        return self._infer(api, request, deadline)
-
     async def infer_async(self, api, request, deadline, executor):
-        """infer() on an event loop: a batched session run is awaited here, holding no thread; any other run,
-        a large request's decoding and the request log's write go to `executor`."""
+        """An inference call (one of INFERENCE_APIS) on an event loop: a batched session run is awaited here,
+        holding no thread; any other run, a large request's decoding and the request log's write go to
+        `executor`."""
         with self._accounted(api, request) as call:
             spec, steps = self._plan(api, call)
             with self.core.handle(spec) as servable:
@@ -102,21 +99,17 @@ class Predictor:
 
     @contextlib.contextmanager
     def _accounted(self, api, request):
-        """The call's bookkeeping: a Predict's request made a SplitPredictRequest; the metrics of the call as it
-        ends; anything but a ServingError logged with its traceback and raised as INTERNAL."""
+        """The call's bookkeeping: a Predict's request made a SplitPredictRequest; its errors as _errors_logged
+        makes them; the metrics of the call as it ends."""
         call = _Call(SplitPredictRequest(request) if api == PREDICT and not isinstance(
             request, SplitPredictRequest) else request)
         started, code = time.perf_counter(), grpc.StatusCode.OK
         try:
-            yield call
+            with self._errors_logged(api):
+                yield call
         except status.ServingError as e:
             code = e.code
-            log.debug("%s failed: %s", api, e.message)
             raise
-        except Exception as e:  # the server keeps serving whatever one request does
-            code = grpc.StatusCode.INTERNAL
-            log.exception("%s failed", api)
-            raise status.ServingError(code, f"{type(e).__name__}: {e}") from None
         finally:
             METRICS.request(_model_name(call.request), api, self.entrypoint, code.name,
                             time.perf_counter() - started, call.version)
@@ -165,6 +158,8 @@ class Predictor:
     @staticmethod
     @contextlib.contextmanager
     def _errors_logged(api):
+        """A ServingError as it is (logged at debug); anything else logged with its traceback and raised as
+        INTERNAL: the server keeps serving whatever one request does."""
         try:
             yield
         except status.ServingError as e:

@@ -38,7 +38,7 @@ class Inference:
         try:
             feeds, fetch_names = next(self.steps)
             while True:
-                self._note(feeds)
+                self._note(value for _, value in feeds)
                 values = self.servable.run(feeds, fetch_names, run_timeout_ms(self.deadline))
                 feeds = None  # the run's inputs are not held while the answer is built
                 self._note(values)
@@ -56,7 +56,7 @@ class Inference:
             first = loop.run_in_executor(executor, next, self.steps) if read_off_loop else None
             feeds, fetch_names = await first if first is not None else next(self.steps)
             while True:
-                self._note(feeds)
+                self._note(value for _, value in feeds)
                 timeout_ms = run_timeout_ms(self.deadline)
                 run = self.servable.submit(feeds, fetch_names, timeout_ms, loop)
                 if run is None:
@@ -70,10 +70,9 @@ class Inference:
         finally:
             self._end()
 
-    def _note(self, named_or_arrays):
+    def _note(self, arrays):
         """Remember whether the inference handled a large array (a feed, or a fetched output)."""
         if not self._large:
-            arrays = (item[1] if isinstance(item, tuple) else item for item in named_or_arrays)
             self._large = any(getattr(a, "nbytes", 0) >= memory.LARGE_BYTES for a in arrays)
 
     def _end(self):

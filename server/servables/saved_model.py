@@ -23,9 +23,8 @@ REGRESS_METHOD = "tensorflow/serving/regress"
 
 def _load_error(error, path, tags):
     """A failed SavedModel load as TF Serving words it (TensorFlow's C++ loader, cc/saved_model/loader.cc and
-    loader_util): Python's loader raises other types, with other words, for the same faults."""
-    if isinstance(error, tf.errors.OpError):
-        return status.from_tf_error(error)
+    loader_util): Python's loader raises other types, with other words, for the same faults. Any other error is
+    left as it is (the manager reports a TensorFlow error with its own code)."""
     if isinstance(error, RuntimeError) and "MetaGraphDef associated with tags" in str(error):  # an empty file too
         return status.ServingError(grpc.StatusCode.NOT_FOUND, f"Could not find meta graph def matching supplied "
                                    f"tags: {{ {' '.join(tags)} }}. To inspect available tag-sets in the SavedModel, "

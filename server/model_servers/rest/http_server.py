@@ -235,12 +235,10 @@ class RestServer:
             body = await request.read()
             if _gzipped(request.headers):
                 body = await asyncio.get_running_loop().run_in_executor(self._pool, _inflate, body)
-        except _TooLarge as e:
+        except (_TooLarge, web.HTTPRequestEntityTooLarge) as e:  # aiohttp's: a chunked body past the limit
+            limit, how = (e.limit, e.how) if isinstance(e, _TooLarge) else (MAX_BODY_BYTES, "")
             # The rest of the body is not read: the connection closes after this answer.
-            return _error(413, f"Request body is larger than the REST API's limit of {e.limit} bytes{e.how}; "
-                               "send large tensors over gRPC")
-        except web.HTTPRequestEntityTooLarge:
-            return _error(413, f"Request body is larger than the REST API's limit of {MAX_BODY_BYTES} bytes; "
+            return _error(413, f"Request body is larger than the REST API's limit of {limit} bytes{how}; "
                                "send large tensors over gRPC")
         except web.RequestPayloadError as e:  # bad chunk framing
             detail = " ".join(str(getattr(e.__cause__, "message", e)).split())
