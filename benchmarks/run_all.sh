@@ -12,11 +12,12 @@ py=.venv/bin/python
 "$py" benchmarks/bench_server.py  # and bench_batching.py's compute-bound table
 "$py" benchmarks/bench_flavours.py
 "$py" benchmarks/bench_stall.py
+"$py" benchmarks/bench_rest_stall.py
 "$py" benchmarks/bench_rest.py
 "$py" benchmarks/bench_memory.py
 "$py" benchmarks/bench_fleet.py
 {
     echo "# Benchmarks, $(date -u +%Y-%m-%d), $(nproc) CPUs, $(uname -m)"
-    for table in cli codec loadgen server flavours stall rest memory fleet; do echo; cat "benchmarks/results/$table.md"; done
+    for table in cli codec loadgen server flavours stall rest_stall rest memory fleet; do echo; cat "benchmarks/results/$table.md"; done
 } > benchmarks/results/all.md
 echo "== written benchmarks/results/all.md"

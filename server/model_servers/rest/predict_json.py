@@ -10,7 +10,7 @@ from ...util.proto_keys import has_key
 from ...servables import tensors
 from .b64 import decode_b64_object
 from .json_reader import fill_signature, guard_depth
-from .json_values import (INT32, INT64, UINT32, UINT64, dtype_string, in_range, internal, is_b64, is_number,
+from .json_values import (INT32, INT64, UINT32, UINT64, Object, dtype_string, in_range, internal, is_b64, is_number,
                           json_type, status_string, to_bytes, to_text, unimplemented)
 from .json_writer import PrettyWriter, decimal_strings, format_error, quote, value_string
 
@@ -79,6 +79,10 @@ _CONVERTERS = {
 }
 
 
+_FLOATS = frozenset([float])
+_CONTAINERS = frozenset([list, dict, Object])
+
+
 def _dense_shape(v):
     """GetDenseTensorShape: list lengths following the first element at each level."""
     shape = []
@@ -112,10 +116,15 @@ def _fill_values(v, level, dtype, shape, out):
     if len(v) != shape[level]:
         raise status.invalid_argument(
             f"Encountered list at unexpected size: {len(v)} at level: {level} expected size: {shape[level]}")
-    if level == rank - 1 and dtype in _CONVERTERS and not any(isinstance(x, (list, dict)) for x in v):
-        convert = _CONVERTERS[dtype][1]
-        out.extend(convert(x) for x in v)  # the innermost list: values only, in one go
-        return len(v)
+    if level == rank - 1 and dtype in _CONVERTERS:
+        kinds = set(map(type, v))
+        if kinds <= _FLOATS and (dtype == types_pb2.DT_FLOAT or dtype == types_pb2.DT_DOUBLE):
+            out.extend(v)  # the innermost list of a float tensor, all doubles already: as they are, in one go
+            return len(v)
+        if not kinds & _CONTAINERS:
+            convert = _CONVERTERS[dtype][1]
+            out.extend(convert(x) for x in v)  # the innermost list: values only, in one go
+            return len(v)
     count = 0
     for item in v:
         count += _fill_values(item, level + 1, dtype, shape, out)

@@ -1,5 +1,6 @@
 """server.memory in real processes: glibc's arenas, read with malloc_info(3) after threads allocate."""
 
+import threading
 import os
 import subprocess
 import sys
@@ -48,3 +49,33 @@ def test_threads_share_one_arena_unless_malloc_arena_max_is_set():
     assert arenas({}) == 1
     assert arenas({"MALLOC_ARENA_MAX": "8"}) > 1  # left to glibc: threads got arenas of their own
     assert arenas({"MALLOC_ARENA_MAX": "1"}) == 1
+
+
+def test_collection_paused_nests_across_threads_and_resumes_after_the_last():
+    import gc
+
+    from server.util import memory
+
+    inside, leave = threading.Event(), threading.Event()
+
+    def other():
+        with memory.collection_paused():
+            inside.set()
+            leave.wait(10)
+
+    assert gc.isenabled()
+    thread = threading.Thread(target=other)
+    thread.start()
+    assert inside.wait(10)
+    with memory.collection_paused():
+        assert not gc.isenabled()
+    assert not gc.isenabled()  # the other thread is still inside
+    leave.set()
+    thread.join(10)
+    assert gc.isenabled()
+    try:
+        with memory.collection_paused():
+            raise ValueError("a parse error")
+    except ValueError:
+        pass
+    assert gc.isenabled()

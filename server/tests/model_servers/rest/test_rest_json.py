@@ -853,3 +853,82 @@ def test_decimals_as_tf_servings_writedecimal(value, is_float, text):
         value = float(np.float32(value))
     assert json_writer.decimal_string(value, is_float) == text
     assert json_writer.decimal_strings(np.array([value], np.float32 if is_float else np.float64), is_float) == [text]
+
+
+# ---------------------------------------------------------------------------------------------
+# The fast parsers (orjson, then Python's json) against the exact reader. Text after the document
+# is ignored (kParseStopWhenDoneFlag), but an exponent of three digits anywhere in the body sends it
+# to the exact reader: `body + b" 1e000"` is the same document read the exact way.
+
+_KEYS = st.sampled_from(["a", "b", "x", "b64", "\u00e9", "\\u0061", "\U0001F600", "instances"])
+
+
+class _Literal(str):
+    """JSON text written as it is (a number's spelling, NaN)."""
+
+
+_NUMBERS = st.one_of(
+    st.integers(-2**70, 2**70), st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["-0", "0.0", "1E5", "1e-5", "2.5e+10", "1.7976931348623157e308", "5e-324", "0.1",
+                     "18446744073709551616", "NaN", "-Infinity"]).map(_Literal))
+_SCALARS = st.one_of(_NUMBERS, st.booleans(), st.none(), st.text(max_size=5))
+
+
+def _json_text(value):
+    """`value` as JSON text; a list of (name, value) pairs is an object (names may repeat)."""
+    if isinstance(value, tuple) and value[0] == "object":
+        members = ",".join(f"{_key_text(name)}: {_json_text(member)}" for name, member in value[1])
+        return "{" + members + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_json_text(v) for v in value) + "]"
+    if isinstance(value, _Literal):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    return json.dumps(value)
+
+
+def _key_text(name):
+    return f'"{name}"' if name.startswith("\\u") else json.dumps(name)
+
+
+_DOCUMENTS = st.recursive(
+    _SCALARS,
+    lambda children: st.one_of(st.lists(children, max_size=4),
+                               st.lists(st.tuples(_KEYS, children), max_size=4).map(lambda m: ("object", m))),
+    max_leaves=20).map(lambda inner: ("object", [("instances", inner)]))
+
+
+def _members(value):
+    """The document with every object's members in order, as the REST code sees them."""
+    if isinstance(value, dict):
+        return [(name, _members(member)) for name, member in json_values.object_members(value)]
+    if isinstance(value, list):
+        return [_members(v) for v in value]
+    if type(value) is int and not json_values.is_int_token(value):  # json.loads keeps such an int whole, where
+        value = float(value)  # rapidjson makes it a double: the REST code reads both as a double (is_double)
+    return ("nan",) if isinstance(value, float) and math.isnan(value) else (type(value).__name__, value)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_DOCUMENTS)
+@example(("object", [("a", 1), ("a", 2)]))
+@example(("object", [("instances", [("object", [("x", 1), ("y", 2)]), ("object", [("x", 3), ("x", 4)])])]))
+@example(("object", [("a", 1), ("\\u0061", 2)]))
+@example(("object", [("a", _Literal("18446744073709551616")), ("b", _Literal("NaN"))]))
+def test_the_fast_parsers_read_every_document_as_the_exact_reader(document):
+    body = _json_text(document).encode()
+    fast, exact = json_reader.parse(body), json_reader.parse(body + b" 1e000")
+    assert _members(fast) == _members(exact)
+
+
+
+def test_decimal_strings_across_its_chunks_as_value_by_value():
+    """Large outputs are formatted a chunk at a time (the interpreter is let go between): the values on either
+    side of each chunk's edge come out as each alone would."""
+    values = np.random.default_rng(3).standard_normal(2 * 65536 + 7).astype(np.float32) * 1e3
+    values[[0, 65535, 65536, 65537, -1]] = [np.nan, np.inf, 0.1, 1e-45, 3.0]
+    whole = json_writer.decimal_strings(values, True)
+    edges = [0, 1, 65535, 65536, 65537, 131071, 131072, len(values) - 1]
+    assert [whole[i] for i in edges] == [json_writer.decimal_strings(values[i:i + 1], True)[0] for i in edges]
+    assert len(whole) == len(values) and whole[0] == "NaN" and whole[65535] == "Infinity" and whole[-1] == "3.0"
