@@ -1,9 +1,9 @@
 """server.memory in real processes: glibc's arenas, read with malloc_info(3) after threads allocate."""
 
-import threading
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
