@@ -19,6 +19,7 @@ from ..util import status
 
 log = logging.getLogger("tensorflow_serving.core")
 State = get_model_status_pb2.ModelVersionStatus.State
+STOP_POLL_SECONDS = 0.1  # how soon wait() sees a stop requested (request_stop)
 
 
 def servable_id(name, version):
@@ -45,7 +46,7 @@ class _Inline:
     def submit(self, fn, *args):
         fn(*args)
 
-    def shutdown(self, wait=True):
+    def shutdown(self, wait=True, cancel_futures=False):
         pass
 
 
@@ -73,6 +74,7 @@ class Manager:
         self._retired = []  # load pools replaced by set_num_load_threads
         self._thread = None
         self._closed = False
+        self._loads_running = 0  # loads under way now (a load queued in a pool is not one yet)
         self.stopping = threading.Event()  # cancels load retries
 
     def set_num_load_threads(self, threads):
@@ -167,7 +169,7 @@ class Manager:
 
     def wait(self, versions=(), unloaded=(), timeout=None):
         """Wait until each (name, version) in `versions` is AVAILABLE or END, and every model in
-        `unloaded` has nothing serving or unloading; False on timeout."""
+        `unloaded` has nothing serving or unloading, or the server stops (request_stop); False on timeout."""
         def done():
             for name, version in versions:
                 record = self._records.get(name, {}).get(version)
@@ -179,8 +181,24 @@ class Manager:
                     return False
             return True
 
+        def finished():
+            return done() or self._closed or self.stopping.is_set()
+
+        end = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            return self._changed.wait_for(lambda: done() or self._closed, timeout)
+            # request_stop sets `stopping` without the lock or a notify: the wait looks at it every STOP_POLL s
+            while not finished():
+                left = STOP_POLL_SECONDS if end is None else min(STOP_POLL_SECONDS, end - time.monotonic())
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+            return True
+
+    def request_stop(self):
+        """The server is stopping: load retries are cancelled, and wait() returns within STOP_POLL_SECONDS (the
+        loads under way cannot be interrupted; unload_all bounds the wait for them). Safe in a signal handler:
+        it takes no lock (the main thread, which runs the handler, may hold the manager's)."""
+        self.stopping.set()
 
     # -- the manager thread -------------------------------------------------------------------
 
@@ -234,6 +252,16 @@ class Manager:
 
     def _load(self, record):
         """Load one version; on failure retry as TF Serving does, then end in END with the error."""
+        with self._lock:
+            self._loads_running += 1
+        try:
+            self._load_with_retries(record)
+        finally:
+            with self._lock:
+                self._loads_running -= 1
+                self._changed.notify_all()
+
+    def _load_with_retries(self, record):
         name, version = record.name, record.version
         sid = servable_id(name, version)
         log.info("Approving load for servable version %s", sid)
@@ -307,8 +335,12 @@ class Manager:
             self._changed.notify_all()
         log.info("Done unloading servable version %s", sid)
 
-    def unload_all(self):
-        """At shutdown: stop the manager thread, then unload every serving version here."""
+    def unload_all(self, load_wait=None):
+        """At shutdown: stop the manager thread, then unload every serving version here.
+
+        A load cannot be interrupted (TensorFlow's, or a warmup's runs): those under way get `load_wait` seconds
+        (None: as long as they take) to end, and those queued are dropped. Returns how many are still running:
+        each closes what it loaded when it ends, or ends with the process."""
         log.info("Unload all remaining servables in the manager.")
         self.stopping.set()
         with self._lock:
@@ -316,9 +348,13 @@ class Manager:
             self._changed.notify_all()
             thread = self._thread
         if thread is not None:
-            thread.join(30)
-        for executor in (*self._retired, self._load_executor, self._unload_executor):
-            executor.shutdown(wait=True)
+            thread.join(30 if load_wait is None else load_wait)
+        for executor in (*self._retired, self._load_executor):
+            executor.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            self._changed.wait_for(lambda: self._loads_running == 0, load_wait)
+            loads_left = self._loads_running
+        self._unload_executor.shutdown(wait=True)
         with self._lock:
             serving = [r for records in self._records.values() for r in records.values()
                        if r.state == State.AVAILABLE]
@@ -326,6 +362,7 @@ class Manager:
                 record.state = State.UNLOADING
         for record in serving:
             self._unload(record)
+        return loads_left
 
 
 def _load_error(error):

@@ -5,15 +5,17 @@ Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 255 when start-up fails 
 """
 
 import logging
+import os
 import signal
 import sys
-import threading
+import time
 
 from ..util.status import StartupError
 from . import flags, runtime
 
 SERVER_VERSION = "0.1.0"
 log = logging.getLogger("tensorflow_serving.model_servers")
+STOP_POLL_SECONDS = 0.1  # how soon the main thread acts on a signal (its handler only notes it)
 
 
 def _start_up_failed(error, server=None):
@@ -23,7 +25,7 @@ def _start_up_failed(error, server=None):
     if error.preface:
         print(error.preface, file=sys.stderr)
     print(f"Failed to start server. Error: {error}", file=sys.stderr)
-    return 255
+    return _leaving(server, 255)
 
 
 def main(argv=None):
@@ -49,12 +51,12 @@ def main(argv=None):
 
     server = ModelServer(options)
     received = []  # the signals that asked for the stop
-    stopping = threading.Event()
 
     def on_signal(signum, frame):
+        # The handler runs in the main thread, between any two of its steps: it takes no lock the main thread
+        # could be holding (a threading.Event's set() would; the main loop below polls `received` instead).
         log.info("Received %s, shutting down.", signal.Signals(signum).name)
         received.append(signal.Signals(signum).name)
-        stopping.set()
         server.request_stop()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -65,23 +67,35 @@ def main(argv=None):
         if not received:
             return _start_up_failed(e, server)
         # The signal stopped the loads: not the models' fault, and a stop as asked for.
-        server.stop(0)
+        server.stop()
         log.info("Start-up stopped by %s. Server stopped.", received[0])
-        return _stopped()
-    while not stopping.wait(0.5):
-        pass
+        return _stopped(server)
+    while not received:
+        time.sleep(STOP_POLL_SECONDS)
     server.stop()
     log.info("Server stopped.")
-    return _stopped()
+    return _stopped(server)
 
 
-def _stopped():
+def _stopped(server):
     """Exit status 0 after a stop. A signal repeated while the server stops changes nothing, and after this must
     not either: at exit Python puts SIG_DFL back in place of its own handlers (not of SIG_IGN), so a SIGTERM sent
     again while the interpreter tears down would end a clean shutdown with "killed by SIGTERM"."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return 0
+    return _leaving(server, 0)
+
+
+def _leaving(server, code):
+    """`code`, or the process ends here with it when a model load outlived the stop: Python would wait for the
+    load's thread at exit, for as long as the load takes (a hung one: for good)."""
+    if server is None or not server.loads_left:
+        return code
+    log.info("%d model load(s) still running after the grace; exiting without them.", server.loads_left)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -29,6 +29,7 @@ class ModelServer:
         self.batch_scheduler = None
         self.health = None
         self.rest_server = None
+        self.loads_left = 0  # model loads still running when stop() returned (see Manager.unload_all)
         self._rest_idle_timeout = None  # TFS_REST_IDLE_TIMEOUT_SECONDS, checked before any model loads
         self._stop = threading.Event()
         self._config_text = None
@@ -211,13 +212,13 @@ class ModelServer:
     def request_stop(self):
         self._stop.set()
         if self.core is not None:
-            self.core.manager.stopping.set()
+            self.core.manager.request_stop()
 
     def stop(self, grace=SHUTDOWN_GRACE_SECONDS):
         """Stop accepting on every port at once, let requests in flight finish (`grace` s), then unload."""
         self._stop.set()
         if self.core is not None:
-            self.core.manager.stopping.set()
+            self.core.manager.request_stop()
         if self.health is not None:
             self.health.enter_graceful_shutdown()  # every service NOT_SERVING: balancers stop sending
         grpc_stopped = self.grpc_server.stop(grace) if self.grpc_server is not None else None
@@ -226,6 +227,6 @@ class ModelServer:
         if grpc_stopped is not None:
             grpc_stopped.wait()
         if self.core is not None:
-            self.core.manager.unload_all()
+            self.loads_left = self.core.manager.unload_all(load_wait=grace)
         if self.batch_scheduler is not None:
             self.batch_scheduler.close()

@@ -193,3 +193,30 @@ def test_a_signal_during_the_first_load_is_a_clean_stop_not_the_models_fault(tmp
     log = server.log()
     assert log.rstrip().endswith(f"Start-up stopped by {signum.name}. Server stopped.") and "Failed to start" not in log
     server.__exit__()
+
+
+def test_a_signal_during_a_load_that_does_not_end_stops_within_the_grace(tmp_path, slow_model):
+    # A load cannot be interrupted: here its warmup runs a 60 s sleep. Before, the stop waited for the load (pool
+    # threads joined at shutdown and again at exit), whatever it took.
+    import shutil
+
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from testing.slow_model import slow_request
+    from tfsclient import tfrecord
+
+    shutil.copytree(slow_model, tmp_path / "Slow")
+    entry = prediction_log_pb2.PredictionLog()
+    entry.predict_log.request.CopyFrom(slow_request(60_000_000, tmp_path / "warming"))
+    (tmp_path / "Slow" / "1" / "assets.extra").mkdir()
+    tfrecord.append(str(tmp_path / "Slow" / "1" / "assets.extra" / "tf_serving_warmup_requests"),
+                    [entry.SerializeToString()])
+    server = ServerProcess("--model_name=Slow", f"--model_base_path={tmp_path}/Slow")
+    server.start(expect_ready=False)
+    wait_until(lambda: (tmp_path / "warming").exists(), timeout=60, what="the warmup's run to start")
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(30) == 0  # the 5 s grace, then out: not the 60 s the load would take
+    log = server.log()
+    assert "1 model load(s) still running after the grace; exiting without them." in log
+    assert "Start-up stopped by SIGTERM. Server stopped." in log
+    server.__exit__()
