@@ -7,6 +7,7 @@ already running. Entries are never forgotten (as TF Serving's ServableStateMonit
 unloaded version stays listed as END.
 """
 
+import collections
 import contextlib
 import logging
 import threading
@@ -20,6 +21,11 @@ from ..util import status
 log = logging.getLogger("tensorflow_serving.core")
 State = get_model_status_pb2.ModelVersionStatus.State
 STOP_POLL_SECONDS = 0.1  # how soon wait() sees a stop requested (request_stop)
+# At a stop, after the front doors' grace: how long a version waits for the requests holding it to let go
+# before it is left loaded (the process is leaving; those requests' runs cannot be interrupted).
+QUIESCE_AT_STOP_SECONDS = 1.0
+# What a stop left running (Manager.unload_all): model loads, and requests still holding a version.
+Leftover = collections.namedtuple("Leftover", "loads requests")
 
 
 def servable_id(name, version):
@@ -313,11 +319,15 @@ class Manager:
             record.cancel.wait(min(left, 0.1))
         return True
 
-    def _unload(self, record):
+    def _unload(self, record, quiesce_wait=None):
+        """Unload `record` once no request holds it; with `quiesce_wait` (a stop), only if that comes within so
+        many seconds: a request the front doors gave up on may run on (its run cannot be interrupted)."""
         sid = servable_id(record.name, record.version)
         log.info("Quiescing servable version %s", sid)
         with record.released:
-            record.released.wait_for(lambda: record.handles == 0)
+            if not record.released.wait_for(lambda: record.handles == 0, quiesce_wait):
+                log.info("Servable version %s is still in use after the grace; left loaded.", sid)
+                return record.handles
         log.info("Done quiescing servable version %s", sid)
         log.info("Unloading servable version %s", sid)
         try:
@@ -334,13 +344,15 @@ class Manager:
             record.reload_after_unload = False
             self._changed.notify_all()
         log.info("Done unloading servable version %s", sid)
+        return 0
 
     def unload_all(self, load_wait=None):
         """At shutdown: stop the manager thread, then unload every serving version here.
 
         A load cannot be interrupted (TensorFlow's, or a warmup's runs): those under way get `load_wait` seconds
-        (None: as long as they take) to end, and those queued are dropped. Returns how many are still running:
-        each closes what it loaded when it ends, or ends with the process."""
+        (None: as long as they take) to end, and those queued are dropped. A version still held by requests then
+        gets QUIESCE_AT_STOP_SECONDS (with `load_wait`; else as long as they take) before it is left loaded.
+        Returns a Leftover: the loads and requests still running, which end with the process."""
         log.info("Unload all remaining servables in the manager.")
         self.stopping.set()
         with self._lock:
@@ -360,9 +372,9 @@ class Manager:
                        if r.state == State.AVAILABLE]
             for record in serving:
                 record.state = State.UNLOADING
-        for record in serving:
-            self._unload(record)
-        return loads_left
+        requests_left = sum(self._unload(record, None if load_wait is None else QUIESCE_AT_STOP_SECONDS)
+                            for record in serving)
+        return Leftover(loads_left, requests_left)
 
 
 def _load_error(error):

@@ -87,15 +87,21 @@ def _stopped(server):
 
 
 def _leaving(server, code):
-    """`code`, or the process ends here with it when a model load outlived the stop: Python would wait for the
-    load's thread at exit, for as long as the load takes (a hung one: for good)."""
-    if server is None or not server.loads_left:
+    """`code`, or the process ends here with it when work outlived the stop's grace: a model load, or a request
+    whose run cannot be interrupted (the front doors stopped waiting for it, but its thread runs on). Python would
+    join their threads at exit, for as long as they take (a hung one: for good)."""
+    leftover = server.leftover if server is not None else None
+    if not leftover or not (leftover.loads or leftover.requests):
         return code
-    log.info("%d model load(s) still running after the grace; exiting without them.", server.loads_left)
+    if leftover.loads:
+        log.info("%d model load(s) still running after the grace; exiting without them.", leftover.loads)
+    if leftover.requests:
+        log.info("%d request(s) still running after the grace; exiting without them.", leftover.requests)
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -29,7 +29,7 @@ class ModelServer:
         self.batch_scheduler = None
         self.health = None
         self.rest_server = None
-        self.loads_left = 0  # model loads still running when stop() returned (see Manager.unload_all)
+        self.leftover = None  # what stop() left running: a core.manager.Leftover (Manager.unload_all)
         self._rest_idle_timeout = None  # TFS_REST_IDLE_TIMEOUT_SECONDS, checked before any model loads
         self._stop = threading.Event()
         self._config_text = None
@@ -227,6 +227,6 @@ class ModelServer:
         if grpc_stopped is not None:
             grpc_stopped.wait()
         if self.core is not None:
-            self.loads_left = self.core.manager.unload_all(load_wait=grace)
+            self.leftover = self.core.manager.unload_all(load_wait=grace)
         if self.batch_scheduler is not None:
             self.batch_scheduler.close()

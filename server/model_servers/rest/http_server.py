@@ -128,6 +128,7 @@ class RestServer:
         self._thread = threading.Thread(target=self._loop.run_forever, name="rest-io", daemon=True)
         self._runner = self._socket = None
         self._adopting = set()  # connections being handed to aiohttp's protocol
+        self._grace_over = None  # a future of the loop's, done when a stop's grace ends (_stop)
 
     def start(self):
         _route_aiohttp_logs()
@@ -147,6 +148,7 @@ class RestServer:
                                  keepalive_timeout=self._idle_timeout, access_log=None, auto_decompress=False)
         self._runner = web.ServerRunner(server, shutdown_timeout=self._grace)
         await self._runner.setup()
+        self._grace_over = self._loop.create_future()
         # The port is ours, not an aiohttp site's: asyncio (3.11) drops a connection it accepted just before its
         # server closed (its transport cannot attach to a closed server), and closing a listening socket resets
         # the connections still in its backlog. A stop here takes them all in first (_stop).
@@ -202,6 +204,9 @@ class RestServer:
         self._close_loop()
 
     async def _stop(self):
+        # A request still running when the grace ends is answered 503 (its thread runs on; _call): aiohttp would
+        # wait for it twice the grace, then close its connection unanswered.
+        self._loop.call_later(self._grace, lambda: self._grace_over.done() or self._grace_over.set_result(None))
         # The clients in the backlog connected before the stop: taken in, in the same step of the loop as the
         # close, they are answered like those already open.
         self._loop.remove_reader(self._socket)
@@ -279,17 +284,22 @@ class RestServer:
         try:
             call = asyncio.wrap_future(self._pool.submit(run))
         except RuntimeError:  # the pool is shut down: the server is stopping
-            return 503, json_error("Server is shutting down"), "application/json", {}
+            return _SHUTTING_DOWN
         timeout = self.api.timeout_seconds
         if not timeout or started is None:  # TensorFlow cancels a run that overstays it: nothing to guard
-            return await call
+            await asyncio.wait({call, self._grace_over}, return_when=asyncio.FIRST_COMPLETED)
+            return call.result() if call.done() else _SHUTTING_DOWN
         waiter = asyncio.ensure_future(started.wait())
         await asyncio.wait({call, waiter}, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
-        try:  # a little slack: TensorFlow's own cancellation answers first when it can
-            return await asyncio.wait_for(asyncio.shield(call), timeout + 0.25)
-        except asyncio.TimeoutError:
-            return self.api.timed_out()
+        # a little slack: TensorFlow's own cancellation answers first when it can
+        await asyncio.wait({call, self._grace_over}, timeout=timeout + 0.25, return_when=asyncio.FIRST_COMPLETED)
+        if call.done():
+            return call.result()
+        return _SHUTTING_DOWN if self._grace_over.done() else self.api.timed_out()
+
+
+_SHUTTING_DOWN = (503, json_error("Server is shutting down"), "application/json", {})
 
 
 class _TooLarge(Exception):

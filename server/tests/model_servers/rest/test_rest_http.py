@@ -541,3 +541,48 @@ def test_a_bad_idle_timeout_variable_fails_start_up(toy_models):
             "seconds > 0, not 'soon'") in server.log()
     assert "Reading SavedModel" not in server.log()  # refused before a model loads (with large ones, minutes)
     server.__exit__()
+
+
+@pytest.mark.parametrize("transport", ["REST", "gRPC"])
+def test_a_stop_does_not_wait_past_its_grace_for_a_request_still_running(slow_model, tmp_path, transport):
+    """A 60 s predict runs when SIGTERM comes (--rest_api_timeout_in_ms and the call's deadline let it run): the
+    stop gives it the 5 s grace, then the process leaves without it, exit 0. Before, the unload waited for the
+    request to let go of its model, and Python would join the request's thread at exit: the stop took the whole
+    60 s (and REST's stop alone twice the grace, aiohttp waiting for the handler again after the grace)."""
+    import grpc
+
+    from testing.slow_model import slow_request
+    from tfsclient.protos import prediction_service_pb2_grpc
+
+    marker = tmp_path / "running"
+    with serving("--model_name=Slow", f"--model_base_path={slow_model}", "--rest_api_timeout_in_ms=600000") as server:
+        outcome = []
+
+        def call():
+            try:
+                if transport == "REST":
+                    outcome.append(requests.post(f"http://localhost:{server.rest_port}/v1/models/Slow:predict",
+                                                 data=slow_body(30_000_000, marker), timeout=90).status_code)
+                else:
+                    with grpc.insecure_channel(server.target) as channel:
+                        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+                        outcome.append(stub.Predict(slow_request(30_000_000, marker), timeout=90))
+            except Exception as e:  # the connection closes unanswered, or the call is cancelled: either is fine
+                outcome.append(e)
+
+        client = threading.Thread(target=call, daemon=True)
+        client.start()
+        wait_until(marker.exists, timeout=30, what="the run to start")
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(40) == 0
+        took = time.monotonic() - started
+        log = server.log()
+    assert took < 15, f"the stop took {took:.1f} s"
+    assert "1 request(s) still running after the grace; exiting without them." in log
+    assert "Traceback" not in log
+    client.join(30)
+    if transport == "REST":  # answered when the grace ends, not closed unanswered after twice the grace
+        assert outcome == [503]
+    else:  # gRPC's stop(grace) ends the calls still running: "Cancelling all calls", which clients may retry
+        assert outcome[0].code() == grpc.StatusCode.UNAVAILABLE
