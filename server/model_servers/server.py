@@ -32,6 +32,7 @@ class ModelServer:
         self.leftover = None  # what stop() left running: a core.manager.Leftover (Manager.unload_all)
         self._rest_idle_timeout = None  # TFS_REST_IDLE_TIMEOUT_SECONDS, checked before any model loads
         self._stop = threading.Event()
+        self._admission = None  # the gRPC calls taken: all until a stop (servicers.Admission, made by start)
         self._config_text = None
 
     def build_core(self):
@@ -67,6 +68,8 @@ class ModelServer:
         from .grpc import servicers as services
         from .rest.http_server import IDLE_TIMEOUT_SECONDS
 
+        self._admission = services.Admission()
+
         o = self.options
         try:
             flags.check_ranges(o)  # before anything loads: a port or a thread count out of range
@@ -100,10 +103,11 @@ class ModelServer:
         if self.batching is not None:  # a batched call waits for its batch on an event loop (aio_server.py)
             from .grpc.aio_server import AioServer
             self.grpc_server = AioServer(executor, server_options)
-            services.add_to_server(self._predictor("GRPC"), self.core, self.grpc_server, aio_executor=executor)
+            services.add_to_server(self._predictor("GRPC"), self.core, self.grpc_server, self._admission,
+                                   aio_executor=executor)
         else:
             self.grpc_server = grpc.server(executor, options=server_options)
-            services.add_to_server(self._predictor("GRPC"), self.core, self.grpc_server)
+            services.add_to_server(self._predictor("GRPC"), self.core, self.grpc_server, self._admission)
         addresses = []
         if o.port:
             addresses.append((f"0.0.0.0:{o.port}", f"Running gRPC ModelServer at 0.0.0.0:{o.port} ..."))
@@ -221,6 +225,8 @@ class ModelServer:
             self.core.manager.request_stop()
         if self.health is not None:
             self.health.enter_graceful_shutdown()  # every service NOT_SERVING: balancers stop sending
+        if self.grpc_server is not None:
+            self._admission.close()  # new calls UNAVAILABLE, and those gRPC's core holds taken (Admission)
         grpc_stopped = self.grpc_server.stop(grace) if self.grpc_server is not None else None
         if self.rest_server is not None:
             self.rest_server.stop()

@@ -9,6 +9,7 @@ protobuf's copies of them (wire.py).
 import asyncio
 import functools
 import logging
+import math
 import time
 
 import grpc
@@ -116,11 +117,44 @@ def grpc_message(error):
     return error.message
 
 
+class Admission:
+    """Whether a gRPC call is taken: every call until a stop closes it, then none (UNAVAILABLE).
+
+    At a stop, gRPC's core cancels the calls it has received but the server has not taken yet (gRPC Python
+    takes one at a time), and their clients see CANCELLED, which retry policies do not retry. So a stop first
+    closes this gate and, if calls came in the last SETTLE_SECONDS, waits that long before gRPC's stop: the
+    calls queued in the core are taken and answered UNAVAILABLE ("Server is shutting down"), and clients that
+    back off before they retry stop sending. With 12 clients looping small Predicts, a batching server's stop
+    cancelled 7-10 of their calls, the thread-pool server's 1-2; with the gate, none."""
+
+    SETTLE_SECONDS = 0.2
+
+    def __init__(self):
+        self.closed = False
+        self._last_call = -math.inf  # when a call last came in (time.monotonic)
+
+    def admit(self):
+        self._last_call = time.monotonic()
+        return not self.closed
+
+    def close(self):
+        """Refuse every call from now on; return once the calls gRPC's core held have had time to be taken."""
+        self.closed = True
+        if time.monotonic() - self._last_call < self.SETTLE_SECONDS:
+            time.sleep(self.SETTLE_SECONDS)
+
+
+SHUTTING_DOWN = "Server is shutting down"
+
+
 def rpc(method):
-    """Answer a ServingError with its code and message; anything else is INTERNAL, and logged."""
+    """Answer a ServingError with its code and message; anything else is INTERNAL, and logged. A call that
+    comes once the server's Admission is closed is answered UNAVAILABLE."""
 
     @functools.wraps(method)
     def wrapper(self, request, context):
+        if not self.admission.admit():
+            context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
         try:
             if isinstance(request, MalformedRequest):
                 raise status.invalid_argument(request.message)
@@ -150,8 +184,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Over gRPC, the call's deadline bounds its session runs, as TF Serving puts it in their RunOptions
     (model_servers/prediction_service_impl.cc, enforce_session_run_timeout: on unless on a TPU)."""
 
-    def __init__(self, predictor):
-        self.predictor = predictor
+    def __init__(self, predictor, admission):
+        self.predictor, self.admission = predictor, admission
 
     @rpc
     def Predict(self, request, context):
@@ -185,8 +219,8 @@ class AsyncInference:
     A run that does not batch (no batching for the version, or no batchable input) goes to `executor`,
     the server's thread pool, where the sync services run."""
 
-    def __init__(self, predictor, executor):
-        self.predictor, self.executor = predictor, executor
+    def __init__(self, predictor, executor, admission):
+        self.predictor, self.executor, self.admission = predictor, executor, admission
 
     def handlers(self):
         """{full method name: coroutine function} for _Registrar."""
@@ -194,6 +228,8 @@ class AsyncInference:
                 for api in INFERENCE_APIS}
 
     async def _serve(self, api, request, context):
+        if not self.admission.admit():
+            await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
         if isinstance(request, MalformedRequest):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
         # A call its client cancels, or whose deadline passes, is cancelled here; as in TF Serving, whose
@@ -217,8 +253,8 @@ def _retrieve(future):
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, predictor, core):
-        self.predictor, self.core = predictor, core
+    def __init__(self, predictor, core, admission):
+        self.predictor, self.core, self.admission = predictor, core, admission
 
     @rpc
     def GetModelStatus(self, request, context):
@@ -241,14 +277,16 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
-def add_to_server(predictor, core, server, aio_executor=None):
+def add_to_server(predictor, core, server, admission, aio_executor=None):
     """Register PredictionService and ModelService (around `predictor`; reloads on `core`) on `server` with the
     generated code's method table; a request whose bytes do not parse is answered INVALID_ARGUMENT (see
     MalformedRequest).
 
+    `admission`: an Admission, closed at a stop.
     `aio_executor`: `server` is a grpc.aio server (aio_server.AioServer) and this is its thread pool;
     the inference methods are then AsyncInference's."""
-    replacements = {} if aio_executor is None else AsyncInference(predictor, aio_executor).handlers()
+    replacements = {} if aio_executor is None else AsyncInference(predictor, aio_executor, admission).handlers()
     registrar = _Registrar(server, replacements)
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(predictor), registrar)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(predictor, core), registrar)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(predictor, admission),
+                                                                        registrar)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(predictor, core, admission), registrar)
