@@ -32,30 +32,47 @@ _PARSE_MESSAGES = {
     "exponent": "Miss exponent in number.",
 }
 
-# Bodies the fast parsers may read differently from rapidjson go to the exact (slower) parser:
-# surrogate escapes, exponents of 3+ digits and very long digit runs (values beyond a double).
-# Found with byte searches, not one regex: sre tries a character class at every byte (0.75 s for a
-# 32 MB body, four times orjson's whole parse); bytes.find and friends scan at memory speed.
+# Bodies the fast parsers may read differently from rapidjson go to the exact (slower) parser: surrogate
+# escapes, positive exponents of 309 or more (rapidjson refuses "0e400", which is 0.0 to the fast ones;
+# smaller and negative exponents read alike: correctly rounded, and an overflow is caught by _finite_float),
+# and runs of 300 digits (integers beyond a double). Found with byte searches: sre tries a character class at
+# every byte (0.75 s for a 32 MB body, four times orjson's whole parse), and bytes.find scans at memory speed.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-_EXPONENT = re.compile(rb"[eE][-+]?[0-9]{3}")
+_BIG_EXPONENT = re.compile(rb"[eE]\+?0*(?:309|3[1-9][0-9]|[4-9][0-9]{2}|[1-9][0-9]{3,})")
 _DIGITS_AS_ZERO = bytes.maketrans(b"123456789\0", b"000000000.")  # and NUL (invalid JSON) out of the way
-_FEW_LETTERS = 10_000  # this many e/E or fewer: each is looked at; more (a body of strings): one regex scan
+_EXPONENTS_AS_ZERO = (b"e000", b"E000", b"e+000", b"E+000")  # every exponent of 3+ digits, digits made 0
+_FEW_LETTERS = 10_000  # this many e/E or fewer: each is looked at; more (a body of strings): byte searches
 
 
 def _needs_exact_reader(body):
     if b"\\u" in body and _SURROGATE_ESCAPE.search(body):
         return True
+    digits = None
     if body.count(b"e") + body.count(b"E") <= _FEW_LETTERS:
         for letter in (b"e", b"E"):
             at = body.find(letter)
             while at >= 0:
-                if _EXPONENT.match(body, at):
+                if _BIG_EXPONENT.match(body, at):
                     return True
                 at = body.find(letter, at + 1)
-    elif _EXPONENT.search(body):
-        return True
+    else:
+        digits = body.translate(_DIGITS_AS_ZERO)
+        if any(token in digits for token in _EXPONENTS_AS_ZERO) and _BIG_EXPONENT.search(body):
+            return True
     # 300 digits in a row: every run of 20 becomes one NUL, so 15 NULs in a row
-    return b"\0" * 15 in body.translate(_DIGITS_AS_ZERO).replace(b"0" * 20, b"\0")
+    digits = body.translate(_DIGITS_AS_ZERO) if digits is None else digits
+    return b"\0" * 15 in digits.replace(b"0" * 20, b"\0")
+
+
+class _Overflow(ValueError):
+    """A number beyond a double (rapidjson: "Number too big to be stored in double."): the exact reader's."""
+
+
+def _finite_float(text):
+    value = float(text)
+    if math.isinf(value):
+        raise _Overflow(text)
+    return value
 
 
 def guard_depth(function):
@@ -73,7 +90,7 @@ def guard_depth(function):
 
 _NOTHING = object()
 _JSON_WHITESPACE = re.compile(r"[ \t\n\r]*")
-_FAST_DECODER = json.JSONDecoder(object_pairs_hook=lambda pairs: _first_wins(pairs))
+_FAST_DECODER = json.JSONDecoder(object_pairs_hook=lambda pairs: _first_wins(pairs), parse_float=_finite_float)
 
 
 class _ParseError(Exception):
@@ -352,7 +369,7 @@ class _Reader:
         return value
 
 
-_STRING_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"([ \t\n\r]*:)?')
+_STRING_TOKEN = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"([ \t\n\r]*:)?')  # possessive: no backtracking stack
 
 
 def _fast(body):
@@ -382,11 +399,24 @@ def _fast(body):
 def _repeats_no_name(body, document):
     """Whether no object of `document` (orjson's parse of the valid JSON `body`) lost a member to a repeated
     name. Every string token of the body is matched in turn (valid JSON has no quote between strings), and
-    those followed by ':' are member names. All different as written, and none escaped: no object can repeat
-    one. Otherwise the members orjson kept are counted against the names written."""
-    names = [m.group(0) for m in _STRING_TOKEN.finditer(body) if m.group(1)]
-    if len(set(names)) == len(names) and not any(b"\\" in name for name in names):
+    those followed by ':' are member names: all different as written, and none escaped, no object can repeat
+    one. Otherwise the colons are counted: each name has one, and orjson writes back every member it kept and
+    every colon in its strings, so the counts match exactly when nothing was lost (a colon escaped as \\u003a
+    would blur that; then the members kept are counted against the names written)."""
+    seen = set()
+    for match in _STRING_TOKEN.finditer(body):
+        if match.group(1):
+            name = match.group(0)
+            if name in seen or b"\\" in name:
+                break
+            seen.add(name)
+    else:
         return True
+    if b"\\u003a" not in body and b"\\u003A" not in body:
+        try:
+            return orjson.dumps(document).count(b":") == body.count(b":")
+        except orjson.JSONEncodeError:  # nested deeper than orjson writes
+            pass
     kept, stack = 0, [document]
     while stack:
         value = stack.pop()
@@ -394,7 +424,7 @@ def _repeats_no_name(body, document):
         if type(value) is dict:
             kept += len(value)
         stack.extend(child for child in children if type(child) in (dict, list))
-    return kept == len(names)
+    return kept == sum(1 for match in _STRING_TOKEN.finditer(body) if match.group(1))
 
 
 def parse(body) -> dict:
