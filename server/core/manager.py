@@ -82,6 +82,7 @@ class Manager:
         self._closed = False
         self._loads_running = 0  # loads under way now (a load queued in a pool is not one yet)
         self.stopping = threading.Event()  # cancels load retries
+        self.stop_requested = False  # a stop is asked for (request_stop): wait() returns
 
     def set_num_load_threads(self, threads):
         """Swap the load pool (load_servables_fast.cc: many threads for the initial load, then fewer)."""
@@ -188,11 +189,11 @@ class Manager:
             return True
 
         def finished():
-            return done() or self._closed or self.stopping.is_set()
+            return done() or self._closed or self.stop_requested or self.stopping.is_set()
 
         end = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            # request_stop sets `stopping` without the lock or a notify: the wait looks at it every STOP_POLL s
+            # request_stop sets `stop_requested` without the lock or a notify: the wait looks every STOP_POLL s
             while not finished():
                 left = STOP_POLL_SECONDS if end is None else min(STOP_POLL_SECONDS, end - time.monotonic())
                 if left <= 0:
@@ -201,10 +202,10 @@ class Manager:
             return True
 
     def request_stop(self):
-        """The server is stopping: load retries are cancelled, and wait() returns within STOP_POLL_SECONDS (the
-        loads under way cannot be interrupted; unload_all bounds the wait for them). Safe in a signal handler:
-        it takes no lock (the main thread, which runs the handler, may hold the manager's)."""
-        self.stopping.set()
+        """The server is stopping: wait() returns within STOP_POLL_SECONDS (the loads under way cannot be
+        interrupted; unload_all bounds the wait for them, and cancels load retries). Safe in a signal handler:
+        a plain write (the main thread, which runs the handler, may hold the manager's lock, or an Event's)."""
+        self.stop_requested = True
 
     # -- the manager thread -------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import threading
 from tensorflow_serving.config import model_server_config_pb2
 
 from ..util import status
-from .manager import Manager, State, servable_id
+from .manager import STOP_POLL_SECONDS, Manager, State, servable_id
 from .source import aspired_versions
 
 log = logging.getLogger("tensorflow_serving.model_servers")
@@ -132,9 +132,11 @@ class ServerCore:
 
     def _wait_for_versions(self, models, wanted):
         """At start-up TF Serving waits for a model with no version folder yet; so do we."""
+        polls = round(1.0 / STOP_POLL_SECONDS)
         while any(not wanted[m.name] for m in models):
-            if self.manager.stopping.wait(1.0):
-                break
+            for _ in range(polls):  # a second between looks, watching for a stop (request_stop: a plain flag)
+                if self.manager.stop_requested or self.manager.stopping.wait(STOP_POLL_SECONDS):
+                    return wanted
             for model in models:
                 if not wanted[model.name]:
                     wanted[model.name] = aspired_versions(model)

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 
 from ..util.status import StartupError
@@ -53,11 +54,12 @@ def main(argv=None):
     received = []  # the signals that asked for the stop
 
     def on_signal(signum, frame):
-        # The handler runs in the main thread, between any two of its steps: it takes no lock the main thread
-        # could be holding (a threading.Event's set() would; the main loop below polls `received` instead).
-        log.info("Received %s, shutting down.", signal.Signals(signum).name)
-        received.append(signal.Signals(signum).name)
-        server.request_stop()
+        # The handler runs in the main thread between any two of its steps, and inside itself when signals come
+        # fast: it takes no lock and writes no log (the main thread may hold either: a threading.Event's set()
+        # takes one, and two close signals hung the server on it), and it only notes the first signal.
+        if not received:
+            received.append(signal.Signals(signum).name)
+            server.request_stop()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -67,11 +69,13 @@ def main(argv=None):
         if not received:
             return _start_up_failed(e, server)
         # The signal stopped the loads: not the models' fault, and a stop as asked for.
+        log.info("Received %s, shutting down.", received[0])
         server.stop()
         log.info("Start-up stopped by %s. Server stopped.", received[0])
         return _stopped(server)
     while not received:
         time.sleep(STOP_POLL_SECONDS)
+    log.info("Received %s, shutting down.", received[0])
     server.stop()
     log.info("Server stopped.")
     return _stopped(server)
@@ -87,20 +91,43 @@ def _stopped(server):
 
 
 def _leaving(server, code):
-    """`code`, or the process ends here with it when work outlived the stop's grace: a model load, or a request
-    whose run cannot be interrupted (the front doors stopped waiting for it, but its thread runs on). Python would
-    join their threads at exit, for as long as they take (a hung one: for good)."""
+    """`code`, or the process ends here with it when work outlived the stop's grace: a model load, a request
+    whose run cannot be interrupted (the front doors stopped waiting for it, but its thread runs on), or any
+    other call still holding a thread (a health Watch on the batching server). Python would join their threads
+    at exit, for as long as they take (a hung one: for good)."""
     leftover = server.leftover if server is not None else None
-    if not leftover or not (leftover.loads or leftover.requests):
+    loads = leftover.loads if leftover else 0
+    requests = leftover.requests if leftover else 0
+    busy = _busy_threads() if server is not None else []
+    if not (loads or requests or busy):
         return code
-    if leftover.loads:
-        log.info("%d model load(s) still running after the grace; exiting without them.", leftover.loads)
-    if leftover.requests:
-        log.info("%d request(s) still running after the grace; exiting without them.", leftover.requests)
+    if loads:
+        log.info("%d model load(s) still running after the grace; exiting without them.", loads)
+    if requests or len(busy) > loads:
+        log.info("%d request(s) still running after the grace; exiting without them.", max(requests, len(busy) - loads))
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+# The request pools' threads (server.py's gRPC executor, rest/http_server.py's pool): Python joins a pool's
+# threads at exit even when they are daemons (made from a daemon thread, as grpc.aio's and aiohttp's loops are).
+_POOL_THREADS = ("grpc-call", "httprestserver")
+
+
+def _busy_threads(settle=1.0):
+    """The threads Python would wait for at exit (not daemons, or a request pool's) still running after `settle`
+    seconds: the idle workers of the pools a stop shut down end at once, those running something do not."""
+    end = time.monotonic() + settle
+    busy = []
+    for thread in threading.enumerate():
+        if thread is threading.current_thread() or (thread.daemon and not thread.name.startswith(_POOL_THREADS)):
+            continue
+        thread.join(max(0.0, end - time.monotonic()))
+        if thread.is_alive():
+            busy.append(thread)
+    return busy
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ class ModelServer:
         self._rest_idle_timeout = None  # TFS_REST_IDLE_TIMEOUT_SECONDS, checked before any model loads
         self._stop = threading.Event()
         self._admission = None  # the gRPC calls taken: all until a stop (servicers.Admission, made by start)
+        self._executor = None  # the gRPC calls' threads
         self._config_text = None
 
     def build_core(self):
@@ -99,7 +100,7 @@ class ModelServer:
                ("grpc.so_reuseport", 0)]
         users = {key for key, _ in channel_args}
         server_options = channel_args + [(key, value) for key, value in own if key not in users]
-        executor = futures.ThreadPoolExecutor(max_workers=workers)
+        executor = self._executor = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc-call")
         if self.batching is not None:  # a batched call waits for its batch on an event loop (aio_server.py)
             from .grpc.aio_server import AioServer
             self.grpc_server = AioServer(executor, server_options)
@@ -214,7 +215,7 @@ class ModelServer:
             log.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s", e)
 
     def request_stop(self):
-        self._stop.set()
+        """Note that a stop is asked for (from a signal handler: plain writes, no lock); stop() does the rest."""
         if self.core is not None:
             self.core.manager.request_stop()
 
@@ -232,6 +233,8 @@ class ModelServer:
             self.rest_server.stop()
         if grpc_stopped is not None:
             grpc_stopped.wait()
+        if self._executor is not None:  # its idle threads end now; one a call still holds ends with the process
+            self._executor.shutdown(wait=False, cancel_futures=True)
         if self.core is not None:
             self.leftover = self.core.manager.unload_all(load_wait=grace)
         if self.batch_scheduler is not None:
