@@ -360,12 +360,17 @@ class Manager:
             self._closed = True
             self._changed.notify_all()
             thread = self._thread
+        end = None if load_wait is None else time.monotonic() + load_wait  # one grace for the thread and the loads
+
+        def left():
+            return None if end is None else max(0.0, end - time.monotonic())
+
         if thread is not None:
-            thread.join(30 if load_wait is None else load_wait)
+            thread.join(30 if end is None else left())  # a load may run on it (no load threads)
         for executor in (*self._retired, self._load_executor):
             executor.shutdown(wait=False, cancel_futures=True)
         with self._lock:
-            self._changed.wait_for(lambda: self._loads_running == 0, load_wait)
+            self._changed.wait_for(lambda: self._loads_running == 0, left())
             loads_left = self._loads_running
         self._unload_executor.shutdown(wait=True)
         with self._lock:

@@ -220,3 +220,41 @@ def test_a_signal_during_a_load_that_does_not_end_stops_within_the_grace(tmp_pat
     assert "1 model load(s) still running after the grace; exiting without them." in log
     assert "Start-up stopped by SIGTERM. Server stopped." in log
     server.__exit__()
+
+
+def test_a_signal_during_a_new_versions_load_gives_it_one_grace(tmp_path, slow_model):
+    """Version 2 arrives while version 1 serves, and its warmup runs a 60 s sleep when SIGTERM comes. With no load
+    threads (the default) the load runs on the manager's thread: the stop gave that thread the 5 s grace, then
+    the load 5 s more (10 s from the signal to leaving). One grace now, for both."""
+    import datetime
+    import re
+    import shutil
+
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from testing.slow_model import slow_request
+    from tfsclient import tfrecord
+
+    shutil.copytree(slow_model, tmp_path / "Slow")
+    with ServerProcess("--model_name=Slow", f"--model_base_path={tmp_path}/Slow",
+                       "--file_system_poll_wait_seconds=1") as server:
+        version = tmp_path / "Slow" / "2"
+        shutil.copytree(tmp_path / "Slow" / "1", tmp_path / "staging")
+        entry = prediction_log_pb2.PredictionLog()
+        entry.predict_log.request.CopyFrom(slow_request(60_000_000, tmp_path / "warming"))
+        (tmp_path / "staging" / "assets.extra").mkdir()
+        tfrecord.append(str(tmp_path / "staging" / "assets.extra" / "tf_serving_warmup_requests"),
+                        [entry.SerializeToString()])
+        os.rename(tmp_path / "staging", version)  # whole at once, as a model pusher does
+        wait_until(lambda: (tmp_path / "warming").exists(), timeout=60, what="version 2's warmup to start")
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(30) == 0
+        log = server.log()
+
+    def when(line_start):
+        line = next(line for line in log.splitlines() if line_start in line)
+        return datetime.datetime.strptime(re.match(r"(\S+ \S+):", line)[1], "%Y-%m-%d %H:%M:%S.%f")
+
+    took = (when("still running after the grace") - when("Received SIGTERM")).total_seconds()
+    assert "1 model load(s) still running after the grace; exiting without them." in log
+    assert took < 8.0, f"{took:.1f} s from the signal to leaving"
