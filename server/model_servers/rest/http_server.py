@@ -17,7 +17,7 @@ from concurrent import futures
 # aiohttp over uvicorn (both measured with wrk on 2 CPUs, keep-alive POST, a thread-pool handler:
 # 5.8k vs 6.2k req/s at c=1, 9.3k vs 9.9k at c=8): as fast as we need, and it decompresses gzip
 # bodies and caps their size itself, where uvicorn would leave both to us.
-from aiohttp import http_exceptions, web, web_protocol
+from aiohttp import http_exceptions, http_parser, web, web_protocol
 
 from ...util import memory
 from .json_writer import error as json_error
@@ -62,10 +62,67 @@ def _route_aiohttp_logs():
             logger.addFilter(_ClientFaultFilter())
 
 
-class _HalfClosing(web_protocol.RequestHandler):
-    """aiohttp's connection, but a client that half-closes (shutdown(SHUT_WR)) right after its request still
-    gets its answer, as libevent's under TF Serving gives it; then the connection closes. aiohttp's closed the
-    whole connection at the client's EOF, unanswered."""
+class _Probe:
+    """The protocol of a parser that only measures (_FirstPacketParser): its bodies' buffers pause nothing."""
+
+    def pause_reading(self):
+        pass
+
+    def resume_reading(self, **_):
+        pass
+
+
+class _FirstPacketParser:
+    """aiohttp's request parser (llhttp), but a connection's first packet that holds a request saying
+    `Connection: close` with more bytes behind it is read as libevent under TF Serving reads it: the requests
+    up to that one are handled, and the rest is dropped. llhttp refuses the whole packet (`Data after
+    Connection: close`, the requests in it unanswered), and aiohttp gives no way to turn that check off (its
+    pure-Python parser refuses it too). So the longest start of the packet that a new parser does not refuse
+    is found (by halving, ~17 parses of at most one packet), and a new parser reads just that. Only the first
+    packet: there the parser surely stands at the start of a request, so no byte of a body can be read as
+    one; after it, the refusal stays."""
+
+    def __init__(self, parser, new_parser):
+        self._parser, self._new_parser = parser, new_parser  # new_parser(protocol) -> a parser like it
+        self._first, self._done = True, False
+
+    def feed_data(self, data):
+        first, self._first = self._first, False
+        if self._done:
+            return (), False, b""  # behind the Connection: close request: dropped
+        try:
+            return self._parser.feed_data(data)
+        except http_exceptions.BadHttpMessage as refusal:
+            if not first or "Data after `Connection: close`" not in str(refusal):
+                raise
+            accepted, refused = 0, len(data)
+            while refused - accepted > 1:
+                middle = (accepted + refused) // 2
+                try:
+                    self._new_parser(_Probe()).feed_data(data[:middle])
+                    accepted = middle
+                except http_exceptions.HttpProcessingError:
+                    refused = middle
+            self._parser, self._done = self._new_parser(None), True
+            messages, _, _ = self._parser.feed_data(data[:accepted])
+            return messages, False, b""
+
+    def __getattr__(self, name):  # the rest of the parser's interface, as it is
+        return getattr(self._parser, name)
+
+
+class _Connection(web_protocol.RequestHandler):
+    """aiohttp's connection, with two of libevent's ways (TF Serving's HTTP server):
+    - a client that half-closes (shutdown(SHUT_WR)) right after its request still gets its answer, then the
+      connection closes; aiohttp's closed the whole connection at the client's EOF, unanswered;
+    - a first packet with requests pipelined behind one saying `Connection: close` (_FirstPacketParser)."""
+
+    def __init__(self, manager, *, loop, **kwargs):
+        super().__init__(manager, loop=loop, **kwargs)
+        self._parser = _FirstPacketParser(self._parser, lambda protocol: http_parser.HttpRequestParser(
+            protocol or self, loop, self._read_bufsize, max_line_size=self.max_line_size,
+            max_headers=self.max_headers, max_field_size=self.max_field_size,
+            payload_exception=web_protocol.RequestPayloadError, auto_decompress=False))
 
     def eof_received(self):
         self.close()  # no request can follow: close once those received are answered
@@ -83,7 +140,7 @@ class _StoppingServer(web.Server):
         self.stopping = False  # answers then say "Connection: close"
 
     def __call__(self):
-        return _HalfClosing(self, loop=self._loop, **self._kwargs)
+        return _Connection(self, loop=self._loop, **self._kwargs)
 
     def connection_made(self, handler, transport):
         super().connection_made(handler, transport)

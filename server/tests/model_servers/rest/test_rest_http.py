@@ -298,6 +298,45 @@ def test_a_client_that_half_closes_after_its_request_gets_its_answer(toy):
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and json.loads(answer.split(b"\r\n\r\n", 1)[1]) == ANSWER
 
 
+def read_all(sock):
+    """Every byte the server sends until it closes (the socket's own timeout is the deadline)."""
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("before", [0, 1])
+def test_a_request_saying_connection_close_is_answered_and_what_is_pipelined_behind_it_dropped(toy, before):
+    # As libevent under TF Serving: the requests up to the one saying `Connection: close` are answered, then the
+    # connection closes; the bytes behind it are dropped. Before, llhttp refused the whole packet: one 400 `Data
+    # after Connection: close`, and the requests in it unanswered.
+    packet = (http_request() * before + http_request(extra="Connection: close\r\n")
+              + b"GET /v1/models/Toy HTTP/1.1\r\nHost: x\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", toy.rest_port), timeout=10) as sock:
+        sock.sendall(packet)
+        with sock.makefile("rb") as reader:
+            for _ in range(before + 1):
+                status, headers, body = read_answer(reader)
+                assert (status, json.loads(body)) == ("HTTP/1.1 200 OK", ANSWER)
+            assert headers.get("connection") == "close"
+            assert reader.read() == b""  # closed: the pipelined GET is not answered
+
+
+def test_data_after_connection_close_in_a_later_packet_is_still_refused(toy):
+    # Only a connection's first packet is read past llhttp's refusal: there the parser surely stands at the start
+    # of a request. Later, no fallback could know where llhttp left off (a body's bytes must never be read as a
+    # request), so a later packet holding a `Connection: close` request and more is the 400 it was.
+    with socket.create_connection(("127.0.0.1", toy.rest_port), timeout=10) as sock:
+        sock.sendall(http_request())
+        with sock.makefile("rb") as reader:
+            status, _, body = read_answer(reader)
+            assert (status, json.loads(body)) == ("HTTP/1.1 200 OK", ANSWER)
+            sock.sendall(http_request(extra="Connection: close\r\n") + http_request())
+            status, _, body = read_answer(reader)
+    assert status.endswith(" 400 Bad Request") and b"Data after" in body
+
+
 def test_a_gzip_body_cut_short_is_a_400(toy):
     response = requests.post(f"http://localhost:{toy.rest_port}{PREDICT}", data=gzip.compress(BODY)[:-6],
                              headers={"Content-Encoding": "gzip"})
