@@ -181,6 +181,22 @@ def test_the_command_runs_through_a_symlink_from_any_folder(tmp_path):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_while_tensorflow_loads_ends_the_server_quietly(signum):
+    # Before the server's handler is in place the signal ends the process, as TF Serving's binary. Before, SIGINT
+    # printed a KeyboardInterrupt traceback from inside TensorFlow's import.
+    with subprocess.Popen([EXECUTABLE, "--model_name=E", "--model_base_path=/nonexistent"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as process:
+        def importing_tensorflow():  # its shared library is mapped: main's handler comes seconds later
+            with open(f"/proc/{process.pid}/maps") as maps:
+                return "tensorflow" in maps.read()
+        wait_until(importing_tensorflow, timeout=60, interval=0.005, what="TensorFlow's import to start")
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=60)
+    assert (process.returncode, stdout) == (-signum, "")
+    assert "Traceback" not in stderr, stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_during_the_first_load_is_a_clean_stop_not_the_models_fault(tmp_path, signum):
     # A model with no version yet: start-up waits for one. Before, the signal ended it with "Failed to start
     # server. Error: UNKNOWN: Some models did not become available: {{name: E}, }" and 255.
