@@ -191,8 +191,17 @@ def test_examples_like_tf():
 
 
 def test_tensor_proto_passes_through():
-    proto = tf.make_tensor_proto([1.0, 2.0])
+    proto = codec.make_tensor_proto([1.0, 2.0])
     assert codec.make_tensor_proto(proto) is proto
+
+
+def test_tensorflows_tensor_proto_crosses_over_as_bytes():
+    # TensorFlow's class and the bundled schema's are different classes of one message (tfsclient.schema).
+    theirs = tf.make_tensor_proto([1.0, 2.0])
+    ours = codec.make_tensor_proto(theirs)
+    assert type(ours) is tfs_protos.tensor_pb2.TensorProto and type(theirs) is not type(ours)
+    assert ours.SerializeToString() == theirs.SerializeToString()
+    np.testing.assert_array_equal(tf.make_ndarray(ours), [1.0, 2.0])  # and TensorFlow reads ours
 
 
 def test_big_endian_input_is_written_little_endian():

@@ -1,4 +1,5 @@
-"""tfsclient.protos: the API protos without the TensorFlow runtime, and a real TF still importable after.
+"""tfsclient.protos: TF Serving's API protos bundled (tfsclient.schema), with no TensorFlow or tensorflow-serving-api;
+and a process that imports both, in either order, gets both working, unchanged.
 
 Each check runs in a fresh interpreter (sys.modules must start empty), from python/ as the
 scripts do.
@@ -46,17 +47,12 @@ def build_request(predict_pb2, tensor_pb2, types_pb2):
 """
 
 
-def test_import_does_not_start_tensorflow():
+def test_import_needs_neither_tensorflow_nor_serving_api():
     out = run_py("""
         import json, sys
         from tfsclient import codec, protos as tfs_protos
-        loaded = sorted(m for m in sys.modules if m == "tensorflow" or m.startswith("tensorflow."))
         print(json.dumps({
-            "runtime": [m for m in loaded if m.startswith(("tensorflow.python", "tensorflow._api"))],
-            "tensorflow": "tensorflow" in sys.modules,
-            # only proto modules and their (empty) packages, from tensorflow/core and /compiler
-            "not_protos": [m for m in loaded if m.split(".")[1] not in ("core", "compiler") or not (
-                m.endswith("_pb2") or hasattr(sys.modules[m], "__path__"))],
+            "foreign": sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tensorflow_serving")),
             "flag": tfs_protos.tensorflow_runtime_loaded(),
             "grpc_before": "grpc" in sys.modules,
             "stub": tfs_protos.prediction_service_pb2_grpc.PredictionServiceStub.__name__,
@@ -64,18 +60,12 @@ def test_import_does_not_start_tensorflow():
             "names": sorted(n for n in tfs_protos.MODULES if getattr(tfs_protos, n) is None),
             "same": all(getattr(tfs_protos, n) is sys.modules[full]
                         for n, full in tfs_protos.MODULES.items()),
+            "bundled": all(full.startswith("tfsclient.schema.") for full in tfs_protos.MODULES.values()),
         }))
     """)
-    result = json.loads(out)
-    assert result["runtime"] == []
-    assert result["tensorflow"] is False
-    assert result["not_protos"] == []
-    assert result["flag"] is False
-    assert result["grpc_before"] is False  # the stubs (and grpc) load on first use
-    assert result["stub"] == "PredictionServiceStub"
-    assert result["grpc_after"] is True
-    assert result["names"] == []
-    assert result["same"] is True
+    assert json.loads(out) == {"foreign": [], "flag": False, "grpc_before": False,  # the stubs load on first use
+                               "stub": "PredictionServiceStub", "grpc_after": True, "names": [], "same": True,
+                               "bundled": True}
 
 
 def test_from_import_of_every_module():
@@ -91,64 +81,78 @@ def test_from_import_of_every_module():
     assert out.strip() == "True"
 
 
-def test_real_tensorflow_works_afterwards():
+def test_protobufs_default_pool_is_left_to_tensorflow():
+    # The bundled modules register in their own pool: TensorFlow's, imported later, find the names free.
     out = run_py("""
-        import json, sys
-        import numpy as np
-        from tfsclient import codec, protos as tfs_protos
-        assert "tensorflow" not in sys.modules
-        import tensorflow as tf
-        assert tfs_protos.tensorflow_runtime_loaded()
-        result = {}
-        result["constant"] = (tf.constant([1.0, 2.0]) * 2).numpy().tolist()
-        # make_ndarray reads a TensorProto built through tfs_protos, and codec's.
-        proto = tfs_protos.tensor_pb2.TensorProto(dtype=tfs_protos.types_pb2.DT_INT32)
-        proto.tensor_shape.dim.add(size=3)
-        proto.int_val.extend([4, 5, 6])
-        result["make_ndarray"] = tf.make_ndarray(proto).tolist()
-        result["make_ndarray_codec"] = tf.make_ndarray(codec.make_tensor_proto([[1.5, 2.5]])).tolist()
-        # TF's protos are the very classes tfs_protos exposes.
-        made = tf.make_tensor_proto(np.ones((2, 2), np.float32))
-        result["same_class"] = type(made) is tfs_protos.tensor_pb2.TensorProto
-        request = tfs_protos.predict_pb2.PredictRequest()
-        request.inputs["x"].CopyFrom(made)
-        result["copy_from"] = request.inputs["x"].tensor_shape.dim[0].size
-        result["config_class"] = type(tf.compat.v1.ConfigProto()) is tfs_protos.config_pb2.ConfigProto
-        example = tfs_protos.example_pb2.Example()
-        example.features.feature["a"].float_list.value.extend([1.5, 2.5])
-        parsed = tf.io.parse_single_example(example.SerializeToString(),
-                                            {"a": tf.io.FixedLenFeature([2], tf.float32)})
-        result["parse_example"] = parsed["a"].numpy().tolist()
-        result["tf_function"] = float(tf.function(lambda v: tf.reduce_sum(v * v))(tf.ones([3])))
-        result["tf_file"] = sys.modules["tensorflow"].__file__.endswith("__init__.py")
-        print(json.dumps(result))
-    """)
-    result = json.loads(out)
-    assert result == {
-        "constant": [2.0, 4.0], "make_ndarray": [4, 5, 6], "make_ndarray_codec": [[1.5, 2.5]],
-        "same_class": True, "copy_from": 2, "config_class": True, "parse_example": [1.5, 2.5],
-        "tf_function": 3.0, "tf_file": True,
-    }
-
-
-def test_when_tensorflow_is_already_imported():
-    out = run_py("""
-        import sys
-        import tensorflow as tf
+        from google.protobuf import descriptor_pool
         from tfsclient import protos as tfs_protos
-        from tensorflow.core.framework import tensor_pb2
-        print(tfs_protos.tensor_pb2 is tensor_pb2, sys.modules["tensorflow"] is tf,
-              type(tf.make_tensor_proto([1.0, 2.0])) is tfs_protos.tensor_pb2.TensorProto)
+        try:
+            descriptor_pool.Default().FindMessageTypeByName("tensorflow.TensorProto")
+            print("registered")
+        except KeyError:
+            print("free", tfs_protos.POOL.FindMessageTypeByName("tensorflow.TensorProto").full_name)
     """)
-    assert out.split() == ["True", "True", "True"]
+    assert out.split() == ["free", "tensorflow.TensorProto"]
 
 
-def test_request_serializes_like_normal_imports():
+# Both orders: tfsclient first, then TensorFlow and tensorflow-serving-api; and the other way round.
+BOTH_WORK = """
+    import json, sys
+    import numpy as np
+    result = {}
+    result["constant"] = (tf.constant([1.0, 2.0]) * 2).numpy().tolist()
+    # TensorFlow reads tfsclient's TensorProto (and codec's), and tfsclient takes TensorFlow's, as bytes.
+    proto = tfs_protos.tensor_pb2.TensorProto(dtype=tfs_protos.types_pb2.DT_INT32)
+    proto.tensor_shape.dim.add(size=3)
+    proto.int_val.extend([4, 5, 6])
+    result["make_ndarray"] = tf.make_ndarray(proto).tolist()
+    result["make_ndarray_codec"] = tf.make_ndarray(codec.make_tensor_proto([[1.5, 2.5]])).tolist()
+    made = tf.make_tensor_proto(np.ones((2, 2), np.float32))
+    result["other_class"] = type(made) is not tfs_protos.tensor_pb2.TensorProto
+    result["codec_reads_theirs"] = codec.make_ndarray(codec.make_tensor_proto(made)).tolist()
+    request = tfs_protos.predict_pb2.PredictRequest()
+    request.inputs["x"].CopyFrom(tfs_protos.tensor_pb2.TensorProto.FromString(made.SerializeToString()))
+    theirs = predict_pb2.PredictRequest.FromString(request.SerializeToString())
+    result["bytes_cross"] = theirs.inputs["x"].tensor_shape.dim[0].size
+    example = tfs_protos.example_pb2.Example()
+    example.features.feature["a"].float_list.value.extend([1.5, 2.5])
+    parsed = tf.io.parse_single_example(example.SerializeToString(),
+                                        {"a": tf.io.FixedLenFeature([2], tf.float32)})
+    result["parse_example"] = parsed["a"].numpy().tolist()
+    result["tf_function"] = float(tf.function(lambda v: tf.reduce_sum(v * v))(tf.ones([3])))
+    # TensorFlow's classes are its own, registered under its own file names, as without tfsclient.
+    result["tf_files"] = [predict_pb2.PredictRequest.DESCRIPTOR.file.name,
+                          type(tf.compat.v1.ConfigProto()).DESCRIPTOR.file.name]
+    result["ours"] = tfs_protos.predict_pb2.PredictRequest.DESCRIPTOR.file.name
+    print(json.dumps(result))
+"""
+BOTH_WORK_RESULT = {
+    "constant": [2.0, 4.0], "make_ndarray": [4, 5, 6], "make_ndarray_codec": [[1.5, 2.5]], "other_class": True,
+    "codec_reads_theirs": [[1.0, 1.0], [1.0, 1.0]], "bytes_cross": 2, "parse_example": [1.5, 2.5],
+    "tf_function": 3.0, "tf_files": ["tensorflow_serving/apis/predict.proto", "tensorflow/core/protobuf/config.proto"],
+    "ours": "tfsclient/schema/tensorflow_serving/apis/predict.proto",
+}
+
+
+@pytest.mark.parametrize("imports", [
+    "from tfsclient import codec, protos as tfs_protos\nimport tensorflow as tf\n"
+    "from tensorflow_serving.apis import predict_pb2",
+    "import tensorflow as tf\nfrom tensorflow_serving.apis import predict_pb2\n"
+    "from tfsclient import codec, protos as tfs_protos",
+], ids=["tfsclient first", "tensorflow first"])
+def test_tensorflow_and_tfsclient_in_one_process_in_either_order(imports):
+    pytest.importorskip("tensorflow_serving")
+    out = run_py(imports + "\n" + textwrap.dedent(BOTH_WORK))
+    assert json.loads(out) == BOTH_WORK_RESULT
+
+
+def test_request_serializes_like_tensorflow_serving_apis():
+    pytest.importorskip("tensorflow_serving")
     via_tfs_protos = run_py(BUILD_REQUEST + """
 import sys
 from tfsclient import protos as tfs_protos
 print(build_request(tfs_protos.predict_pb2, tfs_protos.tensor_pb2, tfs_protos.types_pb2))
-assert "tensorflow.python" not in sys.modules
+assert "tensorflow" not in sys.modules
 """)
     via_normal_imports = run_py(BUILD_REQUEST + """
 from tensorflow_serving.apis import predict_pb2
@@ -159,34 +163,17 @@ print(build_request(predict_pb2, tensor_pb2, types_pb2))
     assert len(via_tfs_protos.strip()) > 40
 
 
-def _site_packages():
+def test_only_protobuf_is_needed(tmp_path):
+    """Only protobuf on the path, site-packages off (-S): the protos import and a request round-trips."""
     import google.protobuf
-    import tensorflow_serving
-    return (os.path.dirname(os.path.dirname(os.path.dirname(google.protobuf.__file__))),
-            os.path.dirname(tensorflow_serving.__file__))
-
-
-@pytest.mark.parametrize("present, message", [
-    (("google", "tensorflow_serving"), "pip install tensorflow"),
-    (("google",), "pip install tensorflow-serving-api"),
-])
-def test_clear_error_without_tensorflow_or_serving_api(tmp_path, present, message):
-    """Only protobuf (and maybe tensorflow-serving-api) on the path, site-packages off (-S)."""
-    site, serving = _site_packages()
-    sources = {"google": os.path.join(site, "google"), "tensorflow_serving": serving}
-    for name in present:
-        os.symlink(sources[name], tmp_path / name)
+    site = os.path.dirname(os.path.dirname(os.path.dirname(google.protobuf.__file__)))
+    os.symlink(os.path.join(site, "google"), tmp_path / "google")
     out = run_py("""
         import sys
         assert not any(p.endswith("site-packages") for p in sys.path), sys.path
-        try:
-            from tfsclient import protos  # noqa: F401
-        except ImportError as e:
-            print("ImportError:", e)
-            print("leftover:", "tensorflow" in sys.modules)
-        else:
-            print("imported")
+        from tfsclient import protos
+        request = protos.predict_pb2.PredictRequest()
+        request.model_spec.name = "Toy"
+        print(protos.predict_pb2.PredictRequest.FromString(request.SerializeToString()).model_spec.name)
     """, env={"PYTHONPATH": f"{PYTHON_DIR}{os.pathsep}{tmp_path}"}, args=("-S",))
-    assert out.startswith("ImportError:"), out
-    assert message in out
-    assert "leftover: False" in out
+    assert out.strip() == "Toy"

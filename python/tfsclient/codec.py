@@ -199,10 +199,19 @@ def _shape_proto(dims):
     return _TensorShapeProto(dim=[_Dim(size=d) for d in dims])
 
 
+def _foreign_tensor_proto(value):
+    """A TensorProto of another module's class: TensorFlow's, or tensorflow-serving-api's."""
+    descriptor = getattr(type(value), "DESCRIPTOR", None)
+    return getattr(descriptor, "full_name", None) == TensorProto.DESCRIPTOR.full_name and hasattr(
+        value, "SerializeToString")
+
+
 def make_tensor_proto(values, dtype=None, shape=None):
     """numpy-only equivalent of tf.make_tensor_proto(values, dtype, shape); see the module doc."""
     if isinstance(values, TensorProto):
         return values
+    if _foreign_tensor_proto(values):  # TensorFlow's own class of the message (tf.make_tensor_proto's): as bytes
+        return TensorProto.FromString(values.SerializeToString())
     # Fast path: a numpy array as it is.
     if dtype is None and shape is None and type(values) is np.ndarray:
         enum = np_enum(values.dtype)

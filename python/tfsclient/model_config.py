@@ -14,7 +14,7 @@ def parse_config_file(path):
     text = files.read_text(path, None, "config", noun="config ")
     config = protos.model_server_config_pb2.ModelServerConfig()
     try:
-        text_format.Parse(text, config)
+        text_format.Parse(text, config, descriptor_pool=protos.POOL)  # an Any by name: the bundled schema's
     except text_format.ParseError as e:
         message = str(e).split(" : ", 1)[-1] if e.GetLine() else str(e)
         raise InputError(f"{path}:{e.GetLine() or 1}:{e.GetColumn() or 1}: {message}") from None

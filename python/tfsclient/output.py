@@ -6,6 +6,7 @@ import os
 import sys
 
 from .errors import OutputError
+from .schema import POOL  # an Any is printed by name from the bundled schema's pool
 
 
 def to_text(message, expand_any=True):
@@ -17,7 +18,7 @@ def to_text(message, expand_any=True):
 
     printer_class = getattr(text_format, "_Printer", None)
     if printer_class is None:  # a protobuf without the printer class: its own float style
-        return text_format.MessageToString(message)
+        return text_format.MessageToString(message, descriptor_pool=POOL)
     import io
 
     from google.protobuf import descriptor
@@ -33,21 +34,21 @@ def to_text(message, expand_any=True):
             return expand_any and super()._TryPrintAsAnyMessage(message)
 
     out = io.StringIO()
-    GuidePrinter(out, as_utf8=False).PrintMessage(message)
+    GuidePrinter(out, as_utf8=False, descriptor_pool=POOL).PrintMessage(message)
     return out.getvalue()
 
 
 def to_json(message):
     from google.protobuf import json_format
 
-    return json_format.MessageToJson(message, preserving_proto_field_name=True, indent=2)
+    return json_format.MessageToJson(message, preserving_proto_field_name=True, indent=2, descriptor_pool=POOL)
 
 
 def to_data(message):
     """The message as to_json writes it, as Python values: for a JSON document that holds several messages."""
     from google.protobuf import json_format
 
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+    return json_format.MessageToDict(message, preserving_proto_field_name=True, descriptor_pool=POOL)
 
 
 def show(message, args, expand_any=True):
