@@ -62,28 +62,21 @@ def _route_aiohttp_logs():
             logger.addFilter(_ClientFaultFilter())
 
 
-class _Probe:
-    """The protocol of a parser that only measures (_FirstPacketParser): its bodies' buffers pause nothing."""
-
-    def pause_reading(self):
-        pass
-
-    def resume_reading(self, **_):
-        pass
-
-
 class _FirstPacketParser:
     """aiohttp's request parser (llhttp), but a connection's first packet that holds a request saying
     `Connection: close` with more bytes behind it is read as libevent under TF Serving reads it: the requests
     up to that one are handled, and the rest is dropped. llhttp refuses the whole packet (`Data after
     Connection: close`, the requests in it unanswered), and aiohttp gives no way to turn that check off (its
-    pure-Python parser refuses it too). So the longest start of the packet that a new parser does not refuse
-    is found (by halving, ~17 parses of at most one packet), and a new parser reads just that. Only the first
-    packet: there the parser surely stands at the start of a request, so no byte of a body can be read as
-    one; after it, the refusal stays."""
+    pure-Python parser refuses it too). So the packet is read once more by a new parser that pauses after each
+    whole request, and the reading stops after the one that says close: one pass over the packet. Only the first
+    packet: there the parser surely stands at the start of a request, so no byte of a body can be read as one;
+    after it, the refusal stays. (The first parser reached the close request without pausing, so at most
+    aiohttp's queue of requests come before it.)"""
+
+    _REFUSAL = "Data after `Connection: close`"
 
     def __init__(self, parser, new_parser):
-        self._parser, self._new_parser = parser, new_parser  # new_parser(protocol) -> a parser like it
+        self._parser, self._new_parser = parser, new_parser  # new_parser() -> a parser that pauses after each
         self._first, self._done = True, False
 
     def feed_data(self, data):
@@ -93,19 +86,19 @@ class _FirstPacketParser:
         try:
             return self._parser.feed_data(data)
         except http_exceptions.BadHttpMessage as refusal:
-            if not first or "Data after `Connection: close`" not in str(refusal):
+            # The reason alone (the message goes on to quote the request's bytes, which a client chooses).
+            if not first or not str(refusal.message).startswith(self._REFUSAL):
                 raise
-            accepted, refused = 0, len(data)
-            while refused - accepted > 1:
-                middle = (accepted + refused) // 2
-                try:
-                    self._new_parser(_Probe()).feed_data(data[:middle])
-                    accepted = middle
-                except http_exceptions.HttpProcessingError:
-                    refused = middle
-            self._parser, self._done = self._new_parser(None), True
-            messages, _, _ = self._parser.feed_data(data[:accepted])
-            return messages, False, b""
+            parser, kept = self._new_parser(), []
+            messages, _, _ = parser.feed_data(data)
+            while messages and len(kept) <= web_protocol.MAX_MSG_QUEUE_SIZE:
+                kept += messages
+                if kept[-1][0].should_close:
+                    self._parser, self._done = parser, True
+                    return kept, False, b""
+                parser.message_consumed()
+                messages, _, _ = parser.feed_data(b"")
+            raise  # a body too large to read ahead of its handler: the refusal stands
 
     def __getattr__(self, name):  # the rest of the parser's interface, as it is
         return getattr(self._parser, name)
@@ -119,10 +112,10 @@ class _Connection(web_protocol.RequestHandler):
 
     def __init__(self, manager, *, loop, **kwargs):
         super().__init__(manager, loop=loop, **kwargs)
-        self._parser = _FirstPacketParser(self._parser, lambda protocol: http_parser.HttpRequestParser(
-            protocol or self, loop, self._read_bufsize, max_line_size=self.max_line_size,
-            max_headers=self.max_headers, max_field_size=self.max_field_size,
-            payload_exception=web_protocol.RequestPayloadError, auto_decompress=False))
+        self._parser = _FirstPacketParser(self._parser, lambda: http_parser.HttpRequestParser(
+            self, loop, self._read_bufsize, max_line_size=self.max_line_size, max_headers=self.max_headers,
+            max_field_size=self.max_field_size, payload_exception=web_protocol.RequestPayloadError,
+            auto_decompress=False, max_msg_queue_size=1))
 
     def eof_received(self):
         self.close()  # no request can follow: close once those received are answered

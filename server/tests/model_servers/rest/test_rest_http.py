@@ -323,6 +323,17 @@ def test_a_request_saying_connection_close_is_answered_and_what_is_pipelined_beh
             assert reader.read() == b""  # closed: the pipelined GET is not answered
 
 
+@pytest.mark.parametrize("before", [0, 1])
+def test_a_bad_request_that_quotes_the_close_refusal_is_still_a_400(toy, before):
+    # The refusal is told by its reason, not by text anywhere in its message, which quotes the client's bytes. Before,
+    # a bad header name spelling `Data after \`Connection: close\`` was taken for it: no answer, and the connection
+    # held until the idle timeout.
+    bad = b"GET /v1/models/Toy HTTP/1.1\r\nHost: x\r\nData after `Connection: close`: x\r\n\r\n"
+    answer = raw(toy.rest_port, http_request() * before + bad, timeout=5)
+    statuses = [line.split(b" ", 2)[1] for line in answer.split(b"\r\n") if line.startswith(b"HTTP/1.")]
+    assert statuses == [b"400"], answer  # (aiohttp refuses a bad request's whole packet, the good one before too)
+
+
 def test_data_after_connection_close_in_a_later_packet_is_still_refused(toy):
     # Only a connection's first packet is read past llhttp's refusal: there the parser surely stands at the start
     # of a request. Later, no fallback could know where llhttp left off (a body's bytes must never be read as a
