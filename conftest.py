@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from testing.paths import MODELS, REPO, SHARED, need_shared
+from testing.paths import FULL_PYTHON, MODELS, REPO, SHARED, need_shared
 from testing.server import ServerProcess
 
 pytest_plugins = ["testing.watchdog"]  # the nets under each test's time limit
@@ -19,7 +19,8 @@ pytest_plugins = ["testing.watchdog"]  # the nets under each test's time limit
 def toy_models():
     """models/save with the guide's toy models and configs (built if missing; fast when present)."""
     need_shared(os.path.join(SHARED, "toy_models.json"))
-    subprocess.run([sys.executable, os.path.join(REPO, "models", "build_toy_models.py")],
+    builder = FULL_PYTHON if os.path.exists(FULL_PYTHON) else sys.executable  # it needs TensorFlow
+    subprocess.run([builder, os.path.join(REPO, "models", "build_toy_models.py")],
                    check=True, stdout=subprocess.DEVNULL)
     return MODELS
 

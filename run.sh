@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine.
 #   ./run.sh          set up (.venv, dependencies, toy models), start the local server, run the guide's commands
-#   ./run.sh test     set up, then run every test
+#   ./run.sh test     set up, then run every test (in .venv), then the script tests again in .venv-light
+#   ./run.sh test-light [ARGS]   only the script tests in .venv-light (the scripts' install: no TensorFlow)
 #   ./run.sh lint     set up, then ruff check (pyproject.toml's settings; .ci/run runs it before the tests)
 #   ./run.sh mutation [GROUP]   set up, then mutation testing (testing/mutation.py, README "Tests"; not in CI)
 #   ./run.sh stop     stop the server that ./run.sh left running
@@ -10,6 +11,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 repo="$PWD"
 venv="$repo/.venv"
 py="$venv/bin/python"
+light="$repo/.venv-light"  # the scripts as pip install ./python has them, without TensorFlow, and the test tools
+light_py="$light/bin/python"
 port="${TFS_PORT:-8500}"
 rest_port="${TFS_REST_PORT:-8501}"
 state="$repo/.run"
@@ -28,6 +31,32 @@ setup() {
         echo "$want" > "$stamp"
     fi
     "$py" models/build_toy_models.py >&2
+}
+
+setup_light() {
+    if [ ! -x "$light_py" ]; then
+        echo "== creating .venv-light (the scripts without TensorFlow)" >&2
+        python3 -m venv "$light"
+    fi
+    stamp="$light/.requirements.sha256"
+    want="$(cat python/requirements.txt requirements-test.txt | sha256sum | cut -d' ' -f1)"
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        echo "== installing the scripts' dependencies into .venv-light (python/requirements.txt)" >&2
+        "$light_py" -m pip install -q --disable-pip-version-check -r python/requirements.txt -r requirements-test.txt >&2
+        echo "$want" > "$stamp"
+    fi
+}
+
+# Every test in .venv; then, unless ARGS name tests to run, the script tests again in .venv-light.
+run_tests() {
+    local status=0 named=0
+    for arg in "$@"; do [[ "$arg" == -* ]] || named=1; done
+    "$py" -m pytest "$@" || status=$?
+    if [ "$named" = 0 ]; then
+        echo "== the script tests again, in .venv-light (no TensorFlow)" >&2
+        "$light_py" -m pytest python/tests "$@" || status=$?
+    fi
+    return "$status"
 }
 
 server_up() {
@@ -91,7 +120,8 @@ demo() {
 
 case "${1:-demo}" in
     demo) setup; start_server; demo ;;
-    test) setup; shift; exec "$py" -m pytest "$@" ;;
+    test) setup; setup_light; shift; run_tests "$@" ;;
+    test-light) setup; setup_light; shift; exec "$light_py" -m pytest python/tests "$@" ;;
     mutation) setup; shift; exec "$py" -m testing.mutation "$@" ;;
     lint) setup; exec "$venv/bin/ruff" check . ;;
     stop)
@@ -101,5 +131,5 @@ case "${1:-demo}" in
             echo "no server started by ./run.sh is running"
         fi
         rm -f "$state/server.pid" ;;
-    *) echo "usage: ./run.sh [demo|test|lint|mutation|stop]" >&2; exit 2 ;;
+    *) echo "usage: ./run.sh [demo|test|test-light|lint|mutation|stop]" >&2; exit 2 ;;
 esac

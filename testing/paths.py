@@ -7,6 +7,9 @@ MODELS = os.path.join(REPO, "models", "save")
 SHARED = os.path.abspath(os.path.join(REPO, "..", "shared"))
 TESTDATA = os.path.join(SHARED, "tfs-testdata")
 GUIDE = os.path.join(SHARED, "seeds", "000_5ee4f1086baee63c.txt")
+# The interpreter with TensorFlow (the server's, and the model builder's): the repo's .venv. The script tests also
+# run in .venv-light, which has no TensorFlow.
+FULL_PYTHON = os.path.join(REPO, ".venv", "bin", "python")
 
 
 def need_shared(path):

@@ -402,6 +402,9 @@ def test_npy_files_round_trip(fuzz_dir, array):
         if isinstance(found, dict):  # only a dtype the codec takes may load
             codec.make_tensor_proto(found["x"][0])
         return
+    if array.dtype.kind == "U" and any(0xD800 <= ord(c) <= 0xDFFF for c in "".join(array.ravel().tolist())):
+        assert "holds text that is not valid Unicode" in str(found), found  # no TensorProto can carry it
+        return
     assert isinstance(found, dict), found
     np.testing.assert_array_equal(found["x"][0], array)
 
