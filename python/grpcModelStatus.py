@@ -31,7 +31,11 @@ def build_parser():
 
 def health_status(args):
     """The health service's answer for args.health, by name (SERVING, NOT_SERVING, ...)."""
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    try:
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+    except ModuleNotFoundError:  # requirements.txt has it; the guide's own setup line does not
+        raise common.InputError("--health needs grpcio-health-checking, which is not installed "
+                                "(pip install grpcio-health-checking)") from None
 
     with common.channel(args) as channel:
         stub = health_pb2_grpc.HealthStub(channel)

@@ -267,3 +267,14 @@ def test_messages_over_grpcs_default_4mb_limit(run, tmp_path):
     assert (result.code, result.err) == (0, "")
     values = json.loads(result.out)["output_1"]
     assert len(values) == rows and values[-1] == [10.805429458618164]
+
+
+def test_health_without_grpcio_health_checking_says_how_to_install_it(tmp_path):
+    # The guide's own setup line does not install it. Before: "unexpected ModuleNotFoundError", exit 1.
+    hidden = tmp_path / "site" / "grpc_health"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'grpc_health'\")\n")
+    result = run_script("grpcModelStatus.py", "-s", "localhost:1", "--health", env={"PYTHONPATH": str(hidden.parent)})
+    assert (result.code, result.out) == (2, "")
+    assert result.err == ("grpcModelStatus.py: error: --health needs grpcio-health-checking, which is not installed "
+                          "(pip install grpcio-health-checking)\n")
