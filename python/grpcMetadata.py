@@ -40,9 +40,8 @@ def fetch(args):
     request = common.protos.get_model_metadata_pb2.GetModelMetadataRequest()
     common.set_model_spec(request.model_spec, args)
     request.metadata_field.append("signature_def")
-    with common.channel(args) as channel:
-        stub = common.protos.prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        return stub.GetModelMetadata(request, timeout=common.time_left(args))
+    with common.client(args) as client:
+        return client.GetModelMetadata(request, timeout=common.time_left(args))
 
 
 def signature_map(response, strict=False):

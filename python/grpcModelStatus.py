@@ -37,8 +37,8 @@ def health_status(args):
         raise common.InputError("--health needs grpcio-health-checking, which is not installed "
                                 "(pip install grpcio-health-checking)") from None
 
-    with common.channel(args) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
+    with common.client(args) as client:
+        stub = health_pb2_grpc.HealthStub(client.channel)
         try:
             response = stub.Check(health_pb2.HealthCheckRequest(service=args.health), timeout=common.time_left(args))
         except grpc.RpcError as e:
@@ -75,11 +75,10 @@ def status(args):
     """One server's GetModelStatusResponse; with --wait, once every version asked for is AVAILABLE."""
     request = common.protos.get_model_status_pb2.GetModelStatusRequest()
     common.set_model_spec(request.model_spec, args)
-    with common.channel(args) as channel:
-        stub = common.protos.model_service_pb2_grpc.ModelServiceStub(channel)
+    with common.client(args) as client:
         if args.wait is None:
-            return stub.GetModelStatus(request, timeout=common.time_left(args))
-        return wait_until_available(stub, request, args)
+            return client.GetModelStatus(request, timeout=common.time_left(args))
+        return wait_until_available(client, request, args)
 
 
 class StatusView(fleet.View):
@@ -125,14 +124,14 @@ def model_status(args):
     common.show(status(args), args)
 
 
-def wait_until_available(stub, request, args):
+def wait_until_available(client, request, args):
     states = common.protos.get_model_status_pb2.ModelVersionStatus.State
     deadline = time.monotonic() + args.wait
     last = "no answer"
     while True:
         try:
             # -t bounds each poll
-            response = stub.GetModelStatus(request, timeout=min(args.timeout, max(args.wait, 0.1)))
+            response = client.GetModelStatus(request, timeout=min(args.timeout, max(args.wait, 0.1)))
             versions = response.model_version_status
             live = [v for v in versions if v.state != states.END] or list(versions)
             if live and all(v.state == states.AVAILABLE for v in live):

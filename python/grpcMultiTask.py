@@ -51,8 +51,7 @@ def ask(args):
     """The call the tasks make on args.server: its response and [(kind, signature, result)]."""
     tasks = task_specs.parse_tasks(args.task)
     protos = common.protos
-    with common.channel(args) as channel:
-        stub = protos.prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    with common.client(args) as client:
         if len(tasks) == 1:
             kind, signature = tasks[0]
             if kind == "classify":
@@ -61,7 +60,7 @@ def ask(args):
                 request = protos.regression_pb2.RegressionRequest()
             common.set_model_spec(request.model_spec, args, signature)
             tf_examples.build_input(args, request.input)
-            call = stub.Classify if kind == "classify" else stub.Regress
+            call = client.Classify if kind == "classify" else client.Regress
             response = call(request, timeout=common.time_left(args))
             results = [(kind, signature, response.result)]
         else:
@@ -70,7 +69,7 @@ def ask(args):
                 task = request.tasks.add(method_name=task_specs.METHODS[kind])
                 common.set_model_spec(task.model_spec, args, signature)
             tf_examples.build_input(args, request.input)
-            response = stub.MultiInference(request, timeout=common.time_left(args))
+            response = client.MultiInference(request, timeout=common.time_left(args))
             results = [(kind, signature,
                         getattr(r, f"{'classification' if kind == 'classify' else 'regression'}_result"))
                        for (kind, signature), r in zip(tasks, response.results)]

@@ -79,18 +79,17 @@ def reload(args):
         config, old = fleet_config(args)
         return reloading.reload_fleet(args, config, old, PROGRAM)
     config = model_config.parse_config_file(args.config) if args.config else None
-    with common.channel(args) as channel:
-        stub = common.protos.model_service_pb2_grpc.ModelServiceStub(channel)
+    with common.client(args) as client:
         if config is None:
-            config = model_config.one_model_config(args, stub, MODELS_DIR)
+            config = model_config.one_model_config(args, client, MODELS_DIR)
             print(f"{PROGRAM}: warning: TF Serving will serve only model {args.model} now; every other model "
                   "is unloaded (use -c FILE to keep several)", file=sys.stderr)
         request = common.protos.model_management_pb2.ReloadConfigRequest()
         request.config.CopyFrom(config)
-        response = stub.HandleReloadConfigRequest(request, timeout=common.time_left(args))
+        response = client.HandleReloadConfigRequest(request, timeout=common.time_left(args))
         if response.status.error_code:  # servers that answer OK with the error in the body
             raise common.ServerError(f"reload failed: {response.status.error_message}")
-        reloading.check_served(stub, config, args)
+        reloading.check_served(client, config, args)
     names = [m.name for m in config.model_config_list.config]
     if args.format == "json":
         common.dump_json({"reloaded": names})

@@ -24,10 +24,9 @@ def build_parser():
 
 
 def predict_response(args):
-    with common.channel(args) as channel:
-        stub = common.protos.prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        request = predict_inputs.predict_request(args, stub)
-        return stub.Predict(request, timeout=common.time_left(args))
+    with common.client(args) as client:
+        request = predict_inputs.predict_request(args, client)
+        return client.Predict(request, timeout=common.time_left(args))
 
 
 class PredictView(compare.OutputsView):

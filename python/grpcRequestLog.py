@@ -61,11 +61,10 @@ def request_log(args):
 def predict_log(args):
     """The guide's request (or -i's) sent to args.server: request and response as one PredictionLog."""
     log = common.protos.prediction_log_pb2.PredictionLog()
-    with common.channel(args) as channel:
-        stub = common.protos.prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    with common.client(args) as client:
         default_filter = ("output_1",) if not args.input else ()  # the guide's request
-        log.predict_log.request.CopyFrom(predict_inputs.predict_request(args, stub, default_filter))
-        response = stub.Predict(log.predict_log.request, timeout=common.time_left(args))
+        log.predict_log.request.CopyFrom(predict_inputs.predict_request(args, client, default_filter))
+        response = client.Predict(log.predict_log.request, timeout=common.time_left(args))
     log.predict_log.response.CopyFrom(response)
     return log
 

@@ -177,3 +177,24 @@ def test_only_protobuf_is_needed(tmp_path):
         print(protos.predict_pb2.PredictRequest.FromString(request.SerializeToString()).model_spec.name)
     """, env={"PYTHONPATH": f"{PYTHON_DIR}{os.pathsep}{tmp_path}"}, args=("-S",))
     assert out.strip() == "Toy"
+
+
+def test_the_well_known_types_the_schema_holds_are_named_and_pickle():
+    # The bundled pool's Any and Int64Value are classes of their own (not google.protobuf's): named in
+    # tfsclient.schema, so a program can make one and pickle it. Before, they lived in "__main__" and pickle failed.
+    import pickle
+
+    from tfsclient import schema
+
+    spec = tfs_protos_module().model_pb2.ModelSpec(name="Toy", version=schema.Int64Value(value=1))
+    assert type(spec.version) is schema.Int64Value and pickle.loads(pickle.dumps(spec.version)).value == 1
+    config = tfs_protos_module().model_server_config_pb2.ModelServerConfig()
+    config.custom_model_config.Pack(spec)
+    assert type(config.custom_model_config) is schema.Any
+    assert pickle.loads(pickle.dumps(config)).custom_model_config.TypeName() == "tensorflow.serving.ModelSpec"
+
+
+def tfs_protos_module():
+    from tfsclient import protos
+
+    return protos

@@ -1,6 +1,12 @@
-"""tfsclient: the library behind the grpc*.py scripts (TF Serving's gRPC API, numpy only, no TensorFlow runtime).
+"""tfsclient: the library behind the grpc*.py scripts (TF Serving's gRPC API, numpy only, no TensorFlow), and a
+small Python API for programs: ``tfsclient.Client`` (client.py) and its typed errors (``tfsclient.ServingError``,
+``tfsclient.NotFoundError`` ...: rpc_errors.py), loaded on first use.
 
 Importing the package imports nothing else: each script pays only for the modules it uses.
+
+    client          Client: TF Serving's RPCs, messages or numpy in and out; every call of the scripts too
+    rpc_errors      ServingError and one subclass per gRPC code: a failed call, its code and TF Serving's message
+    schema          TF Serving's protos, bundled: .proto files and protoc's modules, in a descriptor pool of their own
 
     common          what every script imports: the parser, the run funnel, the channel, the output, the errors
     startup         what a script does first when started as a command: Ctrl-C while starting exits 130
@@ -25,3 +31,18 @@ Importing the package imports nothing else: each script pays only for the module
     model_config    grpcReloadModel's configs: a config file read and checked, -m's one-model config
     reloading       a config sent: checked served after; to a fleet, each outcome, the rollback, the report
 """
+
+
+def __getattr__(name):
+    """tfsclient.Client and the error classes, imported on first use (PEP 562)."""
+    if name == "Client":
+        from .client import Client
+
+        return Client
+    if name == "ServingError" or (name.endswith("Error") and name[:1].isupper()):
+        from . import rpc_errors
+
+        if name in rpc_errors.__all__:
+            return getattr(rpc_errors, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+

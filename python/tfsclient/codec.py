@@ -52,14 +52,10 @@ import sys
 
 import numpy as np
 
-try:
-    import ml_dtypes
-except ImportError:  # bfloat16, float8, int4... are then unsupported
-    ml_dtypes = None
-
 from .protos import tensor_pb2, tensor_shape_pb2
 from .dtypes import (DT_BFLOAT16, DT_BOOL, DT_COMPLEX64, DT_COMPLEX128, DT_DOUBLE, DT_FLOAT, DT_HALF, DT_INT64,
                      DT_STRING, ENUM_NAME, ENUM_NP, ML_TYPE_ENUM, NAME_ENUM, QUANT_NP_ENUM, REF, as_datatype_enum,
+                     ml_enum, ml_types,
                      brief_repr, dtype_name, np_enum, numpy_dtype)
 
 __all__ = ["make_tensor_proto", "make_ndarray", "as_datatype_enum", "dtype_name",
@@ -227,6 +223,8 @@ def make_tensor_proto(values, dtype=None, shape=None):
     enum = None if dtype is None else as_datatype_enum(dtype) % REF
     np_dt = None
     if enum is not None:
+        if ml_enum(enum):
+            ml_types()
         np_dt = ENUM_NP.get(enum)
         if np_dt is None:
             raise TypeError(f"Cannot make a TensorProto of dtype {ENUM_NAME[enum]} from "

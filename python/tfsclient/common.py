@@ -5,11 +5,18 @@ a script that needs more (Predict inputs, tf.Examples, TFRecords) imports that m
 """
 
 from . import protos
+from .client import Client
 from .cli import parser, per_call, run, set_model_spec, time_left
 from .errors import ExitStatus, InputError, OutputError, ServerError
 from .output import dump_json, json_values, show, to_data, to_json, to_text
-from .transport import channel, rpc_error_message
+from .transport import rpc_error_message
+
+
+def client(args):
+    """The Client (tfsclient.client) the flags describe: every call of the scripts goes through one."""
+    return Client.from_args(args)
+
 
 __all__ = ["protos", "parser", "per_call", "run", "set_model_spec", "time_left", "ExitStatus", "InputError",
-           "OutputError", "ServerError", "dump_json", "json_values", "show", "to_data", "to_json", "to_text", "channel",
+           "OutputError", "ServerError", "dump_json", "json_values", "show", "to_data", "to_json", "to_text", "client",
            "rpc_error_message"]

@@ -2,12 +2,9 @@
 bfloat16, float8, int4...), and the conversions tf.as_dtype makes: `as_datatype_enum`, `dtype_name`,
 `numpy_dtype`."""
 
-import numpy as np
+import sys
 
-try:
-    import ml_dtypes
-except ImportError:  # bfloat16, float8, int4... are then unsupported
-    ml_dtypes = None
+import numpy as np
 
 from .protos import types_pb2
 from .text import one_line
@@ -55,17 +52,16 @@ _SPECS = (
 ENUM_NAME = {}      # enum -> TF name
 ENUM_NP = {}        # enum -> numpy dtype, or None
 NAME_ENUM = {}      # TF name / alias / DT_* name -> enum (refs included)
-ML_TYPE_ENUM = {}   # ml_dtypes scalar type -> enum
+ML_TYPE_ENUM = {}   # ml_dtypes scalar type -> enum (filled by ml_types())
 QUANT_NP_ENUM = {}  # structured numpy dtype -> quantized enum
+_ML_SPECS = {}      # enum -> its ml_dtypes attribute name
 for _dt_name, _name, _np in _SPECS:
     try:
         _enum = types_pb2.DataType.Value(_dt_name)
     except ValueError:  # an older types.proto without this dtype
         continue
     if isinstance(_np, str):
-        _np = getattr(ml_dtypes, _np, None)
-        if _np is not None:
-            ML_TYPE_ENUM[_np] = _enum
+        _ML_SPECS[_enum], _np = _np, None  # its numpy dtype once ml_types() has run
     if isinstance(_np, list):
         QUANT_NP_ENUM[np.dtype(_np)] = _enum
     ENUM_NAME[_enum] = _name
@@ -98,6 +94,34 @@ del _E
 # Python types tf.as_dtype knows (note: float means float32 there).
 _PY_TYPE_ENUM = {float: DT_FLOAT, bool: DT_BOOL, object: DT_STRING, str: DT_STRING,
                  bytes: DT_STRING}
+
+
+_ml = {"loaded": False, "module": None}
+
+
+def ml_types():
+    """Fill ENUM_NP and ML_TYPE_ENUM for bfloat16, float8, int4... from ml_dtypes, once, when first needed:
+    ml_dtypes takes 20-700 ms to import, and a script that never meets one of them does not pay it. No numpy
+    array of those dtypes exists before ml_dtypes is imported, so np_enum only needs it after that."""
+    if _ml["loaded"]:
+        return _ml["module"]
+    _ml["loaded"] = True
+    try:
+        import ml_dtypes
+    except ImportError:  # bfloat16, float8, int4... are then unsupported
+        return None
+    _ml["module"] = ml_dtypes
+    for enum, attr in _ML_SPECS.items():
+        scalar = getattr(ml_dtypes, attr, None)
+        if scalar is not None:
+            ML_TYPE_ENUM[scalar] = enum
+            ENUM_NP[enum] = np.dtype(scalar)
+    return ml_dtypes
+
+
+def ml_enum(enum):
+    """Whether a DataType enum's numpy dtype comes from ml_dtypes."""
+    return enum % REF in _ML_SPECS
 
 
 # ---------------------------------------------------------------------------
@@ -142,6 +166,8 @@ def _check_enum(enum, original):
 
 def np_enum(dt):
     """DataType enum of a numpy dtype, or None."""
+    if "ml_dtypes" in sys.modules and not _ml["loaded"]:
+        ml_types()
     if dt.type in ML_TYPE_ENUM:
         return ML_TYPE_ENUM[dt.type]
     kind = dt.kind
@@ -164,10 +190,11 @@ def dtype_name(enum):
 def numpy_dtype(enum):
     """numpy dtype for a DataType enum (object for strings); TypeError if numpy can't hold it."""
     enum = _check_enum(int(enum), enum)
+    if ml_enum(enum):
+        ml_types()
     np_dtype = ENUM_NP.get(enum % REF)
     if np_dtype is None:
         name = ENUM_NAME[enum % REF]
-        hint = (" (install ml_dtypes)" if ml_dtypes is None and name not in ("resource", "variant")
-                else "")
+        hint = " (install ml_dtypes)" if ml_enum(enum) else ""
         raise TypeError(f"TensorFlow dtype {name} has no numpy equivalent{hint}.")
     return np_dtype

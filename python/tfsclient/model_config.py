@@ -40,9 +40,9 @@ def check_config(config, where):
             raise InputError(f"{where}: model {model.name}: add model_platform: \"tensorflow\"")
 
 
-def one_model_config(args, model_stub, models_dir):
+def one_model_config(args, client, models_dir):
     """-m NAME's config: base path from --base-path or models_dir/NAME; versions from --versions, --latest or
-    the ones the server has available now (asked through model_stub; None: do not ask, and serve the latest)."""
+    the ones the server has available now (asked through client; None: do not ask, and serve the latest)."""
     config = protos.model_server_config_pb2.ModelServerConfig()
     model = config.model_config_list.config.add(
         name=args.model, base_path=os.path.abspath(args.base_path or os.path.join(models_dir, args.model)),
@@ -57,8 +57,8 @@ def one_model_config(args, model_stub, models_dir):
         if args.latest < 1:
             raise InputError("--latest wants a number >= 1")
         model.model_version_policy.latest.num_versions = args.latest
-    elif model_stub is not None:
-        available = available_versions(model_stub, args)
+    elif client is not None:
+        available = available_versions(client, args)
         if available:
             model.model_version_policy.specific.versions.extend(available)
     for label in args.label:
@@ -69,13 +69,13 @@ def one_model_config(args, model_stub, models_dir):
     return config
 
 
-def available_versions(model_stub, args):
+def available_versions(client, args):
     import grpc
 
     request = protos.get_model_status_pb2.GetModelStatusRequest()
     request.model_spec.name = args.model
     try:
-        response = model_stub.GetModelStatus(request, timeout=cli.time_left(args))
+        response = client.GetModelStatus(request, timeout=cli.time_left(args))
     except grpc.RpcError as e:
         if e.code() == grpc.StatusCode.NOT_FOUND:
             return []

@@ -336,14 +336,14 @@ def add_arguments(parser):
     cli.add_file_limit(parser)
 
 
-def predict_request(args, prediction_stub, default_output_filter=()):
+def predict_request(args, client, default_output_filter=()):
     """The PredictRequest the flags describe; inputs checked against the model's signature first."""
     request = protos.predict_pb2.PredictRequest()
     cli.set_model_spec(request.model_spec, args, args.signature)
     if args.input:
         dtypes = parse_dtypes(args.dtype)
         arrays = apply_dtypes(parse_inputs(args.input, getattr(args, "max_file_size", None)), dtypes)
-        signature = _signature(prediction_stub, args)
+        signature = _signature(client, args)
         if signature is not None:
             arrays = check_against_signature(arrays, dtypes, signature, args.model)
         else:
@@ -361,12 +361,12 @@ def predict_request(args, prediction_stub, default_output_filter=()):
     return request
 
 
-def _signature(prediction_stub, args):
+def _signature(client, args):
     """The SignatureDef the request will run, from GetModelMetadata (None if the server has no such signature)."""
     metadata_request = protos.get_model_metadata_pb2.GetModelMetadataRequest()
     cli.set_model_spec(metadata_request.model_spec, args)
     metadata_request.metadata_field.append("signature_def")
-    response = prediction_stub.GetModelMetadata(metadata_request, timeout=cli.time_left(args))
+    response = client.GetModelMetadata(metadata_request, timeout=cli.time_left(args))
     signatures = protos.get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(signatures)
     return signatures.signature_def.get(args.signature or "serving_default")

@@ -13,11 +13,12 @@ import time
 import grpc
 
 from . import cli, fleet, output, protos, transport
+from .client import Client
 from .errors import InputError, ServerError
 from .text import one_line
 
 
-def check_served(model_stub, config, args):
+def check_served(client, config, args):
     """After a reload that answered OK: every model in the config serves a version (or is loading one).
 
     TF Serving accepts a config that asks for versions not on disk and unloads the versions it served: the
@@ -28,7 +29,7 @@ def check_served(model_stub, config, args):
         request = protos.get_model_status_pb2.GetModelStatusRequest()
         request.model_spec.name = model.name
         try:
-            versions = model_stub.GetModelStatus(request, timeout=cli.time_left(args)).model_version_status
+            versions = client.GetModelStatus(request, timeout=cli.time_left(args)).model_version_status
         except grpc.RpcError as e:
             if e.code() != grpc.StatusCode.NOT_FOUND:
                 raise
@@ -67,19 +68,18 @@ class ReplicaOutcome(ServerError):
 
 def send_config(args, config):
     """Send config to the one server at args.server and check it serves it; ReplicaOutcome says what went wrong."""
-    with transport.channel(args) as channel:
-        stub = protos.model_service_pb2_grpc.ModelServiceStub(channel)
+    with Client.from_args(args) as client:
         request = protos.model_management_pb2.ReloadConfigRequest()
         request.config.CopyFrom(config)
         timeout = cli.time_left(args)  # a ServerError here: nothing was sent
         try:
-            response = stub.HandleReloadConfigRequest(request, timeout=timeout)
+            response = client.HandleReloadConfigRequest(request, timeout=timeout)
         except grpc.RpcError as e:
             raise ReplicaOutcome(unsent_or_unknown(e), transport.rpc_error_message(e, args)) from None
         if response.status.error_code:
             raise ReplicaOutcome(FAILED, f"reload failed: {response.status.error_message}")
         try:
-            check_served(stub, config, args)
+            check_served(client, config, args)
         except ServerError as e:
             raise ReplicaOutcome(NOT_SERVED, one_line(e)) from None
         except grpc.RpcError as e:
