@@ -86,6 +86,7 @@ def test_protobufs_default_pool_is_left_to_tensorflow():
     out = run_py("""
         from google.protobuf import descriptor_pool
         from tfsclient import protos as tfs_protos
+        tfs_protos.tensor_pb2  # loaded on first use
         try:
             descriptor_pool.Default().FindMessageTypeByName("tensorflow.TensorProto")
             print("registered")

@@ -10,14 +10,13 @@ either order: their classes and ours are different classes of the same messages,
     from tfsclient import protos
     request = protos.predict_pb2.PredictRequest()
 
-Attributes, each a generated module:
+Attributes, each a generated module, imported on first use:
 
 * tensorflow_serving.apis: ``predict_pb2``, ``classification_pb2``, ``regression_pb2``, ``inference_pb2``,
   ``input_pb2``, ``get_model_status_pb2``, ``get_model_metadata_pb2``, ``model_management_pb2``, ``model_pb2``,
   ``prediction_log_pb2``, ``logging_pb2``, ``session_service_pb2``, ``status_pb2``, ``prediction_service_pb2``,
   ``model_service_pb2``;
-* their gRPC stubs ``prediction_service_pb2_grpc`` and ``model_service_pb2_grpc``, imported on first use (they
-  import ``grpc``; a script that only builds protos does not pay for it);
+* their gRPC stubs ``prediction_service_pb2_grpc`` and ``model_service_pb2_grpc`` (they import ``grpc``);
 * tensorflow_serving.config: ``model_server_config_pb2``, ``platform_config_pb2``, ``logging_config_pb2``,
   ``log_collector_config_pb2``, ``file_system_storage_path_source_pb2``;
 * TensorFlow's: ``tensor_pb2``, ``types_pb2``, ``tensor_shape_pb2``, ``example_pb2``, ``feature_pb2``,
@@ -73,7 +72,6 @@ MODULES = {
     "model_service_pb2_grpc": _APIS + "model_service_pb2_grpc",
 }
 
-_LAZY = frozenset(name for name in MODULES if name.endswith("_grpc"))
 
 __all__ = sorted(MODULES) + ["MODULES", "POOL", "tensorflow_runtime_loaded"]
 
@@ -84,8 +82,9 @@ def tensorflow_runtime_loaded():
 
 
 def __getattr__(name):
-    """Import the lazy gRPC stub modules on first use (PEP 562)."""
-    if name in _LAZY:
+    """Import each module on first use (PEP 562; `from tfsclient.protos import predict_pb2` too): a script loads
+    the ones it needs (a Predict: 15 of the schema's 44 files)."""
+    if name in MODULES:
         module = importlib.import_module(MODULES[name])
         globals()[name] = module
         return module
@@ -95,5 +94,3 @@ def __getattr__(name):
 def __dir__():
     return sorted(set(globals()) | set(MODULES))
 
-
-globals().update((name, importlib.import_module(MODULES[name])) for name in MODULES if name not in _LAZY)
