@@ -150,11 +150,24 @@ def test_json_follows_the_signature(spec, want, dtype, values):
     ("x=[1.5]", T.DT_INT32, "input 'x' is float32 but model M expects int32: convert it with --dtype x=int32"),
     ("x=[1]", T.DT_STRING, "input 'x' is int32 but model M expects string: convert it with --dtype x=string"),
     ('x=["a"]', T.DT_FLOAT, "input 'x' is string but model M expects float32: convert it with --dtype x=float32"),
-    pytest.param("x=[2147483648]", T.DT_INT32, "input 'x': 2147483648 does not fit in int32",
-                 marks=pytest.mark.xfail(strict=True, reason="issue 31: sent wrapped around, as -2147483648")),
+    # Before, sent wrapped around, as -2147483648.
+    ("x=[2147483648]", T.DT_INT32, "input 'x': 2147483648 does not fit in int32 (-2147483648 to 2147483647)"),
+    ("x=[300, -129]", T.DT_INT8, "input 'x': -129 does not fit in int8 (-128 to 127)"),
+    ("x=[1, 70000]", T.DT_INT16, "input 'x': 70000 does not fit in int16 (-32768 to 32767)"),
+    ("x=[1e5]", T.DT_HALF, "input 'x': 100000.0 does not fit in float16 (-65504 to 65504)"),
 ])
 def test_json_that_would_lose_its_meaning_is_refused(spec, want, message):
     assert error(inputs.check_against_signature, parsed(spec), {}, signature(x=want), "M") == message
+
+
+@pytest.mark.parametrize("spec, dtype, message", [
+    ("x=[-1]", "uint8", "input 'x': -1 does not fit in uint8 (0 to 255)"),
+    ("x=[1.5, 1e10]", "int32", "input 'x': 10000000000.0 does not fit in int32 (-2147483648 to 2147483647)"),
+    ("x=[70000.0]", "float16", "input 'x': 70000.0 does not fit in float16 (-65504 to 65504)"),
+])
+def test_a_dtype_flag_refuses_values_that_do_not_fit(spec, dtype, message):
+    # Before, --dtype x=uint8 sent -1 as 255, and float16 overflow was inf with only numpy's RuntimeWarning.
+    assert error(inputs.apply_dtypes, parsed(spec), inputs.parse_dtypes([f"x={dtype}"])) == message
 
 
 def test_arrays_from_files_and_dtype_flags_are_sent_as_they_are(tmp_path):

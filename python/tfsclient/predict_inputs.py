@@ -282,7 +282,7 @@ def check_against_signature(inputs, dtypes, signature, model):
         if want is None or np.dtype(want) == array.dtype:
             arrays[alias] = array
         elif from_json and _safe_cast(array, np.dtype(want)):
-            arrays[alias] = array.astype(want)
+            arrays[alias] = fitting_cast(alias, array, want)
         else:
             raise InputError(f"input {alias!r} is {_name(array.dtype)} but model {model} expects "
                              f"{_name(np.dtype(want))}: convert it with --dtype {alias}={_name(np.dtype(want))}")
@@ -300,6 +300,30 @@ def _safe_cast(array, dtype):
     return np.can_cast(array.dtype, dtype, casting="same_kind") or (array.dtype.kind in "iu" and dtype.kind in "fc")
 
 
+def fitting_cast(alias, array, dtype):
+    """`array` as `dtype`; InputError when a value does not fit, naming the input, the value and the range:
+    an integer outside an integer dtype's range (numpy would wrap it around: 300 as int8 is 44, -1 as uint8 is
+    255), or a finite number beyond a float dtype's largest (it would become inf; a float16 holds 65504 at most)."""
+    array, dtype = np.asarray(array), np.dtype(dtype)
+    if array.size and array.dtype.kind in "iuf" and dtype.kind in "iuf":
+        values = array[np.isfinite(array)] if array.dtype.kind == "f" else array
+        if values.size:
+            low, high = values.min(), values.max()
+            if dtype.kind in "iu":
+                info = np.iinfo(dtype)
+                bad = low if low < info.min else high if high > info.max else None
+                limits = f"{info.min} to {info.max}"
+            else:
+                info = np.finfo(dtype)
+                largest = float(info.max)
+                bad = low if float(low) < -largest else high if float(high) > largest else None
+                limits = f"{-largest:g} to {largest:g}"
+            if bad is not None:
+                shown = str(bad.item() if hasattr(bad, "item") else bad)
+                raise InputError(f"input {alias!r}: {shown} does not fit in {_name(dtype)} ({limits})")
+    return array.astype(dtype)
+
+
 def _name(dtype):
     return "string" if _is_strings(dtype) else str(dtype)
 
@@ -314,7 +338,7 @@ def apply_dtypes(inputs, dtypes):
                                  'e.g. ["1.5"]')
             try:
                 with np.errstate(invalid="raise"):  # NaN or inf to an int: an error, not garbage
-                    array = np.asarray(array).astype(dtypes[alias])
+                    array = fitting_cast(alias, array, dtypes[alias])
             except (ValueError, TypeError, OverflowError, FloatingPointError) as e:
                 raise InputError(f"input {alias!r}: cannot convert to {_name(dtypes[alias])}: {e}") from None
         out[alias] = (array, from_json)
