@@ -382,3 +382,25 @@ def test_ctrl_c_while_starting_is_quiet():
     out, err = process.communicate(timeout=30)
     assert process.returncode == 130 and out == "", (process.returncode, out, err)
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
+
+
+@pytest.mark.parametrize("flag, env", [(["--max-file-size", "1T"], None), ([], {"TFS_MAX_FILE_SIZE": "100G"})])
+def test_a_large_file_limit_costs_nothing_until_the_bytes_come(tmp_path, flag, env):
+    # Before, the read reserved the limit up front: "unexpected MemoryError" on a 20-byte file. The address space
+    # is capped at 2 GiB here, so a reservation of the limit could not hide in overcommit.
+    rows = tmp_path / "rows.json"
+    rows.write_text('{"input_1": [[1.0, 2.0]]}')
+    code = ("import resource, sys, grpcRequest\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
+            "sys.exit(grpcRequest.main(sys.argv[1:]))\n")
+    result = run_script("-c", code, "-s", "localhost:1", "-t", "5", "-i", f"@{rows}", *flag, env=env)
+    assert result.code == 1 and "cannot reach TF Serving at localhost:1" in result.err, result
+
+
+@pytest.mark.parametrize("value", ["1e30T", "2000000T"])
+def test_an_absurd_file_limit_is_a_usage_error(value):
+    # Before, 1e30T ended in "unexpected OverflowError".
+    result = run_script("grpcRequest.py", "-s", "localhost:1", "--max-file-size", value)
+    assert (result.code, result.out) == (2, "")
+    assert result.err.splitlines()[-1] == ("grpcRequest.py: error: argument --max-file-size: no file is that large: "
+                                           f"a size is at most 1048576T (2**60 bytes), not {value}"), result.err

@@ -198,6 +198,7 @@ def choice(options):
 
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_LARGEST_SIZE = 1 << 60  # bytes: beyond any disk, and below what a read's length may be (2**63 - 1)
 
 
 def size(text):
@@ -210,6 +211,8 @@ def size(text):
         raise _refuse(text, "not a size in bytes (e.g. 1048576, 512M or 2G)", True) from None
     if not (value >= 1 and math.isfinite(value)):
         raise _refuse(text, "a size must be at least 1 byte")
+    if value * _UNITS[unit] > _LARGEST_SIZE:
+        raise _refuse(text, "no file is that large: a size is at most 1048576T (2**60 bytes)")
     return int(value * _UNITS[unit])
 
 

@@ -69,12 +69,29 @@ def open_input(path, what, kind, max_size=None, noun=""):
     return f
 
 
+def read_at_most(f, length, first=None, chunk=1 << 20):
+    """f.read(length), but memory grows only with the bytes that come: f.read(n) reserves n bytes up front, so
+    a limit of 1T (--max-file-size) or a corrupt TFRecord header saying 2**60 bytes would ask for them before
+    reading one. `first`: the size expected (a regular file's at open), read at once; then `chunk` at a time
+    (pipes have no size, and a file may grow while it is read)."""
+    parts = []
+    step = min(length, first if first is not None else chunk)
+    while length > 0:
+        part = f.read(min(length, step))
+        if not part:
+            break
+        parts.append(part)
+        length -= len(part)
+        step = chunk
+    return b"".join(parts)
+
+
 def read_input(path, what, kind, max_size=None, noun=""):
     """The whole content of the regular file at path, at most its kind's limit."""
     where = f"{what}: " if what else ""
     with open_input(path, what, kind, max_size, noun) as f:
         try:
-            data = f.read(f.limit + 1)
+            data = read_at_most(f, f.limit + 1, first=os.fstat(f.fileno()).st_size + 1)
         except OSError as e:
             raise InputError(f"{where}cannot read {noun}{path}: {e.strerror or e}") from None
         if len(data) > f.limit:

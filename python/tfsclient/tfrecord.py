@@ -118,21 +118,10 @@ class CorruptRecord(ValueError):
     pass
 
 
-def _read_at_most(f, length, chunk=1 << 20):
-    """f.read(length) in chunks: a corrupt header saying 2**60 bytes must not allocate them up front.
-
-    (Chunks rather than a check against the file size: pipes have none, and a log may grow meanwhile.)
-    """
-    if length <= chunk:
-        return f.read(length)
-    parts = []
-    while length > 0:
-        part = f.read(min(length, chunk))
-        if not part:
-            break
-        parts.append(part)
-        length -= len(part)
-    return b"".join(parts)
+def _read_at_most(f, length):
+    """f.read(length), memory growing only with the bytes that come (files.read_at_most): a corrupt header saying
+    2**60 bytes must not allocate them up front."""
+    return files.read_at_most(f, length)
 
 
 def read(source):
