@@ -12,7 +12,7 @@ if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up ex
 import errno
 import sys
 
-from tfsclient import common, compare, fleet, predict_inputs, tfrecord
+from tfsclient import common, compare, files, fleet, predict_inputs, tfrecord
 
 PROGRAM = "grpcRequestLog.py"
 WIDTH = 100
@@ -43,6 +43,8 @@ def request_log(args):
         compare.atol(args)  # --atol without --fleet: refused
         return read_log(args)
     tolerance = compare.atol(args)
+    if args.log_file:
+        files.check_output_file(args.log_file, "--log-file")  # before the Predict is sent
     if args.fleet:
         return fleet_logs(args, tolerance)
     log = predict_log(args)

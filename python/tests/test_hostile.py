@@ -404,3 +404,20 @@ def test_an_absurd_file_limit_is_a_usage_error(value):
     assert (result.code, result.out) == (2, "")
     assert result.err.splitlines()[-1] == ("grpcRequest.py: error: argument --max-file-size: no file is that large: "
                                            f"a size is at most 1048576T (2**60 bytes), not {value}"), result.err
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: os.mkfifo(p), "is not a regular file (a FIFO)"),
+    (lambda p: os.symlink("/dev/zero", p), "is not a regular file (a character device)"),
+    (lambda p: os.mkdir(p), "is not a regular file (a directory)"),
+    (lambda p: None, "cannot write"),  # in a folder that does not exist (below)
+])
+def test_a_log_file_that_is_not_a_regular_file_is_refused_before_the_predict(tmp_path, make, message):
+    # Before, a FIFO hung the script for good, -t or not, after the Predict. The server here is unreachable: the
+    # refusal (exit 2) comes before anything is sent, not "cannot reach" (exit 1).
+    path = tmp_path / "log"
+    make(str(path))
+    target = path if path.exists() or path.is_symlink() else tmp_path / "missing" / "log"
+    result = run_script("grpcRequestLog.py", "-s", "localhost:1", "-t", "5", "--log-file", str(target), timeout=20)
+    assert (result.code, result.out) == (2, ""), result
+    assert message in result.err and len(result.err.splitlines()) == 1, result.err

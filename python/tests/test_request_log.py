@@ -72,5 +72,5 @@ def test_corrupt_records_are_reported_with_their_offset(run, tmp_path, damage, m
 def test_unwritable_log_file_is_a_clear_error(run, tmp_path):
     result = run("grpcRequestLog.py", "--log-file", str(tmp_path / "no" / "such" / "dir" / "log"))
     assert result.code == 2 and result.out == ""
-    assert result.err == (f"grpcRequestLog.py: error: cannot append to {tmp_path}/no/such/dir/log: "
-                          "No such file or directory\n")
+    assert result.err == (f"grpcRequestLog.py: error: --log-file: cannot write {tmp_path}/no/such/dir/log: "
+                          f"the folder {tmp_path}/no/such/dir does not exist\n")  # (before the Predict is sent)

@@ -69,6 +69,24 @@ def open_input(path, what, kind, max_size=None, noun=""):
     return f
 
 
+def check_output_file(path, what):
+    """The file a script will write (append to, or replace), checked before anything is sent: a regular file if it
+    exists (a FIFO would block the write for good, -t or not; /dev/zero or a folder would take it nowhere), in a
+    folder that exists. InputError otherwise."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise InputError(f"{what}: cannot write {path}: the folder {folder} does not exist") from None
+        return
+    except OSError as e:
+        raise InputError(f"{what}: cannot write {path}: {e.strerror or e}") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind_name = next((name for test, name in _KINDS if test(info.st_mode)), "not a file")
+        raise InputError(f"{what}: {path} is not a regular file ({kind_name})")
+
+
 def read_at_most(f, length, first=None, chunk=1 << 20):
     """f.read(length), but memory grows only with the bytes that come: f.read(n) reserves n bytes up front, so
     a limit of 1T (--max-file-size) or a corrupt TFRecord header saying 2**60 bytes would ask for them before
