@@ -141,8 +141,15 @@ class LoadRun:
     def _closed_loop(self):
         with self.tally.lock:
             first = min(self.args.concurrency, self.args.requests or self.args.concurrency)
-            self.issued = first
-        for _ in range(first):
+            self.issued = first  # reserved: an early answer's replacement must not take one of their places
+        for sent in range(first):
+            # -d bounds the first burst too (sending -c 100000 of them took 40 s), as Ctrl-C does.
+            if self.stopping or (self.stop_at is not None and time.perf_counter() >= self.stop_at):
+                with self.tally.lock:
+                    self.issued -= first - sent  # never sent: no answer will come
+                    if self.answered == self.issued:
+                        self.finished.set()
+                return
             self._send(time.perf_counter())
 
     def _schedule(self):
