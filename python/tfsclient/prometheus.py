@@ -6,9 +6,10 @@ requirement, not one of the scripts' (python/requirements.txt), and only a few s
 
 import http.client
 import re
+import socket
+import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 
 from .errors import ServerError
 
@@ -69,38 +70,70 @@ def _number(text):
 
 
 def read_metrics(url, args):
-    """The wanted series of the page at url: a bounded read (METRICS_LIMIT bytes, METRICS_TIMEOUT seconds)."""
+    """The wanted series of the page at url: a bounded read (METRICS_LIMIT bytes, METRICS_TIMEOUT seconds for the
+    whole exchange: a server that trickles its status line or headers a byte at a time is cut off at the deadline,
+    where a socket timeout only bounds each read)."""
     timeout = min(METRICS_TIMEOUT, args.timeout)
-    deadline = time.monotonic() + timeout
-    request = urllib.request.Request(url, headers={"Accept": "text/plain;version=0.0.4"})
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise MetricsError("cannot read it (an http:// URL is wanted)")
+    make = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            chunks, size = [], 0
-            while True:
-                chunk = response.read1(1 << 16) if hasattr(response, "read1") else response.read(1 << 16)
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > METRICS_LIMIT:
-                    raise MetricsError(f"the page is larger than {METRICS_LIMIT >> 20} MiB")
-                if time.monotonic() > deadline:
-                    raise MetricsError(f"no whole page within {timeout:g}s")
-                chunks.append(chunk)
-    except urllib.error.HTTPError as e:
-        hint = " (is the server's Prometheus page on, at that path? --monitoring_config_file)" if e.code == 404 else ""
-        raise MetricsError(f"HTTP {e.code} {e.reason}{hint}") from None
-    except urllib.error.URLError as e:
-        reason = e.reason.strerror if isinstance(e.reason, OSError) and e.reason.strerror else e.reason
-        raise MetricsError(f"cannot read it ({reason})") from None
-    except TimeoutError:
-        raise MetricsError(f"no answer within {timeout:g}s") from None
-    except http.client.RemoteDisconnected:
-        raise MetricsError("cannot read it (the connection closed without an answer)") from None
-    except http.client.HTTPException as e:  # e.g. gRPC's HTTP/2 frames: the message would be binary
-        raise MetricsError(f"the answer is not HTTP/1.x ({type(e).__name__}): the page is on the REST port, "
-                           "not the gRPC port") from None
-    except (OSError, ValueError) as e:  # a reset, a bad chunked encoding
-        raise MetricsError(f"cannot read it ({type(e).__name__}: {e})") from None
+        connection = make(parts.hostname, parts.port, timeout=timeout)
+    except ValueError as e:  # a port that is not a number
+        raise MetricsError(f"cannot read it ({e})") from None
+    expired = threading.Event()
+
+    def expire():  # the deadline: whatever the exchange is waiting for ends at once
+        expired.set()
+        if connection.sock is not None:
+            try:
+                connection.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    timer = threading.Timer(timeout, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        connection.request("GET", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
+                           headers={"Accept": "text/plain;version=0.0.4"})
+        response = connection.getresponse()
+        if response.status != 200:
+            hint = (" (is the server's Prometheus page on, at that path? --monitoring_config_file)"
+                    if response.status == 404 else "")
+            raise MetricsError(f"HTTP {response.status} {response.reason}{hint}")
+        chunks, size = [], 0
+        while True:
+            chunk = response.read1(1 << 16)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > METRICS_LIMIT:
+                raise MetricsError(f"the page is larger than {METRICS_LIMIT >> 20} MiB")
+            chunks.append(chunk)
+        if expired.is_set():  # the shutdown ended the read as if the page were whole
+            raise MetricsError(f"no whole page within {timeout:g}s")
+    except MetricsError:
+        raise
+    except Exception as e:
+        if expired.is_set():
+            raise MetricsError(f"no whole page within {timeout:g}s") from None
+        if isinstance(e, TimeoutError):
+            raise MetricsError(f"no answer within {timeout:g}s") from None
+        if isinstance(e, http.client.RemoteDisconnected):
+            raise MetricsError("cannot read it (the connection closed without an answer)") from None
+        if isinstance(e, http.client.HTTPException):  # e.g. gRPC's HTTP/2 frames: the message would be binary
+            raise MetricsError(f"the answer is not HTTP/1.x ({type(e).__name__}): the page is on the REST port, "
+                               "not the gRPC port") from None
+        if isinstance(e, OSError):
+            raise MetricsError(f"cannot read it ({e.strerror or e})") from None
+        if isinstance(e, ValueError):  # a bad chunked encoding
+            raise MetricsError(f"cannot read it ({type(e).__name__}: {e})") from None
+        raise
+    finally:
+        timer.cancel()
+        connection.close()
     try:
         text = b"".join(chunks).decode("utf-8")
     except UnicodeDecodeError:
