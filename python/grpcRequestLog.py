@@ -108,10 +108,10 @@ def fleet_logs(args, tolerance):
 
 
 def read_log(args):
-    log = common.protos.prediction_log_pb2.PredictionLog()
+    parse = common.protos.prediction_log_pb2.PredictionLog.FromString
     for offset, data in tfrecord.read_file(args.read, None, args.max_file_size):
         try:
-            log.ParseFromString(data)
+            log = parse(data)  # a new message each time: one parsed again keeps every record's memory (upb's arena)
         except Exception:
             raise common.InputError(f"{args.read}: the record at offset {offset} is not a PredictionLog") from None
         if args.format == "json":

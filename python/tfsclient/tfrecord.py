@@ -131,11 +131,20 @@ def _read_at_most(f, length):
     return files.read_at_most(f, length)
 
 
-def read(source):
-    """Yield (offset, data) for each record of a path or a binary file; CorruptRecord names the offset of a bad one."""
+class PastLimit(ValueError):
+    """The records go on past the byte limit read() was given (a file that grew while it was read)."""
+
+    def __init__(self, size):
+        super().__init__(f"the records go on past {size} bytes")
+        self.size = size
+
+
+def read(source, limit=None):
+    """Yield (offset, data) for each record of a path or a binary file; CorruptRecord names the offset of a bad one.
+    limit: the bytes the records may take in all; PastLimit (before reading it) for a record that would end past it."""
     if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
         with open(source, "rb") as f:
-            yield from read(f)
+            yield from read(f, limit)
         return
     f, offset = source, 0
     while True:
@@ -148,6 +157,8 @@ def read(source):
         if masked_crc(length_bytes) != length_crc:
             raise CorruptRecord(f"corrupt record length at offset {offset} (CRC mismatch)")
         (length,) = struct.unpack("<Q", length_bytes)
+        if limit is not None and offset + 16 + length > limit:
+            raise PastLimit(offset + 16 + length)
         data = _read_at_most(f, length)
         footer = f.read(4)
         if len(data) < length or len(footer) < 4:
@@ -164,12 +175,14 @@ def read_file(path, what, max_size=None):
     failure to read the file)."""
     where = f"{what}: " if what else ""
     with files.open_input(path, what, "tfrecord", max_size) as f:
-        records = read(f)
+        records = read(f, f.limit)  # the limit holds while the file grows (a log being written)
         while True:
             try:
                 record = next(records)
             except StopIteration:
                 return
+            except PastLimit as e:
+                raise files.too_large("tfrecord", f"at least {e.size}", f.limit, f"{where}{path}") from None
             except CorruptRecord as e:
                 raise InputError(f"{path}: {e}") from None
             except OSError as e:
