@@ -154,3 +154,73 @@ def test_a_predict_without_bfloat16_and_co_never_imports_ml_dtypes(toy_server):
             "print(codec.make_ndarray(proto).dtype, codec.numpy_dtype(proto.dtype), file=sys.stderr)\n")
     result = run_script("-c", code)
     assert result.err.splitlines() == ["0 False", "bfloat16 bfloat16"], result
+
+
+RACE = r'''
+import sys, threading
+from tfsclient import codec
+import numpy as np  # (not ml_dtypes: the threads meet it first)
+proto = codec.make_tensor_proto(np.arange(4, dtype=np.float32))  # built before: no ml dtype met yet
+proto.dtype = 14  # DT_BFLOAT16
+proto.ClearField("tensor_content"); proto.half_val.extend([16256] * 4)
+barrier, failures = threading.Barrier(16), []
+def decode():
+    barrier.wait()
+    try:
+        codec.make_ndarray(proto)
+    except Exception as e:
+        failures.append(repr(e))
+threads = [threading.Thread(target=decode) for _ in range(16)]
+for t in threads: t.start()
+for t in threads: t.join(30)
+print(len(failures), failures[:1])
+'''
+
+
+def test_threads_meeting_ml_dtypes_at_once_all_get_them():
+    # The first meeting fills the dtype tables under a lock. Before, the other threads saw the tables half filled:
+    # "bfloat16 has no numpy equivalent (install ml_dtypes)", and --fleet sent bfloat16 inputs as float32.
+    result = run_script("-c", RACE)
+    assert result.out == "0 []\n", result
+
+
+def test_a_serving_error_pickles():
+    # A multiprocessing pool sends a worker's exception back pickled. Before, unpickling it failed (and the pool's
+    # get() hung for good).
+    import pickle
+
+    error = pickle.loads(pickle.dumps(tfsclient.rpc_errors.from_code(grpc.StatusCode.NOT_FOUND, "gone")))
+    assert type(error) is tfsclient.NotFoundError and error.code() == grpc.StatusCode.NOT_FOUND
+    assert error.message == "gone" and error.trailing_metadata() is None
+
+
+def test_the_api_refuses_what_it_would_send_wrong(client):
+    with pytest.raises(TypeError, match="Predict takes a tensorflow.serving.PredictRequest"):
+        client.Predict(None)
+    with pytest.raises(TypeError, match="not GetModelStatusRequest"):
+        client.Predict(tfsclient.protos.get_model_status_pb2.GetModelStatusRequest())
+    for call, match in [(lambda: client.predict([[1.0, 2.0]], "Toy"), "inputs: a dict"),
+                        (lambda: client.predict({"input_1": [[1.0, 2.0]]}, None), "model: a model name"),
+                        (lambda: client.multi_inference([], [{"age": 1.0}], "MultiTask"), "at least one"),
+                        (lambda: client.reload("garbage {"), "not a ModelServerConfig"),
+                        (lambda: client.status("Toy", timeout=float("nan")), "timeout"),
+                        (lambda: tfsclient.Client("localhost:1", retries="2"), "retries")]:
+        with pytest.raises(ValueError, match=match):
+            call()
+    # a str output filter is one name, not its letters; inf is no deadline
+    outputs = client.predict({"input_1": [[1.0, 2.0]]}, "Toy", output_filter="output_1", timeout=float("inf"))
+    assert list(outputs) == ["output_1"]
+    with tfsclient.Client(client.target, timeout=float("inf")) as forever:
+        assert forever.status("Toy")["model_version_status"]
+
+
+def test_example_values_keep_their_python_types(client):
+    # A str is a bytes feature, never read as a number: "31.0" is not a float here (the scripts read text, and
+    # infer; the API has typed values). MultiTask's age is a float feature, so the server refuses it.
+    assert client.regress([{"age": np.float32(31.0), "income": 5.2}], "MultiTask", signature="regress")
+    with pytest.raises(tfsclient.InvalidArgumentError):
+        client.regress([{"age": "31.0", "income": 5.2}], "MultiTask", signature="regress")
+
+
+def test_the_lazy_names_are_listed():
+    assert {"Client", "ServingError", "NotFoundError"} <= set(dir(tfsclient))

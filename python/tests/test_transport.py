@@ -303,3 +303,19 @@ def test_health_watchers_see_each_change_once_and_not_serving_on_sigterm(toy_mod
         watcher.join(30)
     assert server.stop() == 0
     assert seen == ["SERVING", "NOT_SERVING", "UNAVAILABLE"], seen
+
+
+def test_a_client_key_without_its_certificate_is_refused(tmp_path):
+    # Before, --client-key alone was ignored, and the call went out in plaintext (exit 0).
+    key = tmp_path / "client.key"
+    key.write_text("-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n")
+    result = run_script("grpcModelStatus.py", "-s", "localhost:1", "--client-key", str(key))
+    assert (result.code, result.out) == (2, "")
+    assert result.err == "grpcModelStatus.py: error: mutual TLS needs both --client-cert and --client-key\n"
+
+
+def test_tls_against_a_plaintext_server_is_one_line_without_grpcs_own(toy_server):
+    # gRPC's C core logs a failed handshake itself ("I... ssl_transport_security.cc Handshake failed"); the scripts
+    # quiet it before grpc is first imported. Seen again when the Client's import came first.
+    result = run_script("grpcModelStatus.py", "-s", toy_server.target, "--tls", "-t", "10")
+    assert result.code == 1 and len(result.err.splitlines()) == 1, result.err

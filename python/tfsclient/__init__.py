@@ -46,3 +46,9 @@ def __getattr__(name):
             return getattr(rpc_errors, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
+def __dir__():
+    from . import rpc_errors
+
+    return sorted(set(globals()) | {"Client"} | set(rpc_errors.__all__) - {"from_code", "from_rpc_error"})
+

@@ -18,6 +18,8 @@ Two levels:
   ``reload``, taking and returning numpy arrays, lists and dicts.
 """
 
+import math
+import numbers
 import types
 
 import grpc
@@ -25,8 +27,16 @@ import grpc
 from . import codec, output, protos, transport
 from .rpc_errors import from_code, from_rpc_error
 
-_PREDICTION = ("Predict", "Classify", "Regress", "MultiInference", "GetModelMetadata")
-_MODEL = ("GetModelStatus", "HandleReloadConfigRequest")
+# RPC -> (service, the request's module and class in tfsclient.protos)
+_RPCS = {
+    "Predict": ("prediction", "predict_pb2", "PredictRequest"),
+    "Classify": ("prediction", "classification_pb2", "ClassificationRequest"),
+    "Regress": ("prediction", "regression_pb2", "RegressionRequest"),
+    "MultiInference": ("prediction", "inference_pb2", "MultiInferenceRequest"),
+    "GetModelMetadata": ("prediction", "get_model_metadata_pb2", "GetModelMetadataRequest"),
+    "GetModelStatus": ("model", "get_model_status_pb2", "GetModelStatusRequest"),
+    "HandleReloadConfigRequest": ("model", "model_management_pb2", "ReloadConfigRequest"),
+}
 _METHODS = {"classify": "tensorflow/serving/classify", "regress": "tensorflow/serving/regress"}
 
 
@@ -45,8 +55,11 @@ class Client:
                  server_name=None, compression="none", retries=0, wait_for_ready=False, timeout=None):
         if compression not in transport.COMPRESSIONS:
             raise ValueError(f"compression: one of {', '.join(transport.COMPRESSIONS)}, not {compression!r}")
-        if retries < 0:
+        if not isinstance(retries, numbers.Integral) or retries < 0:
             raise ValueError(f"retries: a count >= 0, not {retries!r}")
+        if not isinstance(target, str) or not target:
+            raise ValueError(f"target: a server address such as localhost:8500, not {target!r}")
+        timeout = _seconds(timeout)
         settings = types.SimpleNamespace(server=target, tls=tls, ca_cert=ca_cert, client_cert=client_cert,
                                          client_key=client_key, server_name=server_name, compression=compression,
                                          retries=retries, wait_for_ready=wait_for_ready, attempts=1)
@@ -76,15 +89,21 @@ class Client:
     # -- the RPCs, messages in and out ------------------------------------------------------------------------
 
     def call(self, method, request, timeout=None):
-        """The RPC `method` (e.g. "Predict") with `request`: its response, or the ServingError of its failure."""
-        if method in _PREDICTION:
-            service = "prediction"
-            make = protos.prediction_service_pb2_grpc.PredictionServiceStub
-        elif method in _MODEL:
-            service, make = "model", protos.model_service_pb2_grpc.ModelServiceStub
-        else:
+        """The RPC `method` (e.g. "Predict") with `request`: its response, or the ServingError of its failure.
+        timeout: seconds (None or inf: the client's default, else none)."""
+        if method not in _RPCS:
             raise ValueError(f"no such RPC in TF Serving's API: {method!r}")
-        stub = self._stubs.get(service) or self._stubs.setdefault(service, make(self.channel))
+        service, module, name = _RPCS[method]
+        wanted = getattr(getattr(protos, module), name)
+        if type(request) is not wanted:  # (sent as it is, another message would be read as this one)
+            raise TypeError(f"{method} takes a {wanted.DESCRIPTOR.full_name} of tfsclient.protos, "
+                            f"not {type(request).__name__}")
+        stub = self._stubs.get(service)
+        if stub is None:
+            make = (protos.prediction_service_pb2_grpc.PredictionServiceStub if service == "prediction"
+                    else protos.model_service_pb2_grpc.ModelServiceStub)
+            stub = self._stubs.setdefault(service, make(self.channel))
+        timeout = _seconds(timeout)
         try:
             return getattr(stub, method)(request, timeout=self.timeout if timeout is None else timeout)
         except grpc.RpcError as e:
@@ -118,9 +137,11 @@ class Client:
         floats are sent as float32, as tf.make_tensor_proto sends them: give numpy arrays for other dtypes)."""
         request = protos.predict_pb2.PredictRequest()
         _model_spec(request.model_spec, model, version, label, signature)
+        if not isinstance(inputs, dict):
+            raise ValueError(f"inputs: a dict of input name to array, not {type(inputs).__name__}")
         for name, value in inputs.items():
             request.inputs[name].CopyFrom(codec.make_tensor_proto(value))
-        request.output_filter.extend(output_filter or ())
+        request.output_filter.extend([output_filter] if isinstance(output_filter, str) else output_filter or ())
         response = self.Predict(request, timeout)
         return {name: codec.make_ndarray(tensor) for name, tensor in response.outputs.items()}
 
@@ -154,6 +175,8 @@ class Client:
         """One result per task, in order: tasks is a list of ("classify" or "regress", signature name or None);
         each result is what classify or regress returns."""
         request = protos.inference_pb2.MultiInferenceRequest()
+        if not tasks:
+            raise ValueError("tasks: at least one (\"classify\" or \"regress\", signature name or None)")
         for kind, signature in tasks:
             if kind not in _METHODS:
                 raise ValueError(f"a task is classify or regress, not {kind!r}")
@@ -170,8 +193,11 @@ class Client:
         if isinstance(config, str):
             from google.protobuf import text_format
 
-            config = text_format.Parse(config, protos.model_server_config_pb2.ModelServerConfig(),
-                                       descriptor_pool=protos.POOL)
+            try:
+                config = text_format.Parse(config, protos.model_server_config_pb2.ModelServerConfig(),
+                                           descriptor_pool=protos.POOL)
+            except text_format.ParseError as e:
+                raise ValueError(f"config: not a ModelServerConfig in text format: {e}") from None
         request = protos.model_management_pb2.ReloadConfigRequest()
         request.config.CopyFrom(config)
         status = self.HandleReloadConfigRequest(request, timeout).status
@@ -179,9 +205,22 @@ class Client:
             raise from_code(status.error_code, status.error_message)
 
 
+def _seconds(timeout):
+    """A deadline in seconds: None (or inf) for none; ValueError for NaN or a negative one."""
+    if timeout is None or (isinstance(timeout, numbers.Real) and math.isinf(timeout) and timeout > 0):
+        return None
+    if not isinstance(timeout, numbers.Real) or math.isnan(timeout) or timeout < 0:
+        raise ValueError(f"timeout: seconds >= 0 (or None for none), not {timeout!r}")
+    return float(timeout)
+
+
 def _model_spec(spec, model, version, label, signature):
+    if not isinstance(model, str) or not model:
+        raise ValueError(f"model: a model name, not {model!r}")
     if version is not None and label is not None:
         raise ValueError("give a version or a label, not both")
+    if label is not None and not isinstance(label, str):
+        raise ValueError(f"label: a version label such as \"stable\", not {label!r}")
     spec.name = model
     if version is not None:
         spec.version.value = version
@@ -192,14 +231,34 @@ def _model_spec(spec, model, version, label, signature):
 
 
 def _examples(message, examples, context):
-    from . import tf_examples
-
-    made = [tf_examples.make_example(features, {}, f"example {i}") for i, features in enumerate(examples)]
+    made = [_example(features, f"example {i}") for i, features in enumerate(examples)]
     if context is not None:
-        message.example_list_with_context.context.CopyFrom(tf_examples.make_example(context, {}, "context"))
+        message.example_list_with_context.context.CopyFrom(_example(context, "context"))
         message.example_list_with_context.examples.extend(made)
     else:
         message.example_list.examples.extend(made)
+
+
+def _example(features, where):
+    """A tf.Example of Python (or numpy) values, each feature typed by its values, never by reading text: str and
+    bytes are bytes features ("02139" stays "02139"), floats float, ints and bools int64 (the scripts read
+    `age=31` from text, and infer)."""
+    from . import tf_examples
+
+    if not isinstance(features, dict):
+        raise ValueError(f"{where}: a dict of feature name to a value or a list of values, not {features!r}")
+    plain, kinds = {}, {}
+    for name, raw in features.items():
+        values = [v.item() if hasattr(v, "item") and not isinstance(v, (str, bytes)) else v
+                  for v in (raw if isinstance(raw, (list, tuple)) else [raw])]
+        plain[name] = values
+        if any(isinstance(v, (str, bytes)) for v in values):
+            kinds[name] = "bytes"
+        elif any(isinstance(v, float) for v in values):
+            kinds[name] = "float"
+        elif values:
+            kinds[name] = "int"
+    return tf_examples.make_example(plain, kinds, where)
 
 
 def _classes(result):

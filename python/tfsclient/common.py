@@ -5,8 +5,8 @@ a script that needs more (Predict inputs, tf.Examples, TFRecords) imports that m
 """
 
 from . import protos
+from .cli import parser, per_call, run, set_model_spec, time_left  # first: it quiets gRPC's C core before its import
 from .client import Client
-from .cli import parser, per_call, run, set_model_spec, time_left
 from .errors import ExitStatus, InputError, OutputError, ServerError
 from .output import dump_json, json_values, show, to_data, to_json, to_text
 from .transport import rpc_error_message

@@ -3,6 +3,7 @@ bfloat16, float8, int4...), and the conversions tf.as_dtype makes: `as_datatype_
 `numpy_dtype`."""
 
 import sys
+import threading
 
 import numpy as np
 
@@ -97,6 +98,7 @@ _PY_TYPE_ENUM = {float: DT_FLOAT, bool: DT_BOOL, object: DT_STRING, str: DT_STRI
 
 
 _ml = {"loaded": False, "module": None}
+_ML_LOCK = threading.Lock()  # threads decoding at once (--fleet) wait for the one filling the tables
 
 
 def ml_types():
@@ -105,18 +107,20 @@ def ml_types():
     array of those dtypes exists before ml_dtypes is imported, so np_enum only needs it after that."""
     if _ml["loaded"]:
         return _ml["module"]
-    _ml["loaded"] = True
-    try:
-        import ml_dtypes
-    except ImportError:  # bfloat16, float8, int4... are then unsupported
-        return None
-    _ml["module"] = ml_dtypes
-    for enum, attr in _ML_SPECS.items():
-        scalar = getattr(ml_dtypes, attr, None)
-        if scalar is not None:
-            ML_TYPE_ENUM[scalar] = enum
-            ENUM_NP[enum] = np.dtype(scalar)
-    return ml_dtypes
+    with _ML_LOCK:
+        if not _ml["loaded"]:
+            try:
+                import ml_dtypes
+            except ImportError:  # bfloat16, float8, int4... are then unsupported
+                ml_dtypes = None
+            for enum, attr in _ML_SPECS.items():
+                scalar = getattr(ml_dtypes, attr, None)
+                if scalar is not None:
+                    ML_TYPE_ENUM[scalar] = enum
+                    ENUM_NP[enum] = np.dtype(scalar)
+            _ml["module"] = ml_dtypes
+            _ml["loaded"] = True  # last: another thread sees it only with the tables filled
+    return _ml["module"]
 
 
 def ml_enum(enum):

@@ -34,9 +34,12 @@ def check_served(client, config, args):
             if e.code() != grpc.StatusCode.NOT_FOUND:
                 raise
             versions = []
-        if any(v.state in (states.AVAILABLE, states.START, states.LOADING) for v in versions):
-            continue
         asked = list(model.model_version_policy.specific.versions)
+        # Only a version the config asks for counts: one it drops may still be AVAILABLE for a moment, as TF Serving
+        # answers the reload before its unloads end.
+        if any(v.state in (states.AVAILABLE, states.START, states.LOADING) and (not asked or v.version in asked)
+               for v in versions):
+            continue
         known = sorted({v.version for v in versions})
         missing = [v for v in asked if v not in known]
         what = f"version {', '.join(map(str, missing))} is not on disk" if missing else "no version loaded"

@@ -19,9 +19,22 @@ class ServingError(grpc.RpcError):
 
     code_name = None  # the subclass's gRPC code, by name
 
-    def __init__(self, code, message):
+    def __init__(self, code, message, call=None):
         super().__init__(f"{code.name}: {message}")
-        self._code, self.message = code, message
+        self._code, self.message, self._call = code, message, call
+
+    def __reduce__(self):  # pickles (a multiprocessing pool sends it back) without grpc's call
+        return from_code, (self._code.name, self.message)
+
+    def trailing_metadata(self):
+        """The server's trailing metadata, as grpc's errors give it (None when there was no call)."""
+        return self._call.trailing_metadata() if self._call is not None else None
+
+    def initial_metadata(self):
+        return self._call.initial_metadata() if self._call is not None else None
+
+    def debug_error_string(self):
+        return self._call.debug_error_string() if self._call is not None else None
 
     def code(self):
         """The gRPC status code (a grpc.StatusCode)."""
@@ -46,11 +59,13 @@ del _code, _name
 __all__ = ["ServingError", "from_code", "from_rpc_error"] + sorted(cls.__name__ for cls in _BY_CODE.values())
 
 
-def from_code(code, message):
-    """The ServingError subclass for `code` (a grpc.StatusCode, or TF Serving's numeric error_code)."""
-    if isinstance(code, int):
+def from_code(code, message, call=None):
+    """The ServingError subclass for `code` (a grpc.StatusCode, its name, or TF Serving's numeric error_code)."""
+    if isinstance(code, str):
+        code = grpc.StatusCode[code]
+    elif isinstance(code, int):
         code = next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
-    return _BY_CODE.get(code, ServingError)(code, message)
+    return _BY_CODE.get(code, ServingError)(code, message, call)
 
 
 def from_rpc_error(error):
@@ -59,4 +74,6 @@ def from_rpc_error(error):
         return error
     code = error.code() if callable(getattr(error, "code", None)) else grpc.StatusCode.UNKNOWN
     details = error.details() if callable(getattr(error, "details", None)) else str(error)
-    return from_code(code or grpc.StatusCode.UNKNOWN, details or "")
+    keeps = all(callable(getattr(error, name, None)) for name in ("trailing_metadata", "initial_metadata",
+                                                                  "debug_error_string"))
+    return from_code(code or grpc.StatusCode.UNKNOWN, details or "", error if keeps else None)

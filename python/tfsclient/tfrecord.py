@@ -158,7 +158,12 @@ def read(source, limit=None):
             raise CorruptRecord(f"corrupt record length at offset {offset} (CRC mismatch)")
         (length,) = struct.unpack("<Q", length_bytes)
         if limit is not None and offset + 16 + length > limit:
-            raise PastLimit(offset + 16 + length)
+            # The record would end past the limit: read up to one byte past it to tell a file that goes on (one
+            # growing while it is read) from a header that says more than the file holds.
+            data = _read_at_most(f, max(0, limit - offset - 16) + 1)
+            if offset + 16 + len(data) > limit:
+                raise PastLimit(offset + 16 + len(data))
+            raise CorruptRecord(f"truncated record at offset {offset}")
         data = _read_at_most(f, length)
         footer = f.read(4)
         if len(data) < length or len(footer) < 4:

@@ -79,7 +79,7 @@ def channel(args):
 
 def wants_tls(args):
     return bool(getattr(args, "tls", False) or getattr(args, "ca_cert", None) or getattr(args, "client_cert", None)
-                or getattr(args, "server_name", None))
+                or getattr(args, "client_key", None) or getattr(args, "server_name", None))
 
 
 def _credentials(args):
