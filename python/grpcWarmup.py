@@ -18,6 +18,8 @@ import sys
 
 from tfsclient import codec, common, files, predict_inputs, tasks, tf_examples, tfrecord
 
+import grpc  # after tfsclient.common, which quiets gRPC's C core before its first import
+
 PROGRAM = "grpcWarmup.py"
 MAX_RECORDS = 1000  # TF Serving refuses to load a version whose warmup file holds more
 
@@ -48,7 +50,10 @@ def predict_records(args):
         raise common.InputError(f"--inputs {args.inputs}: a .npy file holds one array without its input's name: "
                                 "save the inputs by name with numpy.savez(FILE.npz, NAME=array), or as .json")
     loaded = predict_inputs.parse_inputs([f"@{args.inputs}"], args.max_file_size)
-    arrays = {name: array for name, (array, _) in loaded.items()}
+    if any(from_json for _, from_json in loaded.values()):
+        arrays = typed_by_signature(args, loaded)
+    else:  # .npz: the arrays' own dtypes, as grpcRequest.py sends them
+        arrays = {name: array for name, (array, _) in loaded.items()}
     sizes = {len(a) if getattr(a, "ndim", 0) else None for a in arrays.values()}
     if len(sizes) != 1 or None in sizes:
         raise common.InputError(f"{args.inputs}: every input needs the same number of rows (first axis) to be split")
@@ -60,6 +65,23 @@ def predict_records(args):
         for name, array in arrays.items():
             request.inputs[name].CopyFrom(codec.make_tensor_proto(array[start:start + args.batch]))
         yield entry
+
+
+def typed_by_signature(args, loaded):
+    """JSON values typed as the model's signature wants them, as grpcRequest.py sends the same JSON: the signature
+    is asked of the server. Before, [[1, 2]] went into the file as int32 for a float32 input, and TF Serving then
+    refused to load the model (its warmup failed)."""
+    try:
+        with common.client(args) as client:
+            signature = predict_inputs.signature_of(client, args)
+    except grpc.RpcError as e:
+        raise common.ServerError(
+            f"--inputs {args.inputs}: JSON values are typed by the model's signature, which the server did not give "
+            f"({common.rpc_error_message(e, args)}); start a server with the model (-s), or save the inputs with "
+            "their dtypes in a .npz") from None
+    if signature is None:
+        raise common.InputError(f"model {args.model} has no signature {args.signature!r}")
+    return predict_inputs.check_against_signature(loaded, {}, signature, args.model)
 
 
 def example_records(args):

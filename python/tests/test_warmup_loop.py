@@ -98,3 +98,32 @@ def test_more_than_tf_serving_loads_is_refused(tmp_path):
     ok = run_script("grpcWarmup.py", "-o", str(tmp_path / "w"), "--inputs", str(tmp_path / "many.npz"),
                     "--sample", "1000")
     assert ok.out.endswith("(1000 in all)\n")
+
+
+def test_json_warmup_inputs_follow_the_signature_and_warm_the_model(server, models, tmp_path):
+    # JSON integers for Toy's float32 input: typed by the signature the server gives, as grpcRequest.py sends them.
+    # Before, they went in as int32, and TF Serving then refused to load the model (its warmup failed).
+    rows = tmp_path / "rows.json"
+    rows.write_text('{"input_1": [[1, 2], [1, 3]]}')
+    shutil.copytree(models / "Toy" / "1", models / "Toy" / "7", ignore=shutil.ignore_patterns("assets.extra"))
+    warmup = models / "Toy" / "7" / "assets.extra" / "tf_serving_warmup_requests"
+    warmup.parent.mkdir()
+    written = run_script("grpcWarmup.py", "-o", str(warmup), "-m", "Toy", "--inputs", str(rows),
+                         "--batch", "2", server=server.target)
+    assert written.code == 0, written
+    read = run_script("grpcRequestLog.py", "--read", str(warmup))
+    assert read.out.count("dtype: DT_FLOAT") == read.out.count("dtype:") >= 1, read.out
+    result = run_script("grpcReloadModel.py", "-m", "Toy", "--base-path", str(models / "Toy"), "--versions", "1,7",
+                        server=server.target)
+    assert result.code == 0, result
+    server.wait_for_log(rf"{models}/Toy/7/assets.extra/tf_serving_warmup_requests. Number of warmup records read: 1\.")
+
+
+def test_json_warmup_inputs_without_a_server_say_why(tmp_path):
+    rows = tmp_path / "rows.json"
+    rows.write_text('{"input_1": [[1, 2]]}')
+    result = run_script("grpcWarmup.py", "-o", str(tmp_path / "w"), "--inputs", str(rows), "-s", "localhost:1",
+                        "-t", "5")
+    assert (result.code, result.out) == (1, "") and len(result.err.splitlines()) == 1, result
+    assert "JSON values are typed by the model's signature, which the server did not give" in result.err
+    assert "save the inputs with their dtypes in a .npz" in result.err and not (tmp_path / "w").exists()

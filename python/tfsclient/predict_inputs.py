@@ -367,7 +367,7 @@ def predict_request(args, client, default_output_filter=()):
     if args.input:
         dtypes = parse_dtypes(args.dtype)
         arrays = apply_dtypes(parse_inputs(args.input, getattr(args, "max_file_size", None)), dtypes)
-        signature = _signature(client, args)
+        signature = signature_of(client, args)
         if signature is not None:
             arrays = check_against_signature(arrays, dtypes, signature, args.model)
         else:
@@ -385,7 +385,7 @@ def predict_request(args, client, default_output_filter=()):
     return request
 
 
-def _signature(client, args):
+def signature_of(client, args):
     """The SignatureDef the request will run, from GetModelMetadata (None if the server has no such signature)."""
     metadata_request = protos.get_model_metadata_pb2.GetModelMetadataRequest()
     cli.set_model_spec(metadata_request.model_spec, args)
