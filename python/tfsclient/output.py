@@ -9,33 +9,65 @@ from .errors import OutputError
 from .schema import POOL  # an Any is printed by name from the bundled schema's pool
 
 
+_ESCAPE_CHUNK = 1 << 20  # bytes of a bytes field escaped and written at a time
+
+
 def to_text(message, expand_any=True):
     """Protobuf text format, float fields printed as the guide shows them (0.9990350008010864).
 
     expand_any=False prints an Any as its type_url and packed bytes, as the guide shows metadata.
     """
+    import io
+
+    out = io.StringIO()
+    write_text(message, out, expand_any)
+    return out.getvalue()
+
+
+def write_text(message, out, expand_any=True):
+    """to_text's text written to `out` as it is made: a large answer is never held whole as text. A bytes field
+    (tensor_content) is escaped a chunk at a time: escaped, a byte takes up to 4 characters, and the whole text
+    of a 250 MB answer, held in a string and copied once more, cost about 16x the answer in memory."""
+    import io
+
     from google.protobuf import text_format
 
     printer_class = getattr(text_format, "_Printer", None)
     if printer_class is None:  # a protobuf without the printer class: its own float style
-        return text_format.MessageToString(message, descriptor_pool=POOL)
-    import io
-
-    from google.protobuf import descriptor
+        out.write(text_format.MessageToString(message, descriptor_pool=POOL))
+        return
+    from google.protobuf import descriptor, text_encoding
 
     class GuidePrinter(printer_class):
+        def __init__(self, buffer, final, **kwargs):
+            super().__init__(buffer, **kwargs)
+            self.final = final
+
         def PrintFieldValue(self, field, value):
             if field.cpp_type == descriptor.FieldDescriptor.CPPTYPE_FLOAT:
                 self.out.write(repr(float(value)))
+            elif field.type == descriptor.FieldDescriptor.TYPE_BYTES and len(value) > _ESCAPE_CHUNK:
+                self.out.write('"')
+                for start in range(0, len(value), _ESCAPE_CHUNK):  # each byte escapes on its own: chunks join
+                    self.out.write(text_encoding.CEscape(value[start:start + _ESCAPE_CHUNK], False))
+                    self.pass_on()
+                self.out.write('"')
             else:
                 super().PrintFieldValue(field, value)
+            if self.out.tell() >= _ESCAPE_CHUNK:
+                self.pass_on()
+
+        def pass_on(self):
+            self.final.write(self.out.getvalue())
+            self.out.seek(0)
+            self.out.truncate()
 
         def _TryPrintAsAnyMessage(self, message):
             return expand_any and super()._TryPrintAsAnyMessage(message)
 
-    out = io.StringIO()
-    GuidePrinter(out, as_utf8=False, descriptor_pool=POOL).PrintMessage(message)
-    return out.getvalue()
+    buffer = io.StringIO()  # passed on to `out` about 1 MB at a time (the printer makes several writes a value)
+    GuidePrinter(buffer, out, as_utf8=False, descriptor_pool=POOL).PrintMessage(message)
+    out.write(buffer.getvalue())
 
 
 def to_json(message):
@@ -53,7 +85,10 @@ def to_data(message):
 
 def show(message, args, expand_any=True):
     """The message on stdout in the chosen format (--format)."""
-    sys.stdout.write(to_text(message, expand_any) if args.format == "text" else to_json(message) + "\n")
+    if args.format == "text":
+        write_text(message, sys.stdout, expand_any)
+    else:
+        sys.stdout.write(to_json(message) + "\n")
 
 
 def dump_json(value):
