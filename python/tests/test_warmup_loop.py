@@ -105,14 +105,16 @@ def test_json_warmup_inputs_follow_the_signature_and_warm_the_model(server, mode
     # Before, they went in as int32, and TF Serving then refused to load the model (its warmup failed).
     rows = tmp_path / "rows.json"
     rows.write_text('{"input_1": [[1, 2], [1, 3]]}')
-    shutil.copytree(models / "Toy" / "1", models / "Toy" / "7", ignore=shutil.ignore_patterns("assets.extra"))
-    warmup = models / "Toy" / "7" / "assets.extra" / "tf_serving_warmup_requests"
+    # The version is made whole aside, then moved in (a server that polls for new versions may load it at once).
+    shutil.copytree(models / "Toy" / "1", tmp_path / "7", ignore=shutil.ignore_patterns("assets.extra"))
+    warmup = tmp_path / "7" / "assets.extra" / "tf_serving_warmup_requests"
     warmup.parent.mkdir()
     written = run_script("grpcWarmup.py", "-o", str(warmup), "-m", "Toy", "--inputs", str(rows),
                          "--batch", "2", server=server.target)
     assert written.code == 0, written
     read = run_script("grpcRequestLog.py", "--read", str(warmup))
     assert read.out.count("dtype: DT_FLOAT") == read.out.count("dtype:") >= 1, read.out
+    os.rename(tmp_path / "7", models / "Toy" / "7")
     result = run_script("grpcReloadModel.py", "-m", "Toy", "--base-path", str(models / "Toy"), "--versions", "1,7",
                         server=server.target)
     assert result.code == 0, result
