@@ -54,8 +54,8 @@ import numpy as np
 
 from .protos import tensor_pb2, tensor_shape_pb2
 from .dtypes import (DT_BFLOAT16, DT_BOOL, DT_COMPLEX64, DT_COMPLEX128, DT_DOUBLE, DT_FLOAT, DT_HALF, DT_INT64,
-                     DT_STRING, ENUM_NAME, ENUM_NP, ML_TYPE_ENUM, NAME_ENUM, QUANT_NP_ENUM, REF, as_datatype_enum,
-                     ml_enum, ml_types,
+                     DT_STRING, ENUM_NAME, ML_TYPE_ENUM, NAME_ENUM, QUANT_NP_ENUM, REF, as_datatype_enum,
+                     np_dtype_or_none,
                      brief_repr, dtype_name, np_enum, numpy_dtype)
 
 __all__ = ["make_tensor_proto", "make_ndarray", "as_datatype_enum", "dtype_name",
@@ -223,9 +223,7 @@ def make_tensor_proto(values, dtype=None, shape=None):
     enum = None if dtype is None else as_datatype_enum(dtype) % REF
     np_dt = None
     if enum is not None:
-        if ml_enum(enum):
-            ml_types()
-        np_dt = ENUM_NP.get(enum)
+        np_dt = np_dtype_or_none(enum)
         if np_dt is None:
             raise TypeError(f"Cannot make a TensorProto of dtype {ENUM_NAME[enum]} from "
                             "values (numpy cannot hold it).")

@@ -97,7 +97,7 @@ _PY_TYPE_ENUM = {float: DT_FLOAT, bool: DT_BOOL, object: DT_STRING, str: DT_STRI
                  bytes: DT_STRING}
 
 
-_ml = {"loaded": False, "module": None}
+_ML_LOADED = threading.Event()  # set once ml_types() has filled the tables
 _ML_LOCK = threading.Lock()  # threads decoding at once (--fleet) wait for the one filling the tables
 
 
@@ -105,10 +105,10 @@ def ml_types():
     """Fill ENUM_NP and ML_TYPE_ENUM for bfloat16, float8, int4... from ml_dtypes, once, when first needed:
     ml_dtypes takes 20-700 ms to import, and a script that never meets one of them does not pay it. No numpy
     array of those dtypes exists before ml_dtypes is imported, so np_enum only needs it after that."""
-    if _ml["loaded"]:
-        return _ml["module"]
+    if _ML_LOADED.is_set():
+        return
     with _ML_LOCK:
-        if not _ml["loaded"]:
+        if not _ML_LOADED.is_set():
             try:
                 import ml_dtypes
             except ImportError:  # bfloat16, float8, int4... are then unsupported
@@ -118,14 +118,20 @@ def ml_types():
                 if scalar is not None:
                     ML_TYPE_ENUM[scalar] = enum
                     ENUM_NP[enum] = np.dtype(scalar)
-            _ml["module"] = ml_dtypes
-            _ml["loaded"] = True  # last: another thread sees it only with the tables filled
-    return _ml["module"]
+            _ML_LOADED.set()  # last: another thread sees it only with the tables filled
 
 
 def ml_enum(enum):
     """Whether a DataType enum's numpy dtype comes from ml_dtypes."""
     return enum % REF in _ML_SPECS
+
+
+def np_dtype_or_none(enum):
+    """The numpy dtype of a DataType enum (refs included), ml_dtypes' tables filled first when it is one of theirs;
+    None when numpy cannot hold it."""
+    if ml_enum(enum):
+        ml_types()
+    return ENUM_NP.get(enum % REF)
 
 
 # ---------------------------------------------------------------------------
@@ -170,7 +176,7 @@ def _check_enum(enum, original):
 
 def np_enum(dt):
     """DataType enum of a numpy dtype, or None."""
-    if "ml_dtypes" in sys.modules and not _ml["loaded"]:
+    if "ml_dtypes" in sys.modules and not _ML_LOADED.is_set():
         ml_types()
     if dt.type in ML_TYPE_ENUM:
         return ML_TYPE_ENUM[dt.type]
@@ -194,9 +200,7 @@ def dtype_name(enum):
 def numpy_dtype(enum):
     """numpy dtype for a DataType enum (object for strings); TypeError if numpy can't hold it."""
     enum = _check_enum(int(enum), enum)
-    if ml_enum(enum):
-        ml_types()
-    np_dtype = ENUM_NP.get(enum % REF)
+    np_dtype = np_dtype_or_none(enum)
     if np_dtype is None:
         name = ENUM_NAME[enum % REF]
         hint = " (install ml_dtypes)" if ml_enum(enum) else ""

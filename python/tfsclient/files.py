@@ -26,6 +26,11 @@ _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCH
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
+def _kind_name(mode):
+    """What a file that is not a regular one is, by its st_mode."""
+    return next((name for test, name in _KINDS if test(mode)), "not a file")
+
+
 def limit_of(kind, max_size=None):
     """The size limit for a file of this kind: max_size (--max-file-size) if given and the kind allows it."""
     default, _, raisable = LIMITS[kind]
@@ -55,8 +60,7 @@ def open_input(path, what, kind, max_size=None, noun=""):
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            kind_name = next((name for test, name in _KINDS if test(info.st_mode)), "not a file")
-            raise InputError(f"{where}{noun}{path} is not a regular file ({kind_name})")
+            raise InputError(f"{where}{noun}{path} is not a regular file ({_kind_name(info.st_mode)})")
         limit = limit_of(kind, max_size)
         if info.st_size > limit:
             raise too_large(kind, info.st_size, limit, f"{where}{noun}{path}")
@@ -83,8 +87,7 @@ def check_output_file(path, what):
     except OSError as e:
         raise InputError(f"{what}: cannot write {path}: {e.strerror or e}") from None
     if not stat.S_ISREG(info.st_mode):
-        kind_name = next((name for test, name in _KINDS if test(info.st_mode)), "not a file")
-        raise InputError(f"{what}: {path} is not a regular file ({kind_name})")
+        raise InputError(f"{what}: {path} is not a regular file ({_kind_name(info.st_mode)})")
 
 
 def read_at_most(f, length, first=None, chunk=1 << 20):

@@ -125,12 +125,6 @@ class CorruptRecord(ValueError):
     pass
 
 
-def _read_at_most(f, length):
-    """f.read(length), memory growing only with the bytes that come (files.read_at_most): a corrupt header saying
-    2**60 bytes must not allocate them up front."""
-    return files.read_at_most(f, length)
-
-
 class PastLimit(ValueError):
     """The records go on past the byte limit read() was given (a file that grew while it was read)."""
 
@@ -160,11 +154,11 @@ def read(source, limit=None):
         if limit is not None and offset + 16 + length > limit:
             # The record would end past the limit: read up to one byte past it to tell a file that goes on (one
             # growing while it is read) from a header that says more than the file holds.
-            data = _read_at_most(f, max(0, limit - offset - 16) + 1)
+            data = files.read_at_most(f, max(0, limit - offset - 16) + 1)
             if offset + 16 + len(data) > limit:
                 raise PastLimit(offset + 16 + len(data))
             raise CorruptRecord(f"truncated record at offset {offset}")
-        data = _read_at_most(f, length)
+        data = files.read_at_most(f, length)  # a corrupt header saying 2**60 bytes allocates nothing up front
         footer = f.read(4)
         if len(data) < length or len(footer) < 4:
             raise CorruptRecord(f"truncated record at offset {offset}")
