@@ -90,7 +90,7 @@ class Client:
 
     def call(self, method, request, timeout=None):
         """The RPC `method` (e.g. "Predict") with `request`: its response, or the ServingError of its failure.
-        timeout: seconds (None or inf: the client's default, else none)."""
+        timeout: seconds for this call (None, or inf: the client's default)."""
         if method not in _RPCS:
             raise ValueError(f"no such RPC in TF Serving's API: {method!r}")
         service, module, name = _RPCS[method]

@@ -94,7 +94,7 @@ def reached(files):
     return wanted
 
 
-def _type_name(field, scope):
+def _type_name(field):
     if field.type in _SCALARS:
         return _SCALARS[field.type]
     target = field.message_type or field.enum_type
@@ -104,7 +104,7 @@ def _type_name(field, scope):
 def _field_line(field, proto3):
     if field.message_type is not None and field.message_type.GetOptions().map_entry:
         key, value = field.message_type.fields_by_name["key"], field.message_type.fields_by_name["value"]
-        text = f"map<{_type_name(key, None)}, {_type_name(value, None)}> {field.name} = {field.number}"
+        text = f"map<{_type_name(key)}, {_type_name(value)}> {field.name} = {field.number}"
     else:
         if field.is_repeated:
             label = "repeated "
@@ -114,7 +114,7 @@ def _field_line(field, proto3):
             label = ""  # a proto2 oneof's member has no label
         else:
             label = "required " if field.is_required else "optional "
-        text = f"{label}{_type_name(field, None)} {field.name} = {field.number}"
+        text = f"{label}{_type_name(field)} {field.name} = {field.number}"
     options = []
     if field.json_name != _default_json_name(field.name):
         options.append(f'json_name = "{field.json_name}"')
