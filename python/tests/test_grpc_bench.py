@@ -263,6 +263,38 @@ def test_the_duration_bounds_the_first_burst_of_sends():
     assert (result.code, result.out, result.err) == (0, "True\n", ""), result
 
 
+LAST_ANSWER_AT_THE_DEADLINE = r'''
+import itertools, types
+import grpc
+from tfsclient import loadgen
+
+class Future:  # answered at once: its callback runs inside add_done_callback
+    def add_done_callback(self, callback): callback(self)
+    def code(self): return grpc.StatusCode.OK
+    def result(self): return b""
+    def exception(self): return None
+
+class Call:
+    def future(self, payload, timeout=None): return Future()
+
+ends = []
+for i in range(3, 40):  # deadlines between the clock's readings, wherever the loop reads it
+    ticks = itertools.count()
+    loadgen.time = types.SimpleNamespace(perf_counter=lambda: next(ticks) / 1000)  # 1 ms more at every reading
+    args = types.SimpleNamespace(timeout=5.0, duration=0.0005 + i / 1000, requests=None, concurrency=1, rate=None)
+    load = loadgen.LoadRun(Call(), b"", args)
+    load.begin()
+    ends.append(load.tally.last_completion - load.start >= args.duration)
+print(all(ends))
+'''
+
+
+def test_a_duration_run_ends_with_an_answer_at_or_past_the_deadline():
+    """-d 0.5 reported elapsed_s 0.499989: the answer was timed, then the clock read again to decide on another."""
+    result = run_script("-c", LAST_ANSWER_AT_THE_DEADLINE)
+    assert (result.code, result.out, result.err) == (0, "True\n", ""), result
+
+
 def test_the_closed_loop_reports_after_every_answer():
     """-n close to -c: an answer that comes before the next request is sent must not end the run."""
     result = run_script("-c", CLOSED_LOOP_RACE)

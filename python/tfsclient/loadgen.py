@@ -39,6 +39,7 @@ class Tally:
         self.closed = False  # after Ctrl-C: answers still arriving are not counted
 
     def record(self, future, since):
+        """Count one answer; return the time it was counted at (None after Ctrl-C)."""
         now = time.perf_counter()
         code = future.code()
         failure = future.exception() if code != grpc.StatusCode.OK else None
@@ -49,7 +50,7 @@ class Tally:
                 code, failure = None, UndecodableResponse(e)
         with self.lock:
             if self.closed:
-                return False
+                return None
             self.completed += 1
             self.last_completion = now
             if code == grpc.StatusCode.OK:
@@ -59,7 +60,7 @@ class Tally:
                         else code.name if code is not None else "UNKNOWN")
                 self.errors[name] += 1
                 self.first_error.setdefault(name, failure)
-        return True
+        return now
 
 
 class LoadRun:
@@ -103,11 +104,13 @@ class LoadRun:
 
     def _next(self, future, since):
         """Count an answer; in the closed loop, send the next request in its place."""
-        self.tally.record(future, since)
+        answered_at = self.tally.record(future, since)
         with self.tally.lock:
             self.in_flight.discard(future)
             self.answered += 1
-            again = self.args.rate is None and self._more(time.perf_counter())
+            # The answer's own time decides: a later reading could pass the deadline after an answer timed
+            # before it, and the run would end short of -d (elapsed_s 0.499989 for -d 0.5).
+            again = self.args.rate is None and self._more(answered_at or time.perf_counter())
             if again:
                 self.issued += 1
             elif self.answered == self.issued and (self.args.rate is None or self.sending_done):
