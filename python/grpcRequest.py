@@ -53,8 +53,8 @@ def predict(args):
         return fleet.run(args, PredictView(tolerance, args.values))
     response = predict_response(args)
     if args.values:
-        common.dump_json({alias: common.json_values(codec.make_ndarray(tensor))
-                          for alias, tensor in sorted(response.outputs.items())})
+        common.write_values(((alias, codec.make_ndarray(tensor)) for alias, tensor in sorted(response.outputs.items())),
+                            sys.stdout)
     else:
         common.show(response, args)
 

@@ -51,3 +51,72 @@ def test_the_text_reaches_the_stream_a_megabyte_at_a_time():
     output.write_text(response, stream)
     assert stream.getvalue() == output.to_text(response)
     assert len(stream.sizes) > 10 and max(stream.sizes) < 2 << 20, (len(stream.sizes), max(stream.sizes))
+
+
+def _large_response():
+    """A response with every kind of field write_json treats apart, beside small ones of each kind."""
+    response = protos.predict_pb2.PredictResponse()
+    response.model_spec.name = "Toy"
+    response.model_spec.version.value = 3
+    floats = response.outputs["a"]
+    floats.dtype = protos.types_pb2.DT_FLOAT
+    floats.float_val.extend(np.linspace(-1, 1, 300_000, dtype=np.float32))
+    floats.float_val.extend([float("nan"), float("inf"), float("-inf")])
+    response.outputs["b"].tensor_content = bytes(range(256)) * 12_289  # 3 MB and a bit, not a multiple of 3
+    response.outputs["c"].int64_val.extend(range(-100_000, 100_000))  # int64: JSON strings
+    response.outputs["d"].string_val.extend([bytes(range(256)) * 5000, b"small", b"\xff" * 2_000_001])
+    response.outputs["e"].bool_val.extend([True, False] * 50_000)
+    response.outputs["f"].dtype = protos.types_pb2.DT_STRING
+    return response
+
+
+def test_json_is_written_as_made_and_is_protobufs_own():
+    # --format json built the whole answer as Python values (a float in a list: 34x the answer in memory). Now long
+    # repeated fields are converted a slice at a time and long bytes base64-encoded a chunk at a time, into the
+    # same text json_format makes.
+    for response in (_large_response(), protos.predict_pb2.PredictResponse()):
+        stream = Writes()
+        output.write_json(response, stream)
+        assert stream.getvalue() == output.to_json(response) + "\n"
+    assert len(stream.sizes) <= 2  # a small message: its text, then the newline
+    stream = Writes()
+    output.write_json(_large_response(), stream)
+    assert len(stream.sizes) > 10 and max(stream.sizes) < 4 << 20, (len(stream.sizes), max(stream.sizes))
+
+
+def test_values_are_written_a_block_at_a_time_as_json_dumps_writes_them():
+    # --values converted each whole array to Python lists (14x the answer). Now a block of at most 65536 values at
+    # a time, whatever the shape, into the text json.dumps makes of json_values (NaN and Infinity bare, as
+    # Python's json and TF Serving's REST API write them).
+    import json
+
+    arrays = {
+        "f32": np.linspace(-1, 1, 300_001, dtype=np.float32),
+        "specials": np.array([np.nan, np.inf, -np.inf] * 30_000, np.float32),
+        "rows": np.arange(600_000, dtype=np.int64).reshape(200_000, 3),
+        "tall": np.ones((140_000, 1, 1), np.float16),
+        "wide": np.ones((2, 3, 70_000), np.float64),
+        "small": np.array([[1, 2]], np.int32),
+        "scalar": np.array(3.5, np.float32),
+        "empty": np.zeros((0, 5), np.float32),
+        "no columns": np.zeros((100_000, 0), np.float32),
+        "bool": np.array([True, False] * 50_000),
+        "complex": (np.arange(100_000) * (1 + 2j)).astype(np.complex64).reshape(1000, 100),
+        "strings": np.array([b"a\xff", b"x"] * 40_000, dtype=object).reshape(2, 40_000),
+    }
+    for name, array in arrays.items():
+        stream = Writes()
+        output.write_values([(name, array), ("next", array)], stream)
+        expected = json.dumps({name: output.json_values(array), "next": output.json_values(array)}) + "\n"
+        assert stream.getvalue() == expected, name
+        assert max(stream.sizes) < 4 << 20, (name, max(stream.sizes))
+    stream = Writes()
+    output.write_values([("f32", arrays["f32"])], stream)
+    assert len(stream.sizes) > 3
+
+
+def test_a_complex_value_is_its_pair_in_the_arrays_shape():
+    # (json_values flattened a complex array, and a complex64 one failed: numpy's float32 is not JSON)
+    stream = io.StringIO()
+    output.write_values([("c", np.array([[1 + 2j, 3j]], np.complex64))], stream)
+    assert stream.getvalue() == '{"c": [[[1.0, 2.0], [0.0, 3.0]]]}\n'

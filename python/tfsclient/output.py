@@ -76,6 +76,105 @@ def to_json(message):
     return json_format.MessageToJson(message, preserving_proto_field_name=True, indent=2, descriptor_pool=POOL)
 
 
+_VALUES_AT_ONCE = 1 << 16  # values of one repeated field (or one array) converted and written at a time
+
+
+def write_json(message, out):
+    """to_json's text, and a newline, written to `out` as it is made. protobuf's json_format builds the whole
+    answer as Python values first (a float in a repeated field becomes a Python float in a list: 34x the answer
+    in memory). Here a long repeated field is converted a slice at a time as the JSON is written, and a long bytes
+    field (tensor_content) is base64-encoded a chunk at a time into its place, so the text is the same."""
+    import functools
+    import itertools
+    import json
+    import secrets
+
+    from google.protobuf import descriptor, json_format
+
+    printer_class = getattr(json_format, "_Printer", None)
+    if printer_class is None or not hasattr(printer_class, "_RegularMessageToJsonObject"):
+        out.write(to_json(message) + "\n")  # a protobuf without the printer class: the whole text at once
+        return
+    field_types = descriptor.FieldDescriptor
+    nonce = secrets.token_hex(8)
+    spliced = {}  # the JSON text of a marker string -> the bytes whose base64 goes in its place
+
+    def repeated(field):
+        flag = getattr(field, "is_repeated", None)  # protobuf 7; before it, the label
+        return flag if flag is not None else field.label == field_types.LABEL_REPEATED
+
+    class Fields:
+        """A message as the printer is to see it: its fields, a long repeated one given as no values."""
+
+        def __init__(self, message, fields):
+            self.DESCRIPTOR = message.DESCRIPTOR
+            self.fields = fields
+
+        def ListFields(self):
+            return self.fields
+
+    class LazyValues(list):
+        """A long repeated field's JSON values, converted a slice at a time as the encoder asks for them."""
+
+        def __init__(self, printer, field, values):
+            super().__init__()
+            self.printer, self.field, self.values = printer, field, values
+
+        def __len__(self):
+            return len(self.values)
+
+        def __iter__(self):
+            convert = functools.partial(printer_class._FieldToJsonObject, self.printer, self.field)  # not bytes
+            for start in range(0, len(self.values), _VALUES_AT_ONCE):
+                yield from map(convert, self.values[start:start + _VALUES_AT_ONCE])
+
+    class StreamingPrinter(printer_class):
+        def _RegularMessageToJsonObject(self, message, js):
+            fields, lazy = [], {}
+            for field, value in message.ListFields():
+                long_values = (repeated(field) and field.cpp_type != field_types.CPPTYPE_MESSAGE
+                               and len(value) > _VALUES_AT_ONCE)
+                if long_values:
+                    name = (f"[{field.full_name}]" if field.is_extension
+                            else field.name if self.preserving_proto_field_name else field.json_name)
+                    lazy[name] = LazyValues(self, field, value)
+                fields.append((field, () if long_values else value))
+            js = super()._RegularMessageToJsonObject(Fields(message, fields), js)
+            js.update(lazy)  # each in its own key's place: the field order stays
+            return js
+
+        def _FieldToJsonObject(self, field, value):
+            if field.type == field_types.TYPE_BYTES and len(value) > _ESCAPE_CHUNK:
+                marker = json.dumps(f"\0{nonce}:{len(spliced)}\0")
+                spliced[marker] = value
+                return json.loads(marker)
+            return super()._FieldToJsonObject(field, value)
+
+    js = StreamingPrinter(preserving_proto_field_name=True, descriptor_pool=POOL)._MessageToJsonObject(message)
+    tokens = json.JSONEncoder(indent=2).iterencode(js)  # as MessageToJson's json.dumps(js, indent=2)
+    while True:
+        text = "".join(itertools.islice(tokens, _VALUES_AT_ONCE))
+        if not text:
+            break
+        while spliced and nonce in text:  # a marker is one token: it is whole in the text
+            marker = next(m for m in spliced if m in text)
+            before, text = text.split(marker, 1)
+            out.write(before + '"')
+            write_base64(spliced.pop(marker), out)
+            text = '"' + text
+        out.write(text)
+    out.write("\n")
+
+
+def write_base64(data, out):
+    """base64 of `data` written a chunk at a time: chunks of a multiple of 3 bytes encode to text that joins."""
+    import base64
+
+    step = 3 * (_ESCAPE_CHUNK // 4)
+    for start in range(0, len(data), step):
+        out.write(base64.b64encode(data[start:start + step]).decode("ascii"))
+
+
 def to_data(message):
     """The message as to_json writes it, as Python values: for a JSON document that holds several messages."""
     from google.protobuf import json_format
@@ -88,7 +187,7 @@ def show(message, args, expand_any=True):
     if args.format == "text":
         write_text(message, sys.stdout, expand_any)
     else:
-        sys.stdout.write(to_json(message) + "\n")
+        write_json(message, sys.stdout)
 
 
 def dump_json(value):
@@ -96,7 +195,8 @@ def dump_json(value):
 
 
 def json_values(array):
-    """An output array as nested lists for JSON; bytes as text (invalid UTF-8 escaped)."""
+    """An output array as nested lists for JSON; bytes as text (invalid UTF-8 escaped); a complex value as its
+    [real, imaginary] pair."""
     if array.dtype == object:
         def text(value):
             if isinstance(value, list):
@@ -104,8 +204,53 @@ def json_values(array):
             return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
         return text(array.tolist())
     if array.dtype.kind == "c":
-        return [[v.real, v.imag] for v in array.ravel()]
+        return json_values(pairs(array))
     return array.astype(float).tolist() if array.dtype.kind == "f" else array.tolist()
+
+
+def write_values(arrays, out):
+    """dump_json({name: json_values(array)}) for (name, array) pairs, written to `out` a slice of each array at a
+    time: as Python lists a float32 array takes about 8x its size (the --values of a 64 MB answer peaked near 1 GB).
+    NaN and Infinity are written bare, as Python's json and TF Serving's REST API write them."""
+    import json
+
+    out.write("{")
+    for i, (name, array) in enumerate(arrays):
+        out.write(("" if i == 0 else ", ") + json.dumps(name) + ": ")
+        if array.dtype.kind == "c":
+            array = pairs(array)
+        _write_array(array, out)
+    out.write("}\n")
+
+
+def pairs(array):
+    """A complex array as floats, each value a [real, imaginary] pair on a last axis of 2."""
+    import numpy as np
+
+    return np.stack([array.real, array.imag], axis=-1)
+
+
+def _write_array(array, out):
+    """One array as json_values writes it, converted a block of at most _VALUES_AT_ONCE values at a time."""
+    import json
+
+    if array.size <= _VALUES_AT_ONCE or array.ndim == 0:
+        out.write(json.dumps(json_values(array)))
+        return
+    block = max(1, array[0].size)  # values in one element of the first axis
+    out.write("[")
+    if block > _VALUES_AT_ONCE:
+        for i in range(len(array)):
+            if i:
+                out.write(", ")
+            _write_array(array[i], out)
+    else:
+        step = _VALUES_AT_ONCE // block
+        for start in range(0, len(array), step):
+            if start:
+                out.write(", ")
+            out.write(json.dumps(json_values(array[start:start + step]))[1:-1])  # the elements, without [ ]
+    out.write("]")
 
 
 class GuardedStdout:
