@@ -211,7 +211,8 @@ def json_values(array):
 def write_values(arrays, out):
     """dump_json({name: json_values(array)}) for (name, array) pairs, written to `out` a slice of each array at a
     time: as Python lists a float32 array takes about 8x its size (the --values of a 64 MB answer peaked near 1 GB).
-    NaN and Infinity are written bare, as Python's json and TF Serving's REST API write them."""
+    NaN and Infinity are written bare, as Python's json writes them and as TF Serving's REST API does
+    (tensorflow_serving/util/json_tensor.cc writes NaN, Infinity and -Infinity as raw numbers)."""
     import json
 
     out.write("{")
