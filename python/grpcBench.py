@@ -30,16 +30,31 @@ if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up ex
 
 import argparse
 import os
+import signal
 import sys
+import tempfile
 import time
 
 import grpc
 
-from tfsclient import argtypes, bench_report, common, fleet, loadgen, predict_inputs
+from tfsclient import argtypes, bench_report, common, files, fleet, loadgen, predict_inputs
 from tfsclient.prometheus import ServerView
 
 PROGRAM = "grpcBench.py"
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
+# SIGTERM ends the bench as Ctrl-C does, and with the status that goes with it: Ctrl-C exits 130 (128 + SIGINT, an
+# exit status rather than the signal raised again), so SIGTERM exits 143 (128 + SIGTERM), what a shell reports for
+# a process SIGTERM killed, and what `kill`, `docker stop` or a CI job's timeout expect.
+TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: whatever catches Ctrl-C catches it (the run stops, its report is
+    printed); bench() turns it into exit 143."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
 
 
 def build_parser():
@@ -49,14 +64,18 @@ def build_parser():
     amount = parser.add_mutually_exclusive_group()
     amount.add_argument("-n", "--requests", type=argtypes.count(1), metavar="N",
                         help="send N requests, warmup not counted (default: 1000 unless --duration)")
-    amount.add_argument("-d", "--duration", type=argtypes.positive("the duration"), metavar="SECONDS",
+    # Bounds that keep a run measurable and finite: under 1 ms a run sends nothing; the open loop sleeps 1/R
+    # between sends (-r 1e-300: an OverflowError; 0.001: 1000 s), and a million a second is 100 times what one
+    # client sends (-r 1e300: t0 + i/R stays t0, so -d never ends the schedule).
+    amount.add_argument("-d", "--duration", metavar="SECONDS",
+                        type=argtypes.between("the duration", 0.001, argtypes.NO_DEADLINE, "seconds"),
                         help="send for this many seconds instead")
     load = parser.add_mutually_exclusive_group()
     load.add_argument("-c", "--concurrency", type=argtypes.counts(1), metavar="C[,C...]",
                       help="closed loop: keep C requests in flight (default: 1; with --fleet: C in total, spread "
                            "over the replicas, default one each); a comma list (1,2,4,8,16,32) runs one round per "
                            "concurrency, in that order, and prints a table")
-    load.add_argument("-r", "--rate", type=argtypes.positive("the rate"), metavar="R",
+    load.add_argument("-r", "--rate", type=argtypes.between("the rate", 0.001, 1e6, "requests/s"), metavar="R",
                       help="open loop: send R requests/s on a fixed schedule, however many are in flight; "
                            "latency counts from each request's scheduled time")
     parser.add_argument("--warmup", type=argtypes.count(0), default=10, metavar="N",
@@ -86,10 +105,9 @@ def _progress_line(load, label=""):
     sys.stderr.flush()
 
 def _pyplot(flag, path):
-    """matplotlib's pyplot, checked before anything is sent (it is not in requirements.txt)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise common.InputError(f"{flag} {path}: no such directory: {directory}")
+    """matplotlib's pyplot, and the image's path, checked before anything is sent (matplotlib is not in
+    requirements.txt)."""
+    _check_image_path(flag, path)
     try:
         import matplotlib
     except ImportError:
@@ -97,7 +115,33 @@ def _pyplot(flag, path):
                                 "(pip install matplotlib)") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as pyplot
+    if bench_report.image_format(path) is None:
+        extension = os.path.splitext(path)[1]
+        raise common.InputError(f"{flag} {path}: matplotlib cannot write {extension} files: name it .png "
+                                "(or .svg, .pdf)")
     return pyplot
+
+
+def _check_image_path(flag, path):
+    """Where an image will go: a regular file if it exists (files.check_output_file: /dev/full or a FIFO would
+    take it nowhere or block), in a folder that exists and takes a new file, as bench_report.save writes the image
+    beside the path, then renames it over it. A file is made there and dropped at once to know."""
+    files.check_output_file(path, flag)
+    folder = os.path.dirname(os.path.realpath(path))
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise common.InputError(f"{flag}: cannot write {path}: {e.strerror or e} in the folder {folder} "
+                                "(give a path in a folder you can write)") from None
+
+
+def _draw(flag, path, draw):
+    """draw(), which writes the image at path, after the report: a file that cannot be written is one line, exit 1."""
+    try:
+        draw()
+    except OSError as e:
+        raise common.OutputError(f"{flag}: cannot write {path}: {e.strerror or e} (the file is unchanged)") from None
 
 
 def _check(args):
@@ -137,14 +181,14 @@ def _warmup(call, payload, args):
 
 
 def _round(call, payload, args, label=""):
-    """One run at args' load: (the LoadRun, whether Ctrl-C stopped it)."""
+    """One run at args' load: (the LoadRun, the KeyboardInterrupt or Terminated that stopped it, or None)."""
     load = loadgen.LoadRun(call, payload, args)
     progress = ((lambda load: _progress_line(load, label)) if sys.stderr.isatty() else None)
     try:
         load.run(progress)
-        return load, False
-    except KeyboardInterrupt:
-        return load, True
+        return load, None
+    except KeyboardInterrupt as e:
+        return load, e
     finally:
         if progress:
             sys.stderr.write("\r\033[K")
@@ -162,6 +206,19 @@ def _failure(loads, args):
 
 
 def bench(args):
+    """The bench, with SIGTERM handled as Ctrl-C is (the report of what came back), then exit 143."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _bench(args)
+    except Terminated:
+        if args.debug:
+            raise
+        return TERMINATED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _bench(args):
     levels = _check(args)
     if args.fleet:
         return bench_fleet(args)
@@ -169,7 +226,7 @@ def bench(args):
     plot = _pyplot("--plot", args.plot) if args.plot else None
     sweep = levels is not None and len(levels) > 1
     view = ServerView(args.metrics, args) if args.metrics else None
-    loads, rounds, interrupted = [], [], False
+    loads, rounds, stopped = [], [], None
     with common.client(args) as client:
         payload = predict_inputs.predict_request(args, client).SerializeToString()
         # The sends: the request's bytes as they are, through the client's channel (no protobuf work per request).
@@ -183,13 +240,13 @@ def bench(args):
             round_args.warmup = args.warmup if i == 0 else 0  # one warmup, before the first round
             if view:
                 view.start()
-            load, interrupted = _round(call, payload, round_args, f"concurrency {level}: " if sweep else "")
-            r = loadgen.report(load, interrupted)
+            load, stopped = _round(call, payload, round_args, f"concurrency {level}: " if sweep else "")
+            r = loadgen.report(load, stopped is not None)
             if view:
-                r["server_metrics"] = view.finish(r["ok"]) if not interrupted else None
+                r["server_metrics"] = view.finish(r["ok"]) if stopped is None else None
             loads.append(load)
             rounds.append(r)
-            if interrupted:
+            if stopped is not None:
                 break
     if sweep:
         s = bench_report.sweep_report(args, levels, rounds)
@@ -203,11 +260,12 @@ def bench(args):
         sys.stdout.write(bench_report.text_report(rounds[0]))
     sys.stdout.flush()
     if pyplot is not None:
-        bench_report.draw_histogram(pyplot, args.histogram, rounds[0], loads[0].tally.latencies)
+        _draw("--histogram", args.histogram,
+              lambda: bench_report.draw_histogram(pyplot, args.histogram, rounds[0], loads[0].tally.latencies))
     if plot is not None:
-        bench_report.draw_sweep(plot, args.plot, rounds)
-    if interrupted:
-        raise KeyboardInterrupt
+        _draw("--plot", args.plot, lambda: bench_report.draw_sweep(plot, args.plot, rounds))
+    if stopped is not None:
+        raise stopped  # Ctrl-C (exit 130) or SIGTERM (143), now that the report is out
     if any(r["errors"] for r in rounds):
         raise common.ServerError(_failure(loads, args))
     if view and view.failure:
@@ -277,7 +335,7 @@ def bench_fleet(args):
         opened[replica_args.server] = _Replica(replica_args, payload)
         return opened[replica_args.server](replica_args)
 
-    interrupted = False
+    stopped = None
     try:
         outcomes = fleet.each(replicas, warm, args)
         measured = [o for o in outcomes if o.ok]
@@ -294,8 +352,8 @@ def bench_fleet(args):
             progress = _fleet_progress if sys.stderr.isatty() else None
             try:
                 loadgen.run_together(loads, progress)
-            except KeyboardInterrupt:
-                interrupted = True
+            except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM
+                stopped = e
             finally:
                 if progress:
                     sys.stderr.write("\r\033[K")
@@ -303,6 +361,7 @@ def bench_fleet(args):
     finally:
         for replica in opened.values():
             replica.close()
+    interrupted = stopped is not None
     reports = {o.address: None for o in outcomes}
     for outcome, load in zip(measured, loads):
         reports[outcome.address] = loadgen.report(load, interrupted)
@@ -315,9 +374,11 @@ def bench_fleet(args):
         sys.stdout.write(bench_report.fleet_text(document))
     sys.stdout.flush()
     if pyplot is not None and total is not None:
-        bench_report.draw_histogram(pyplot, args.histogram, total, [v for load in loads for v in load.tally.latencies])
-    if interrupted:
-        raise KeyboardInterrupt
+        latencies = [v for load in loads for v in load.tally.latencies]
+        _draw("--histogram", args.histogram,
+              lambda: bench_report.draw_histogram(pyplot, args.histogram, total, latencies))
+    if stopped is not None:
+        raise stopped
     failing = [o for o in outcomes if not o.ok or reports[o.address]["errors"]]
     if failing:
         raise common.ServerError(_fleet_failure(outcomes, failing, loads, measured))

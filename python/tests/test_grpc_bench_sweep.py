@@ -139,7 +139,8 @@ def test_plot_without_matplotlib_says_how_to_install_it(tmp_path):
 def test_plot_into_a_missing_directory(tmp_path):
     result = run_script(SCRIPT, "-s", "localhost:1", "-c", "1,2", "--plot", str(tmp_path / "no" / "k.png"))
     assert (result.code, result.out) == (2, "")
-    assert result.err == f"grpcBench.py: error: --plot {tmp_path}/no/k.png: no such directory: {tmp_path}/no\n"
+    assert result.err == (f"grpcBench.py: error: --plot: cannot write {tmp_path}/no/k.png: the folder {tmp_path}/no "
+                          "does not exist\n")
 
 
 # -- --metrics against the local server ----------------------------------------------------------------

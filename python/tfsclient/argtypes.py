@@ -128,9 +128,22 @@ def seconds(what="the timeout", minimum=0.0, allow_minimum=False, infinite=False
     return parse
 
 
-def positive(what):
-    """A finite number > 0 (a rate, a duration)."""
-    return _finite(f"{what} must be > 0", zero=False)
+def between(what, low, high, unit):
+    """A number from low to high, both included (grpcBench's rate and duration); never NaN."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise _refuse(text, "not a number", True) from None
+        if not low <= value <= high:
+            raise _refuse(text, f"{what} must be between {_decimal(low)} and {_decimal(high)} {unit}")
+        return value
+    return parse
+
+
+def _decimal(number):
+    """A bound as people write it: 0.001, 1000000 (not 1e-03, 1e+06)."""
+    return format(number, "f").rstrip("0").rstrip(".")
 
 
 def tolerance(what):
@@ -172,6 +185,20 @@ def text(what):
             raise _refuse(value, f"{what} is not valid UTF-8", True) from None
         return str(value)
     return parse
+
+
+def server(value):
+    """-s: any gRPC target; in HOST:PORT (no scheme), a port in digits other than ASCII's (superscript ¹⁸⁵⁰⁰, Arabic
+    ٨٥٠٠: str.isdigit takes them, int() and gRPC do not) is refused here rather than failing at the connection."""
+    value = text("the server address")(value)
+    if "://" not in value and not value.lower().startswith(("ipv4:", "ipv6:", "unix:", "unix-abstract:", "vsock:")):
+        for item in value.split(","):
+            port = item.rpartition("]")[2] if item.startswith("[") else item
+            port = port.rpartition(":")[2] if port.count(":") == 1 else ""
+            if port and not (port.isascii() and port.isdigit()):
+                raise _refuse(value, f"the port {port!r} is not a number (write it in ASCII digits, e.g. "
+                                     "localhost:8500)", True)
+    return value
 
 
 def boolean(value):

@@ -1,5 +1,8 @@
 """grpcBench's reports: one run or a sweep of concurrencies, as text or one JSON document, and their plots."""
 
+import io
+import os
+
 from . import fleet
 from .loadgen import PERCENTILES
 
@@ -61,8 +64,32 @@ def draw_histogram(pyplot, path, r, latencies):
     axes.set_ylabel("requests")
     axes.set_title(f"{_target(r)}\n{r['ok']} ok, {r['throughput_rps']:.1f} req/s", fontsize=9)
     figure.tight_layout()
-    figure.savefig(path)
-    pyplot.close(figure)
+    save(pyplot, figure, path)
+
+
+def image_format(path):
+    """The format an image at path is drawn in: its extension's when matplotlib writes it (png, svg, pdf, ...), PNG
+    without one; None for an extension matplotlib does not write. After matplotlib is imported."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    extension = os.path.splitext(path)[1][1:].lower()
+    if not extension:
+        return "png"
+    return extension if extension in FigureCanvasBase.get_supported_filetypes() else None
+
+
+def save(pyplot, figure, path):
+    """The figure into path, whole or not at all: drawn in memory, then written beside path and renamed over it
+    (tfrecord.replace; OSError if that fails, path as it was). The path is written as given: a name without an
+    extension is not given .png, as matplotlib's savefig(path) would."""
+    from . import tfrecord  # (its CRC table is not needed to start a bench)
+
+    image = io.BytesIO()
+    try:
+        figure.savefig(image, format=image_format(path) or "png")
+    finally:
+        pyplot.close(figure)
+    tfrecord.replace(path, image.getvalue())
 
 
 def _server_line(m):
@@ -146,8 +173,7 @@ def draw_sweep(pyplot, path, rounds):
     axes.grid(True, alpha=0.3)
     axes.set_title(f"{_target(rounds[0])}\nclosed loop, one point per concurrency", fontsize=9)
     figure.tight_layout()
-    figure.savefig(path)
-    pyplot.close(figure)
+    save(pyplot, figure, path)
 
 
 def fleet_report(args, outcomes, reports, total, concurrency):
