@@ -8,6 +8,7 @@ if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up ex
 import sys
 
 from tfsclient import common, fleet
+from tfsclient.text import enum_name, one_line
 
 PROGRAM = "grpcMetadata.py"
 
@@ -31,7 +32,7 @@ def metadata(args):
         return fleet.run(args, MetadataView(args.summary))
     response = fetch(args)
     if args.summary:
-        sys.stdout.write(summary(response, signature_map(response)))
+        sys.stdout.write(summary(response, signature_map(response, strict=True)))
     else:  # text format shows the Any unpacked, as [type_url] { ... }, unless --raw
         common.show(response, args, expand_any=not args.raw)
 
@@ -45,11 +46,18 @@ def fetch(args):
 
 
 def signature_map(response, strict=False):
-    """The response's SignatureDefMap; strict: a ServerError when it holds none (else an empty map)."""
+    """The response's SignatureDefMap; strict: a ServerError when it holds none (else an empty map). One that does
+    not parse is a ServerError either way."""
     signatures = common.protos.get_model_metadata_pb2.SignatureDefMap()
-    if not response.metadata["signature_def"].Unpack(signatures) and strict:
-        raise common.ServerError(f"the metadata holds a {response.metadata['signature_def'].type_url or 'nothing'}, "
-                                 "not a SignatureDefMap")
+    packed = response.metadata.get("signature_def")
+    try:
+        unpacked = packed is not None and packed.Unpack(signatures)
+    except Exception as e:  # protobuf's DecodeError: bytes that are not a SignatureDefMap
+        raise common.ServerError("the metadata's signature_def does not parse as a SignatureDefMap "
+                                 f"({one_line(e, 200, fold=True)})") from None
+    if not unpacked and strict:
+        held = f"a {packed.type_url}" if packed is not None and packed.type_url else "no signature_def"
+        raise common.ServerError(f"the metadata holds {held}, not a SignatureDefMap")
     return signatures
 
 
@@ -107,11 +115,10 @@ def differences(reference, answer):
 
 def _tensor(info):
     """A TensorInfo as the summary shows it: (dtype, shape)."""
-    return common.protos.types_pb2.DataType.Name(info.dtype).replace("DT_", "").lower(), _shape(info.tensor_shape)
+    return _dtype(info.dtype), _shape(info.tensor_shape)
 
 
 def summary(response, signatures):
-    types = common.protos.types_pb2.DataType
     out = [f"model {response.model_spec.name} version {response.model_spec.version.value}"]
     for name in sorted(signatures.signature_def, key=lambda k: (k.startswith("__"), k)):
         signature = signatures.signature_def[name]
@@ -120,7 +127,7 @@ def summary(response, signatures):
         for kind, tensors in (("input", signature.inputs), ("output", signature.outputs)):
             for alias in sorted(tensors):
                 info = tensors[alias]
-                rows.append((kind, alias, types.Name(info.dtype).replace("DT_", "").lower(),
+                rows.append((kind, alias, _dtype(info.dtype),
                              _shape(info.tensor_shape), info.name))
         if not rows:
             out.append("  (no inputs or outputs)")
@@ -130,6 +137,12 @@ def summary(response, signatures):
         for row in [header] + rows:
             out.append("  " + "  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
     return "\n".join(out) + "\n"
+
+
+def _dtype(dtype):
+    """float32 for DT_FLOAT; "unknown dtype 999" for a number this client does not know."""
+    name = enum_name(common.protos.types_pb2.DataType, dtype, "dtype")
+    return name.replace("DT_", "").lower() if name.startswith("DT_") else name
 
 
 def _shape(shape):

@@ -9,6 +9,7 @@ import sys
 import time
 
 from tfsclient import argtypes, common, fleet
+from tfsclient.text import enum_name
 
 import grpc
 
@@ -49,7 +50,7 @@ def health_status(args):
                 raise common.ServerError(f"the health service at {args.server} knows no service "
                                          f"{args.health!r} (try PredictionService or ModelService)") from None
             raise
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+    return enum_name(health_pb2.HealthCheckResponse.ServingStatus, response.status, "status")
 
 
 def health(args):
@@ -101,13 +102,14 @@ class StatusView(fleet.View):
         for n in sorted(ours.keys() & theirs.keys()):
             a, b = ours[n], theirs[n]
             if (a.state, a.status.error_code) != (b.state, b.status.error_code):
-                said.append(f"version {n} {states.Name(a.state)}, not {states.Name(b.state)}")
+                said.append(f"version {n} {enum_name(states, a.state, 'state')}, "
+                            f"not {enum_name(states, b.state, 'state')}")
         return ", ".join(said) or None
 
 
 def versions_text(versions):
     states = common.protos.get_model_status_pb2.ModelVersionStatus.State
-    return ", ".join(f"version {v.version} {states.Name(v.state)}"
+    return ", ".join(f"version {v.version} {enum_name(states, v.state, 'state')}"
                      + (f" ({v.status.error_message})" if v.status.error_message else "") for v in versions)
 
 
@@ -126,12 +128,15 @@ def model_status(args):
 
 def wait_until_available(client, request, args):
     states = common.protos.get_model_status_pb2.ModelVersionStatus.State
-    deadline = time.monotonic() + args.wait
+    started = time.monotonic()
+    deadline = started + args.wait
     last = "no answer"
     while True:
         try:
-            # -t bounds each poll
-            response = client.GetModelStatus(request, timeout=min(args.timeout, max(args.wait, 0.1)))
+            # -t bounds each poll, and so does the wait: a poll begun just before the end of --wait 3 could run
+            # on to 4.7 s (the message said "after 3s")
+            left = max(deadline - time.monotonic(), 0.1)
+            response = client.GetModelStatus(request, timeout=min(args.timeout, left))
             versions = response.model_version_status
             live = [v for v in versions if v.state != states.END] or list(versions)
             if live and all(v.state == states.AVAILABLE for v in live):
@@ -141,9 +146,12 @@ def wait_until_available(client, request, args):
             if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND,
                                 grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise
-            last = common.rpc_error_message(e, args)
+            if e.code() != grpc.StatusCode.DEADLINE_EXCEEDED or left >= args.timeout:
+                last = common.rpc_error_message(e, args)  # (a poll cut short by the wait keeps what was seen)
         if time.monotonic() >= deadline:
-            raise common.ServerError(f"model {args.model} not AVAILABLE after {args.wait:g}s; last seen: {last}")
+            took = time.monotonic() - started  # the time it really took, when it rounds to more than --wait
+            said = f"{args.wait:g}s" if round(took, 1) <= args.wait else f"{took:.1f}s (--wait {args.wait:g})"
+            raise common.ServerError(f"model {args.model} not AVAILABLE after {said}; last seen: {last}")
         time.sleep(min(0.5, max(deadline - time.monotonic(), 0)))
 
 

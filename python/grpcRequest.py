@@ -7,7 +7,7 @@ if __name__ == "__main__":  # started as a command: Ctrl-C while it starts up ex
 
 import sys
 
-from tfsclient import codec, common, compare, fleet, predict_inputs
+from tfsclient import common, compare, fleet, predict_inputs
 
 PROGRAM = "grpcRequest.py"
 
@@ -53,8 +53,8 @@ def predict(args):
         return fleet.run(args, PredictView(tolerance, args.values))
     response = predict_response(args)
     if args.values:
-        common.write_values(((alias, codec.make_ndarray(tensor)) for alias, tensor in sorted(response.outputs.items())),
-                            sys.stdout)
+        # every output made an array before any is written: one that cannot be is one line, nothing on stdout
+        common.write_values(sorted(compare.tensors(response.outputs).items()), sys.stdout)
     else:
         common.show(response, args)
 

@@ -109,15 +109,22 @@ def fleet_logs(args, tolerance):
 
 def read_log(args):
     parse = common.protos.prediction_log_pb2.PredictionLog.FromString
+    records = 0
     for offset, data in tfrecord.read_file(args.read, None, args.max_file_size):
         try:
             log = parse(data)  # a new message each time: one parsed again keeps every record's memory (upb's arena)
         except Exception:
             raise common.InputError(f"{args.read}: the record at offset {offset} is not a PredictionLog") from None
+        if log.WhichOneof("log_type") is None:  # an empty record, or another message that parsed as unknown fields
+            raise common.InputError(f"{args.read}: the record at offset {offset} is not a PredictionLog (it holds "
+                                    "none of its logs: predict, classify, regress, multi_inference, session_run)")
+        records += 1
         if args.format == "json":
             common.dump_json(common.to_data(log))
         else:
             sys.stdout.write(banner(f"record at offset {offset}") + common.to_text(log))
+    if not records:  # (it printed nothing and exit 0, as if the log were fine)
+        raise common.InputError(f"{args.read} is empty: it holds no PredictionLog records")
 
 
 def main(argv=None) -> int:

@@ -118,6 +118,9 @@ def log_records(args):
             except Exception:
                 raise common.InputError(f"{path}: the record at offset {offset} is not a PredictionLog") from None
             kind = source.WhichOneof("log_type")
+            if kind is None:  # an empty record, or another message that parsed as unknown fields
+                raise common.InputError(f"{path}: the record at offset {offset} is not a PredictionLog (it holds "
+                                        "none of its logs)")
             if kind not in ("predict_log", "classify_log", "regress_log", "multi_inference_log"):
                 continue
             entry = common.protos.prediction_log_pb2.PredictionLog()

@@ -1,6 +1,7 @@
 """tfsclient.output: the text format the scripts print, written as it is made."""
 
 import io
+import json
 
 import numpy as np
 from google.protobuf import text_format
@@ -74,10 +75,14 @@ def test_json_is_written_as_made_and_is_protobufs_own():
     # --format json built the whole answer as Python values (a float in a list: 34x the answer in memory). Now long
     # repeated fields are converted a slice at a time and long bytes base64-encoded a chunk at a time, into the
     # same text json_format makes.
+    from google.protobuf import json_format
+
     for response in (_large_response(), protos.predict_pb2.PredictResponse()):
         stream = Writes()
         output.write_json(response, stream)
         assert stream.getvalue() == output.to_json(response) + "\n"
+        assert json.loads(stream.getvalue()) == json.loads(json_format.MessageToJson(
+            response, preserving_proto_field_name=True, descriptor_pool=protos.POOL))  # the same, but a map's order
     assert len(stream.sizes) <= 2  # a small message: its text, then the newline
     stream = Writes()
     output.write_json(_large_response(), stream)
@@ -88,7 +93,6 @@ def test_values_are_written_a_block_at_a_time_as_json_dumps_writes_them():
     # --values converted each whole array to Python lists (14x the answer). Now a block of at most 65536 values at
     # a time, whatever the shape, into the text json.dumps makes of json_values (NaN and Infinity bare, as
     # Python's json and TF Serving's REST API write them).
-    import json
 
     arrays = {
         "f32": np.linspace(-1, 1, 300_001, dtype=np.float32),
@@ -120,3 +124,14 @@ def test_a_complex_value_is_its_pair_in_the_arrays_shape():
     stream = io.StringIO()
     output.write_values([("c", np.array([[1 + 2j, 3j]], np.complex64))], stream)
     assert stream.getvalue() == '{"c": [[[1.0, 2.0], [0.0, 3.0]]]}\n'
+
+
+def test_a_maps_keys_are_sorted_in_json():
+    # upb's map order changes from run to run (and with it --format json's, in TensorFlow's classes too): sorted, as
+    # the text format sorts them, so two runs can be compared with diff.
+    response = protos.predict_pb2.PredictResponse()
+    names = [f"output_{i}" for i in (3, 10, 1, 7, 2)]
+    for name in names:
+        response.outputs[name].dtype = protos.types_pb2.DT_FLOAT
+    for text in (output.to_json(response), json.dumps(output.to_data(response))):
+        assert list(json.loads(text)["outputs"]) == sorted(names), text

@@ -149,7 +149,9 @@ def test_json_follows_the_signature(spec, want, dtype, values):
 @pytest.mark.parametrize("spec, want, message", [
     ("x=[1.5]", T.DT_INT32, "input 'x' is float32 but model M expects int32: convert it with --dtype x=int32"),
     ("x=[1]", T.DT_STRING, "input 'x' is int32 but model M expects string: convert it with --dtype x=string"),
-    ('x=["a"]', T.DT_FLOAT, "input 'x' is string but model M expects float32: convert it with --dtype x=float32"),
+    ('x=["a"]', T.DT_FLOAT, "input 'x' holds the text 'a' where model M expects float32: write every value as a "
+                            "JSON number"),
+    ('x=["1.5"]', T.DT_FLOAT, "input 'x' is string but model M expects float32: convert it with --dtype x=float32"),
     # Before, sent wrapped around, as -2147483648.
     ("x=[2147483648]", T.DT_INT32, "input 'x': 2147483648 does not fit in int32 (-2147483648 to 2147483647)"),
     ("x=[300, -129]", T.DT_INT8, "input 'x': -129 does not fit in int8 (-128 to 127)"),

@@ -74,8 +74,8 @@ BAD_INPUTS = [
      "grpcRequest.py: error: input 'input_1': the JSON is not a rectangular array (rows of different lengths?)\n"),
     (("-i", "x=[[1,2]]"), "grpcRequest.py: error: model Toy has no input 'x'; its inputs: input_1\n"),
     (("-i", 'input_1=[["a","b"]]'),
-     "grpcRequest.py: error: input 'input_1' is string but model Toy expects float32: "
-     "convert it with --dtype input_1=float32\n"),
+     "grpcRequest.py: error: input 'input_1' holds the text 'a' where model Toy expects float32: "
+     "write every value as a JSON number\n"),
     (("-i", "input_1=[[1,2]]", "--dtype", "input_1=float64"), None),  # the server's own dtype error
     (("--dtype", "input_1=float32"), "grpcRequest.py: error: --dtype applies to inputs given with -i\n"),
     (("-i", "input_1=[[1,2]]", "--dtype", "input_1=float99"),

@@ -36,7 +36,7 @@ def parser(description, usage_example, model=True, versions=True, signature=Fals
     """An ArgumentParser with the flags every script shares and a usage example in --help."""
     p = UsageParser(description=description, epilog=f"example:\n  {usage_example}",
                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-s", "--server", type=argtypes.text("the server address"),
+    p.add_argument("-s", "--server", type=argtypes.server,
                    default=argtypes.env("TFS_SERVER", DEFAULT_SERVER),
                    help="TF Serving gRPC address: HOST:PORT or any gRPC target such as dns:///host:8500 "
                         "or unix:///tmp/tfs.sock (default: $TFS_SERVER, else %(default)s)"
@@ -104,16 +104,31 @@ def run(action, args, program):
     stdout's write errors are caught; the SIGINT handler and sys.stdout are put back when it returns.
     """
     previous_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
-    stdout = sys.stdout
+    stdout, stderr = sys.stdout, sys.stderr
+    if stderr is None:  # started with stderr closed (2>&-): print(file=None) would put the error line on stdout
+        sys.stderr = open(os.devnull, "w")
     args.deadline = None if math.isinf(args.timeout) else time.monotonic() + args.timeout
     try:
         if stdout is None:  # started with stdout closed (>&-): nowhere to put the result, so nothing is sent
             print(f"{program}: error: cannot write the output: stdout is closed", file=sys.stderr)
             return ExitStatus.RPC_ERROR
+        strict = getattr(stdout, "errors", None) == "strict" and hasattr(stdout, "reconfigure")
+        if strict:  # an encoding that cannot say é (PYTHONIOENCODING=ascii, LANG=C): \xe9, as stderr shows it
+            stdout.reconfigure(errors="backslashreplace")
         sys.stdout = output.GuardedStdout(stdout)
-        return _run(action, args, program, stdout)
+        try:
+            return _run(action, args, program, stdout)
+        finally:
+            if strict:
+                try:
+                    stdout.reconfigure(errors="strict")
+                except (OSError, ValueError):  # (a stdout that failed or was discarded: nothing to put back)
+                    pass
     finally:
         sys.stdout = stdout
+        if stderr is None:
+            sys.stderr.close()
+            sys.stderr = None
         signal.signal(signal.SIGINT, previous_handler)
 
 
@@ -121,6 +136,7 @@ def _run(action, args, program, stdout):
     def fail(message, status):
         if args.debug:
             raise
+        message = " ".join(part.strip() for part in str(message).splitlines() if part.strip())  # one line, always
         print(f"{program}: error: {message}", file=sys.stderr)
         return status
 

@@ -84,6 +84,10 @@ def resolve(target, getaddrinfo=socket.getaddrinfo):
                          "NAME:PORT, ipv4:/ipv6: lists or HOST:PORT,HOST:PORT")
     replicas = []
     for item in _items(target, target):
+        scheme = item.split(":", 1)[0].lower()
+        if scheme in ("ipv4", "ipv6", "dns", "unix"):  # gRPC reads a scheme once, before the whole list
+            raise InputError(f"--fleet: {item!r} in {target!r} has a scheme of its own: write {scheme}: once, "
+                             f"before the whole list (e.g. ipv6:[::1]:8500,[::1]:8501), or list HOST:PORT items")
         host, port = _host_port(item, target)
         ip = _literal(host)
         replicas += [Replica(_address(str(ip), port))] if ip is not None else _resolve_name(host, port, getaddrinfo)
@@ -113,7 +117,7 @@ def _host_port(item, target):
         raise InputError(f"--fleet: {item!r} in {target!r} has no host")
     if port is None:
         return host, DEFAULT_PORT
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:  # (isdigit alone takes ¹⁸⁵⁰⁰)
         raise InputError(f"--fleet: {item!r} in {target!r} has no valid port")
     return host, int(port)
 
@@ -199,6 +203,11 @@ def each(replicas, call, args):
 
     def work(outcome):
         try:
+            deadline = getattr(outcome.args, "deadline", None)
+            if deadline is not None and time.monotonic() >= deadline:  # its turn came after -t: it was never asked
+                outcome.error = (f"not asked: -t {args.timeout:g}s ran out before its turn (at most --fleet-parallel "
+                                 f"{parallel} at once: raise it, or -t)")
+                return
             outcome.value = call(outcome.args)
         except grpc.RpcError as e:
             outcome.error, outcome.exception = transport.rpc_error_message(e, outcome.args), e

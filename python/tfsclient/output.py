@@ -1,11 +1,12 @@
 """stdout: the result in protobuf text format (as the guide prints it) or JSON, and the guard that turns a
 failed write into an OutputError."""
 
+import functools
 import json
 import os
 import sys
 
-from .errors import OutputError
+from .errors import OutputError, ServerError
 from .schema import POOL  # an Any is printed by name from the bundled schema's pool
 
 
@@ -63,7 +64,10 @@ def write_text(message, out, expand_any=True):
             self.out.truncate()
 
         def _TryPrintAsAnyMessage(self, message):
-            return expand_any and super()._TryPrintAsAnyMessage(message)
+            try:  # (it writes nothing before the packed bytes have parsed)
+                return expand_any and super()._TryPrintAsAnyMessage(message)
+            except Exception:  # protobuf's DecodeError: bytes that are not their type; printed as they came
+                return False
 
     buffer = io.StringIO()  # passed on to `out` about 1 MB at a time (the printer makes several writes a value)
     GuidePrinter(buffer, out, as_utf8=False, descriptor_pool=POOL).PrintMessage(message)
@@ -71,9 +75,15 @@ def write_text(message, out, expand_any=True):
 
 
 def to_json(message):
-    from google.protobuf import json_format
+    """The message as protobuf's JSON (json_format, field names as in the .proto, indent 2), a map's keys sorted."""
+    import json
 
-    return json_format.MessageToJson(message, preserving_proto_field_name=True, indent=2, descriptor_pool=POOL)
+    printer = _json_printer(streaming=False)
+    if printer is None:
+        from google.protobuf import json_format
+
+        return json_format.MessageToJson(message, preserving_proto_field_name=True, indent=2, descriptor_pool=POOL)
+    return json.dumps(printer.convert(message), indent=2)
 
 
 _VALUES_AT_ONCE = 1 << 16  # values of one repeated field (or one array) converted and written at a time
@@ -84,24 +94,55 @@ def write_json(message, out):
     answer as Python values first (a float in a repeated field becomes a Python float in a list: 34x the answer
     in memory). Here a long repeated field is converted a slice at a time as the JSON is written, and a long bytes
     field (tensor_content) is base64-encoded a chunk at a time into its place, so the text is the same."""
-    import functools
     import itertools
+    import json
+
+    printer = _json_printer(streaming=True)
+    if printer is None:  # a protobuf without the printer class: the whole text at once
+        out.write(to_json(message) + "\n")
+        return
+    tokens = json.JSONEncoder(indent=2).iterencode(printer.convert(message))  # as json.dumps(js, indent=2)
+    spliced, nonce = printer.spliced, printer.nonce
+    while True:
+        text = "".join(itertools.islice(tokens, _VALUES_AT_ONCE))
+        if not text:
+            break
+        while spliced and nonce in text:  # a marker is one token: it is whole in the text
+            marker = next(m for m in spliced if m in text)
+            before, text = text.split(marker, 1)
+            out.write(before + '"')
+            write_base64(spliced.pop(marker), out)
+            text = '"' + text
+        out.write(text)
+    out.write("\n")
+
+
+def _json_printer(streaming):
+    """A json_format printer (field names as in the .proto, the bundled pool) that sorts a map's keys (upb's order
+    changes from run to run), or None with a protobuf that has no printer class. streaming: long repeated fields
+    become LazyValues and long bytes fields markers in printer.spliced, for write_json."""
+    printer_class = _json_printer_class()
+    return None if printer_class is None else printer_class(streaming)
+
+
+@functools.cache
+def _json_printer_class():
     import json
     import secrets
 
     from google.protobuf import descriptor, json_format
 
-    printer_class = getattr(json_format, "_Printer", None)
-    if printer_class is None or not hasattr(printer_class, "_RegularMessageToJsonObject"):
-        out.write(to_json(message) + "\n")  # a protobuf without the printer class: the whole text at once
-        return
+    base = getattr(json_format, "_Printer", None)
+    if base is None or not hasattr(base, "_RegularMessageToJsonObject"):
+        return None
     field_types = descriptor.FieldDescriptor
-    nonce = secrets.token_hex(8)
-    spliced = {}  # the JSON text of a marker string -> the bytes whose base64 goes in its place
 
     def repeated(field):
         flag = getattr(field, "is_repeated", None)  # protobuf 7; before it, the label
         return flag if flag is not None else field.label == field_types.LABEL_REPEATED
+
+    def is_map(field):
+        return field.message_type is not None and field.message_type.GetOptions().map_entry
 
     class Fields:
         """A message as the printer is to see it: its fields, a long repeated one given as no values."""
@@ -124,46 +165,45 @@ def write_json(message, out):
             return len(self.values)
 
         def __iter__(self):
-            convert = functools.partial(printer_class._FieldToJsonObject, self.printer, self.field)  # not bytes
+            convert = functools.partial(base._FieldToJsonObject, self.printer, self.field)  # (not bytes)
             for start in range(0, len(self.values), _VALUES_AT_ONCE):
                 yield from map(convert, self.values[start:start + _VALUES_AT_ONCE])
 
-    class StreamingPrinter(printer_class):
+    class Printer(base):
+        def __init__(self, streaming):
+            super().__init__(preserving_proto_field_name=True, descriptor_pool=POOL)
+            self.streaming = streaming
+            self.nonce = secrets.token_hex(8)
+            self.spliced = {}  # the JSON text of a marker string -> the bytes whose base64 goes in its place
+
+        def convert(self, message):
+            return self._MessageToJsonObject(message)
+
         def _RegularMessageToJsonObject(self, message, js):
-            fields, lazy = [], {}
+            fields, late = [], {}
             for field, value in message.ListFields():
-                long_values = (repeated(field) and field.cpp_type != field_types.CPPTYPE_MESSAGE
+                name = (f"[{field.full_name}]" if field.is_extension
+                        else field.name if self.preserving_proto_field_name else field.json_name)
+                long_values = (self.streaming and repeated(field) and field.cpp_type != field_types.CPPTYPE_MESSAGE
                                and len(value) > _VALUES_AT_ONCE)
                 if long_values:
-                    name = (f"[{field.full_name}]" if field.is_extension
-                            else field.name if self.preserving_proto_field_name else field.json_name)
-                    lazy[name] = LazyValues(self, field, value)
+                    late[name] = LazyValues(self, field, value)
+                elif is_map(field):
+                    late[name] = None  # sorted below, once converted
                 fields.append((field, () if long_values else value))
             js = super()._RegularMessageToJsonObject(Fields(message, fields), js)
-            js.update(lazy)  # each in its own key's place: the field order stays
+            for name, values in late.items():  # each in its own key's place: the field order stays
+                js[name] = values if values is not None else dict(sorted(js[name].items()))
             return js
 
         def _FieldToJsonObject(self, field, value):
-            if field.type == field_types.TYPE_BYTES and len(value) > _ESCAPE_CHUNK:
-                marker = json.dumps(f"\0{nonce}:{len(spliced)}\0")
-                spliced[marker] = value
+            if self.streaming and field.type == field_types.TYPE_BYTES and len(value) > _ESCAPE_CHUNK:
+                marker = json.dumps(f"\0{self.nonce}:{len(self.spliced)}\0")
+                self.spliced[marker] = value
                 return json.loads(marker)
             return super()._FieldToJsonObject(field, value)
 
-    js = StreamingPrinter(preserving_proto_field_name=True, descriptor_pool=POOL)._MessageToJsonObject(message)
-    tokens = json.JSONEncoder(indent=2).iterencode(js)  # as MessageToJson's json.dumps(js, indent=2)
-    while True:
-        text = "".join(itertools.islice(tokens, _VALUES_AT_ONCE))
-        if not text:
-            break
-        while spliced and nonce in text:  # a marker is one token: it is whole in the text
-            marker = next(m for m in spliced if m in text)
-            before, text = text.split(marker, 1)
-            out.write(before + '"')
-            write_base64(spliced.pop(marker), out)
-            text = '"' + text
-        out.write(text)
-    out.write("\n")
+    return Printer
 
 
 def write_base64(data, out):
@@ -177,17 +217,28 @@ def write_base64(data, out):
 
 def to_data(message):
     """The message as to_json writes it, as Python values: for a JSON document that holds several messages."""
-    from google.protobuf import json_format
+    printer = _json_printer(streaming=False)
+    if printer is None:
+        from google.protobuf import json_format
 
-    return json_format.MessageToDict(message, preserving_proto_field_name=True, descriptor_pool=POOL)
+        return json_format.MessageToDict(message, preserving_proto_field_name=True, descriptor_pool=POOL)
+    return printer.convert(message)
 
 
 def show(message, args, expand_any=True):
     """The message on stdout in the chosen format (--format)."""
     if args.format == "text":
         write_text(message, sys.stdout, expand_any)
-    else:
+        return
+    try:  # (the message is made into Python values before any of it is written)
         write_json(message, sys.stdout)
+    except Exception as e:
+        from google.protobuf import message as protobuf_message
+
+        if not isinstance(e, protobuf_message.DecodeError):
+            raise
+        raise ServerError(f"the answer holds an Any whose bytes are not its type, which JSON cannot show "
+                          f"({' '.join(str(e).split())}): print it with --format text") from None
 
 
 def dump_json(value):

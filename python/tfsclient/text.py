@@ -23,3 +23,10 @@ def printable(text):
         return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:
         return str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def enum_name(enum, value, what="value"):
+    """The name of an enum value a server sent, or "unknown WHAT N" for a number this client's schema does not
+    know (a newer server's), where protobuf's Name() raises ValueError. enum: the enum's class or its descriptor."""
+    found = getattr(enum, "DESCRIPTOR", enum).values_by_number.get(value)
+    return found.name if found is not None else f"unknown {what} {value}"

@@ -110,8 +110,23 @@ def parse_pairs(text, where):
         if not sep or not name.strip():
             raise InputError(f"{where}: wants NAME=VALUE pairs separated by commas, e.g. 'age=31,income=5.2', "
                              f"not {text!r}")
+        if name.strip() in features:  # (the last one won, silently)
+            raise InputError(f"{where}: feature {name.strip()!r} is given twice: give each feature once")
         features[name.strip()] = value.strip()
     return features
+
+
+class DuplicateKey(ValueError):
+    """A JSON object that names a key twice (json.loads keeps the last silently)."""
+
+
+def _once_each(pairs):
+    found = {}
+    for key, value in pairs:
+        if key in found:
+            raise DuplicateKey(key)
+        found[key] = value
+    return found
 
 
 def from_file(path, forced, max_size=None):
@@ -137,6 +152,9 @@ def from_file(path, forced, max_size=None):
         if not rows or not any(rows[0]):
             raise InputError(f"{path}: a CSV file needs a header line of feature names")
         header = [h.strip() for h in rows[0]]
+        twice = sorted({h for h in header if header.count(h) > 1})
+        if twice:  # (the last column won, silently)
+            raise InputError(f"{path}: the header names column {twice[0]!r} twice: give each feature one column")
         examples = []
         for number, row in enumerate(rows[1:], start=2):
             if not row:
@@ -147,7 +165,10 @@ def from_file(path, forced, max_size=None):
         return examples
     text = files.read_text(path, "--examples", "json", max_size)
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_once_each)
+    except DuplicateKey as e:
+        raise InputError(f"{path}: feature {e.args[0]!r} is given twice in one example: give each feature once") \
+            from None
     except json.JSONDecodeError as e:
         raise InputError(f"{path} is not valid JSON: {e}") from None
     except RecursionError:

@@ -203,7 +203,7 @@ def rpc_error_message(error, args):
     if code == grpc.StatusCode.DEADLINE_EXCEEDED and not math.isinf(args.timeout):
         return deadline_message(args)
     if code == grpc.StatusCode.UNIMPLEMENTED:
-        return f"UNIMPLEMENTED: the server at {args.server} does not implement this call ({details})"
+        return f"UNIMPLEMENTED: the server at {args.server} does not implement this call ({server_message(details)})"
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details:
         return f"RESOURCE_EXHAUSTED: {details} (the server's message size limit; send less at once)"
     return f"{code.name}: {server_message(details)}"
