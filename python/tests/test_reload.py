@@ -50,7 +50,8 @@ def test_whole_config_and_json(server, toy_models):
      "grpcReloadModel.py: error: FAILED_PRECONDITION: Request to assign label to version 3 of model Toy, which is "
      "not currently available for inference\n"),
     (("-m", "Nope"), 1, None),
-    (("-m", "Toy", "--versions", "x"), 2, "grpcReloadModel.py: error: --versions wants numbers like 1,2, not 'x'\n"),
+    (("-m", "Toy", "--versions", "x"), 2, "grpcReloadModel.py: error: --versions: 'x' is not a number: a version is a "
+     "whole number from 0 to 2**63-1, e.g. --versions 1,2\n"),
     (("-m", "Toy", "--label", "stable"), 2,
      "grpcReloadModel.py: error: --label wants LABEL=VERSION, e.g. stable=1, not 'stable'\n"),
     (("-m", "Toy", "-c", "x.config"), 2,

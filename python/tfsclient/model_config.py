@@ -2,9 +2,25 @@
 config that -m NAME builds."""
 
 import os
+import re
+import types
 
 from . import cli, files, protos
 from .errors import InputError
+from .text import cut, printable
+
+# A version is a ServableId's int64, which "Must be non-negative" (TF Serving's core/servable_id.h): what
+# model_version_policy.specific asks for, and what version_labels (map<string, int64>,
+# config/model_server_config.proto) point at. TF Serving has no version that means "the latest".
+MAX_VERSION = 2**63 - 1
+# --latest N is Latest.num_versions, a uint32 (config/file_system_storage_path_source.proto) that
+# AspireLatestVersions (sources/storage_path/file_system_storage_path_source.cc) copies into an int32: from 2**31 up it
+# is negative there, never reached, and every version on disk is served. 0 is taken as 1 there; refused here.
+MAX_LATEST = 2**31 - 1
+VERSION_RULE = "a version is a whole number from 0 to 2**63-1, e.g. --versions 1,2"
+LATEST_RULE = "--latest N serves the N latest versions, N a whole number from 1 to 2**31-1, e.g. --latest 2"
+LABEL_RULE = "a label names a version, a whole number from 0 to 2**63-1, e.g. --label stable=1"
+_WHOLE = re.compile(r"[+-]?[0-9]+")  # ASCII digits only: int() alone takes "1_0" (10) and "٣" (3)
 
 
 def parse_config_file(path):
@@ -40,32 +56,115 @@ def check_config(config, where):
             raise InputError(f"{where}: model {model.name}: add model_platform: \"tensorflow\"")
 
 
-def one_model_config(args, client, models_dir):
+def one_model_flags(args):
+    """-m's flags, checked before anything is sent (InputError, one line): a namespace of versions (a list, or
+    None), latest (an int, or None) and labels ({name: version})."""
+    _utf8(args.model, f"-m {_quoted(args.model)}: the model name")
+    if args.base_path is not None:
+        if not args.base_path:
+            raise InputError("--base-path is empty: give the model's folder, or leave the flag out for the default")
+        _utf8(args.base_path, f"--base-path {_quoted(args.base_path)}: the path")
+    versions = None if args.versions is None else _versions(args.versions)
+    latest = None
+    if args.latest is not None:
+        latest = whole_number(args.latest, "--latest", LATEST_RULE, minimum=1, maximum=MAX_LATEST)
+    return types.SimpleNamespace(versions=versions, latest=latest, labels=_labels(args.label))
+
+
+def whole_number(text, flag, rule, minimum=0, maximum=MAX_VERSION, if_negative=""):
+    """text as an int from minimum to maximum written in the digits 0-9 (spaces around it allowed), else
+    InputError: "FLAG: what is wrong with it: rule" (and if_negative after it for a number below 0)."""
+    item = text.strip()
+    if _WHOLE.fullmatch(item):
+        value = int(item)
+        if minimum <= value <= maximum:
+            return value
+        if value > maximum:
+            problem = f"{value} is more than 2**{maximum.bit_length()}-1"  # (both maximums are 2**N-1)
+        elif value < 0:
+            problem, rule = f"{value} is negative", rule + if_negative
+        else:
+            problem = f"{value} is less than {minimum}"
+    elif item and all(c.isdigit() or c.isnumeric() or c in "+-" for c in item):  # superscripts, other scripts
+        problem = f"{_quoted(item)} is not written in the digits 0-9"
+    elif _is_float(item):
+        problem = f"{_quoted(item)} is not a whole number"
+    else:
+        problem = f"{_quoted(item)} is not a number"
+    raise InputError(f"{flag}: {problem}: {rule}")
+
+
+def _is_float(item):
+    try:
+        float(item)
+    except ValueError:
+        return False
+    return "_" not in item  # float() takes "1_0" too
+
+
+def _versions(text):
+    if not text.strip():
+        raise InputError("--versions is empty: give the versions to serve, e.g. --versions 1,2")
+    versions = []
+    for item in text.split(","):
+        if not item.strip():
+            raise InputError(f"--versions: an empty item in {_quoted(text)}: give the versions to serve separated by "
+                             "commas, e.g. --versions 1,2")
+        # -1 was sent: TF Serving found no such version and unloaded the model (and -m unloads every other one)
+        version = whole_number(item, "--versions", VERSION_RULE,
+                               if_negative=" (for the latest version, give --latest 1)")
+        if version in versions:
+            raise InputError(f"--versions: version {version} is listed twice in {_quoted(text)}: give each "
+                             "version once")
+        versions.append(version)
+    return versions
+
+
+def _labels(labels):
+    """{name: version} from --label NAME=VERSION flags."""
+    found, given = {}, {}
+    for label in labels:
+        _utf8(label, f"--label {_quoted(label)}: the label")
+        name, sep, version = label.partition("=")
+        if not sep or not name or not version:
+            raise InputError(f"--label wants LABEL=VERSION, e.g. stable=1, not {_quoted(label)}")
+        if name in found:  # a map in the config: the last would win
+            raise InputError(f"--label {name} is given twice ({given[name]}, then {label}): give each label once")
+        found[name] = whole_number(version, f"--label {cut(label, 100)}", LABEL_RULE)
+        given[name] = label
+    return found
+
+
+def _utf8(text, what):
+    """InputError when text (from argv: bytes that are not UTF-8 are surrogates) cannot go in a protobuf string."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{what} is not valid UTF-8") from None
+
+
+def _quoted(text):
+    return repr(cut(printable(text), 100))
+
+
+def one_model_config(args, flags, client, models_dir):
     """-m NAME's config: base path from --base-path or models_dir/NAME; versions from --versions, --latest or
-    the ones the server has available now (asked through client; None: do not ask, and serve the latest)."""
+    the ones the server has available now (asked through client; None: do not ask, and serve the latest).
+    flags: one_model_flags(args)."""
     config = protos.model_server_config_pb2.ModelServerConfig()
     model = config.model_config_list.config.add(
         name=args.model, base_path=os.path.abspath(args.base_path or os.path.join(models_dir, args.model)),
         model_platform="tensorflow")
-    if args.versions:
-        try:
-            versions = [int(v) for v in args.versions.split(",") if v.strip()]
-        except ValueError:
-            raise InputError(f"--versions wants numbers like 1,2, not {args.versions!r}") from None
-        model.model_version_policy.specific.versions.extend(versions)
-    elif args.latest is not None:
-        if args.latest < 1:
-            raise InputError("--latest wants a number >= 1")
-        model.model_version_policy.latest.num_versions = args.latest
+    if flags.versions is not None:
+        model.model_version_policy.specific.versions.extend(flags.versions)
+    elif flags.latest is not None:
+        model.model_version_policy.latest.num_versions = flags.latest
     elif client is not None:
         available = available_versions(client, args)
         if available:
             model.model_version_policy.specific.versions.extend(available)
-    for label in args.label:
-        name, sep, version = label.partition("=")
-        if not sep or not name or not version.isdigit():
-            raise InputError(f"--label wants LABEL=VERSION, e.g. stable=1, not {label!r}")
-        model.version_labels[name] = int(version)
+    for name, version in flags.labels.items():
+        model.version_labels[name] = version
     return config
 
 

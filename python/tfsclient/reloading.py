@@ -1,5 +1,5 @@
-"""Sending a config to TF Serving (HandleReloadConfigRequest): to one server, checked served after; to a fleet,
-with each replica's outcome, the rollback and the report.
+"""Sending a config to TF Serving (HandleReloadConfigRequest): to one server (reload_one), checked served after; to a
+fleet, with each replica's outcome, the rollback and the report.
 
 TF Serving accepts a config that asks for versions not on disk and unloads what it served: an OK answer is
 not enough, so check_served asks the status of every model after it.
@@ -15,14 +15,73 @@ import grpc
 from . import cli, fleet, output, protos, transport
 from .client import Client
 from .errors import InputError, ServerError
-from .text import one_line
+from .text import enum_name, one_line
+
+
+class StatusCheckFailed(ServerError):
+    """The reload answered OK (the server took the config), but the status check after it failed: no answer, an
+    error other than NOT_FOUND, or no time left."""
+
+
+def reload_one(client, config, args):
+    """Send config to the one server of client and check it serves it: ServerError (exit 1) otherwise.
+
+    Never retried. A reload cut short (no answer within -t, the connection lost during the call) may have been
+    applied or not: its error says so, as --fleet's UNKNOWN does, and how to look.
+    """
+    request = protos.model_management_pb2.ReloadConfigRequest()
+    request.config.CopyFrom(config)
+    timeout = cli.time_left(args)  # a ServerError here: nothing was sent
+    try:
+        response = client.HandleReloadConfigRequest(request, timeout=timeout)
+    except grpc.RpcError as e:
+        if unsent_or_unknown(e) != UNKNOWN:
+            raise  # it kept its config: the usual line
+        raise ServerError(f"{transport.rpc_error_message(e, args)} (it may have taken the config; to check, run: "
+                          f"{status_command(args, config)})") from None
+    if response.status.error_code:  # servers that answer OK with the error in the body
+        raise ServerError(reload_failure(response.status))
+    try:
+        check_served(client, config, args)
+    except StatusCheckFailed as e:
+        raise ServerError(f"{e} (it took the config; to check, run: {status_command(args, config)})") from None
+
+
+def reload_failure(status):
+    """A reload answered OK with an error in its StatusProto: "reload failed: CODE: message", the code named as
+    tensorflow.error.Code names it (a number this client does not know as "unknown error code N")."""
+    code = enum_name(status.DESCRIPTOR.fields_by_name["error_code"].enum_type, status.error_code, "error code")
+    message = transport.server_message(status.error_message)
+    return f"reload failed: {code}: {message}" if message else f"reload failed: {code} (no message)"
+
+
+def status_command(args, config, limit=5):
+    """The command that shows what the server at args.server serves of config's models."""
+    names = [m.name for m in config.model_config_list.config]
+    command = f"python3 grpcModelStatus.py -s {shlex.quote(args.server)}"
+    tls = " (with this command's TLS flags)" if transport.wants_tls(args) else ""
+    if len(names) == 1:
+        return f"{command} -m {shlex.quote(names[0])}{tls}"
+    if not names:
+        return f"{command} -m NAME for a model it served before{tls}"
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return f"{command} -m NAME for each of {', '.join(names[:limit])}{more}{tls}"
+
+
+def warn_if_empty(config, args, program, who="TF Serving"):
+    """A config that lists no model: TF Serving takes it and unloads every model (server_core.cc's ReloadConfig
+    takes no action only for a config with no model_config_list at all: "Taking no action for empty config")."""
+    if not config.model_config_list.config:
+        print(f"{program}: warning: {args.config} lists no model: {who} will unload every model and serve none "
+              "(list the models to serve in its model_config_list)", file=sys.stderr)
 
 
 def check_served(client, config, args):
     """After a reload that answered OK: every model in the config serves a version (or is loading one).
 
     TF Serving accepts a config that asks for versions not on disk and unloads the versions it served: the
-    model is then gone. That is an error here (exit 1) that says what the status shows.
+    model is then gone. That is an error here (exit 1) that says what the status shows. StatusCheckFailed when
+    the status cannot be had (no answer, an error other than NOT_FOUND, no time left).
     """
     states = protos.get_model_status_pb2.ModelVersionStatus.State
     for model in config.model_config_list.config:
@@ -32,11 +91,14 @@ def check_served(client, config, args):
             versions = client.GetModelStatus(request, timeout=cli.time_left(args)).model_version_status
         except grpc.RpcError as e:
             if e.code() != grpc.StatusCode.NOT_FOUND:
-                raise
+                raise StatusCheckFailed("the reload answered OK but the status check failed: "
+                                        f"{transport.rpc_error_message(e, args)}") from None
             versions = []
+        except ServerError as e:  # time_left: -t is over
+            raise StatusCheckFailed(f"the reload answered OK but the status check failed: {e}") from None
         asked = list(model.model_version_policy.specific.versions)
         # Only a version the config asks for counts: one it drops may still be AVAILABLE for a moment, as TF Serving
-        # answers the reload before its unloads end.
+        # answers the reload before its unloads end. A state this client does not know counts as not serving.
         if any(v.state in (states.AVAILABLE, states.START, states.LOADING) and (not asked or v.version in asked)
                for v in versions):
             continue
@@ -45,7 +107,8 @@ def check_served(client, config, args):
         what = f"version {', '.join(map(str, missing))} is not on disk" if missing else "no version loaded"
         errors = "; ".join(f"version {v.version}: {' '.join(v.status.error_message.split())[:200]}"
                            for v in versions if v.status.error_message)
-        shown = ", ".join(f"{v.version} {states.Name(v.state)}" for v in sorted(versions, key=lambda v: v.version))
+        shown = ", ".join(f"{v.version} {enum_name(states, v.state, 'state')}"
+                          for v in sorted(versions, key=lambda v: v.version))
         hint = f" (reload with one that is, e.g. --versions {known[-1]})" if missing and known and args.model else ""
         raise ServerError(f"model {model.name} is not served after the reload: {what}{hint}; "
                                  f"the status shows {'versions ' + shown if shown else 'no version'}"
@@ -80,14 +143,11 @@ def send_config(args, config):
         except grpc.RpcError as e:
             raise ReplicaOutcome(unsent_or_unknown(e), transport.rpc_error_message(e, args)) from None
         if response.status.error_code:
-            raise ReplicaOutcome(FAILED, f"reload failed: {response.status.error_message}")
+            raise ReplicaOutcome(FAILED, reload_failure(response.status))
         try:
             check_served(client, config, args)
-        except ServerError as e:
+        except ServerError as e:  # StatusCheckFailed too: it took the config either way
             raise ReplicaOutcome(NOT_SERVED, one_line(e)) from None
-        except grpc.RpcError as e:
-            raise ReplicaOutcome(NOT_SERVED, "the reload answered OK but the status check failed: "
-                                             f"{transport.rpc_error_message(e, args)}") from None
     return [m.name for m in config.model_config_list.config]
 
 
@@ -119,6 +179,7 @@ def reload_fleet(args, config, old, program):
     if args.model:
         print(f"{program}: warning: TF Serving will serve only model {args.model} now on every replica; every "
               "other model is unloaded (use -c FILE to keep several)", file=sys.stderr)
+    warn_if_empty(config, args, program, "every replica")
     outcomes = fleet.each(replicas, lambda a: send_config(a, config), args)
     states = [state_of(o) for o in outcomes]
     back = [o for o, state in zip(outcomes, states) if state in TOOK + (UNKNOWN,)]
@@ -138,7 +199,7 @@ def reload_fleet(args, config, old, program):
 
 def outcome_line(outcome, state, done="reloaded", prefix="", config="the config"):
     if state == RELOADED:
-        return f"{done}: serving {', '.join(outcome.value)}"
+        return f"{done}: serving {', '.join(outcome.value) or 'no model'}"
     return f"{prefix}{SHOWN[state]}: {outcome.error} ({NOTE[state].format(config)})"
 
 
