@@ -16,9 +16,10 @@ py=.venv/bin/python
 "$py" benchmarks/bench_rest.py
 "$py" benchmarks/bench_memory.py
 "$py" benchmarks/bench_fleet.py
+"$py" benchmarks/bench_client_output.py  # the scripts' memory for a large answer and a long log, before/after
 "$py" benchmarks/bench_client_install.py  # installs into fresh venvs: needs a pip index (TensorFlow for "before")
 {
     echo "# Benchmarks, $(date -u +%Y-%m-%d), $(nproc) CPUs, $(uname -m)"
-    for table in cli codec loadgen server flavours stall rest_stall rest memory fleet client_install; do echo; cat "benchmarks/results/$table.md"; done
+    for table in cli codec loadgen server flavours stall rest_stall rest memory fleet client_output client_install; do echo; cat "benchmarks/results/$table.md"; done
 } > benchmarks/results/all.md
 echo "== written benchmarks/results/all.md"
