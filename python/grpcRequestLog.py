@@ -45,6 +45,10 @@ def request_log(args):
     tolerance = compare.atol(args)
     if args.log_file:
         files.check_output_file(args.log_file, "--log-file")  # before the Predict is sent
+        try:  # (and again under the append's lock)
+            tfrecord.check_whole(args.log_file)
+        except tfrecord.CorruptRecord as e:
+            raise common.InputError(damaged(args.log_file, e)) from None
     if args.fleet:
         return fleet_logs(args, tolerance)
     log = predict_log(args)
@@ -71,11 +75,18 @@ def predict_log(args):
     return log
 
 
+def damaged(path, error):
+    return (f"--log-file: {path} is not whole PredictionLog records ({error}): a record appended after it could "
+            "never be read back; give a new file (or cut it back to its last whole record)")
+
+
 def append(path, logs):
     """The logs appended to path as whole records: a path that cannot be opened is bad input (exit 2); a write
     that fails (a full disk) leaves the file as it was (exit 1)."""
     try:
         tfrecord.append(path, [log.SerializeToString() for log in logs])
+    except tfrecord.CorruptRecord as e:
+        raise common.InputError(damaged(path, e)) from None
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO):
             raise common.OutputError(f"cannot append to {path}: {e.strerror} (the file is unchanged)") from None
@@ -122,7 +133,8 @@ def read_log(args):
         if args.format == "json":
             common.dump_json(common.to_data(log))
         else:
-            sys.stdout.write(banner(f"record at offset {offset}") + common.to_text(log))
+            sys.stdout.write(banner(f"record at offset {offset}"))
+            common.write_text(log, sys.stdout)  # as it is made: a 33 MB record peaked at 15x its size
     if not records:  # (it printed nothing and exit 0, as if the log were fine)
         raise common.InputError(f"{args.read} is empty: it holds no PredictionLog records")
 

@@ -1,6 +1,8 @@
 """The scripts' second hostile pass (issue 31's minor list): foreseeable answers, input and streams each get their
 own line and the right exit, never "unexpected X" and never a line on the wrong stream."""
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -213,3 +215,103 @@ def test_a_feature_given_twice_is_refused(toy_server, tmp_path, source, said):
     result = run_script("grpcMultiTask.py", "--task", "regress:regress", "-m", "MultiTask",
                         *[a.format(d=tmp_path) for a in source], server=toy_server.target)
     assert one_line(result, 2) == f"grpcMultiTask.py: error: {said.format(d=tmp_path)}"
+
+
+# -- output that the disk takes only in part -------------------------------------------------------------------
+
+@pytest.mark.parametrize("args", [
+    ["grpcMetadata.py", "-m", "Toy"],  # 3.8 KB of text
+    ["grpcMetadata.py", "-m", "Toy", "--format", "json"],
+    ["grpcRequestLog.py", "-m", "Toy", "-v", "1"],  # about 1.5 KB
+    ["grpcRequest.py", "-m", "Toy", "-v", "1", "-i", "input_1=" + json.dumps([[1.0, 2.0]] * 200)],
+])
+def test_output_the_disk_takes_only_in_part_is_an_error(toy_server, tmp_path, args):
+    # A file with 1 KB left (ulimit -f 1): the kernel takes 1024 bytes and says so; Python's buffered writer took
+    # that short write as done, dropped the rest and the command exited 0 with its output cut.
+    from test_hostile import _limited
+
+    with open(tmp_path / "out", "wb") as out:
+        done = subprocess.run([sys.executable, *args], cwd=PYTHON_DIR, stdout=out, stderr=subprocess.PIPE,
+                              text=True, env={**os.environ, "TFS_SERVER": toy_server.target},
+                              preexec_fn=_limited(1024), timeout=60)
+    assert (done.returncode, done.stderr) == (1, f"{args[0]}: error: cannot write the output: File too large\n")
+
+
+@pytest.mark.parametrize("damage, said", [
+    (lambda whole: whole[:-1], "truncated record at offset"),  # a log cut by one byte
+    (lambda whole: b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "corrupt record length at offset 0 (CRC mismatch)"),
+])
+def test_a_log_file_that_is_not_whole_records_is_refused_before_the_predict(toy_server, tmp_path, damage, said):
+    # (the record was appended after the damage, exit 0, and could never be read back)
+    log = tmp_path / "app.log"
+    first = run_script("grpcRequestLog.py", "-m", "Toy", "-v", "1", "--log-file", str(log), server=toy_server.target)
+    assert first.code == 0, first
+    log.write_bytes(damage(log.read_bytes()))
+    before = log.read_bytes()
+    result = run_script("grpcRequestLog.py", "-m", "Toy", "-v", "1", "--log-file", str(log), server=toy_server.target)
+    line = one_line(result, 2, f"--log-file: {log} is not whole PredictionLog records (", said,
+                    "give a new file (or cut it back to its last whole record)")
+    assert log.read_bytes() == before, line
+
+
+# -- hints that work ------------------------------------------------------------------------------------------
+
+TESTDATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "tfs-testdata"))
+
+
+@pytest.fixture(scope="module")
+def hpt():
+    """half_plus_two: its classify_x_to_y signature takes strings (serialized tf.Examples)."""
+    from testing.server import ServerProcess
+
+    with ServerProcess("--model_name=hpt", f"--model_base_path={TESTDATA}/saved_model_half_plus_two_cpu") as s:
+        yield s.target
+
+
+def test_numbers_for_a_string_input_get_a_hint_that_works(hpt):
+    # It hinted --dtype inputs=string, which then said "numbers cannot be sent as strings".
+    args = ["-m", "hpt", "--signature", "classify_x_to_y"]
+    result = run_script("grpcRequest.py", *args, "-i", "inputs=[1, 2]", server=hpt)
+    assert result.err == ("grpcRequest.py: error: input 'inputs' holds numbers where model hpt expects strings: write "
+                          'them as JSON strings, e.g. ["1", "2"]\n') and result.code == 2, result
+    # an empty list fits any type: an empty batch of strings could not be sent at all
+    result = run_script("grpcRequest.py", *args, "-i", "inputs=[]", server=hpt)
+    assert result.code == 0 and 'key: "scores"' in result.out, result
+
+
+def test_an_input_named_twice_in_one_json_file(toy_server, tmp_path):
+    # {"input_1": [[1, 2]], "input_1": [[3, 4]]}: the last one was sent, silently
+    (tmp_path / "dup.json").write_text('{"input_1": [[1, 2]], "input_1": [[3, 4]]}')
+    result = run_script("grpcRequest.py", "-m", "Toy", "-i", f"@{tmp_path}/dup.json", server=toy_server.target)
+    assert one_line(result, 2) == (f"grpcRequest.py: error: -i @{tmp_path}/dup.json: {tmp_path}/dup.json names "
+                                   "'input_1' twice in one object: give each input once")
+
+
+@pytest.mark.parametrize("script, args, said", [
+    ("grpcMultiTask.py", ["--task", "regress:regress", "-m", "MultiTask", "--context", "age=31.0", "--context",
+                          "age=5.2", "-e", "income=1.0"],  # (a second --context replaced the first)
+     "--context: feature 'age' is given twice: give each feature once"),
+    ("grpcMultiTask.py", ["--task", "regress:regress", "-m", "MultiTask", "--feature-type", "age=int",
+                          "--feature-type", "age=float", "-e", "age=1,income=2"],  # (the last won)
+     "--feature-type age is given twice (age=int, then age=float): give each feature one type"),
+    ("grpcReloadModel.py", ["-m", "Toy", "--versions", "1,2", "--label", "stable=3"],  # (sent; exit 0)
+     "--label stable=3: version 3 is not in --versions 1,2: label a version you serve"),
+])
+def test_flags_that_disagree_are_refused_before_anything_is_sent(toy_server, script, args, said):
+    assert one_line(run_script(script, *args, server=toy_server.target), 2) == f"{script}: error: {said}"
+
+
+def test_context_flags_add_up(toy_server):
+    result = run_script("grpcMultiTask.py", "--task", "regress:regress", "-m", "MultiTask", "--context", "age=31.0",
+                        "--context", "income=5.2", "-e", "foo=1", "--values", server=toy_server.target)
+    assert (result.code, result.out) == (0, "example 0: regress:regress 2.05\n"), result
+
+
+@pytest.mark.parametrize("script, args, said", [
+    ("grpcModelStatus.py", ["-s", "localhost:65536"], "the port 65536 is not between 1 and 65535"),
+    ("grpcBench.py", ["--metrics", "http://localhost:1/é", "-n", "1"],
+     "argument --metrics: the metrics URL must be ASCII: percent-encode the rest (%C3%A9 for é)"),
+])
+def test_addresses_that_cannot_be_used(script, args, said):
+    # (a connection error, exit 1; the URL: "cannot read it (UnicodeEncodeError: 'ascii' codec ...)", exit 1)
+    usage_error(run_script(script, *args), said)

@@ -46,7 +46,7 @@ def test_whole_config_and_json(server, toy_models):
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (("-m", "Toy", "--label", "stable=3", "--versions", "1,2"), 1,  # moving a label needs an available version
+    (("-m", "Toy", "--label", "stable=3", "--latest", "1"), 1,  # moving a label needs an available version
      "grpcReloadModel.py: error: FAILED_PRECONDITION: Request to assign label to version 3 of model Toy, which is "
      "not currently available for inference\n"),
     (("-m", "Nope"), 1, None),

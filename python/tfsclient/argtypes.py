@@ -97,6 +97,8 @@ def url(what):
     """An http:// or https:// URL with a host (a page to read, e.g. the server's metrics)."""
     def parse(value):
         text_value = text(what)(value)
+        if not text_value.isascii():  # (the request line cannot carry it: "cannot read it (UnicodeEncodeError...)")
+            raise _refuse(value, f"{what} must be ASCII: percent-encode the rest (%C3%A9 for é)", True)
         try:
             parts = urlsplit(text_value)
             parts.port  # noqa: B018  (a bad port raises ValueError)
@@ -198,6 +200,8 @@ def server(value):
             if port and not (port.isascii() and port.isdigit()):
                 raise _refuse(value, f"the port {port!r} is not a number (write it in ASCII digits, e.g. "
                                      "localhost:8500)", True)
+            if port and not 0 < int(port) < 65536:  # (gRPC's resolver said "is the server running?")
+                raise _refuse(value, f"the port {port} is not between 1 and 65535", True)
     return value
 
 

@@ -112,18 +112,8 @@ def run(action, args, program):
         if stdout is None:  # started with stdout closed (>&-): nowhere to put the result, so nothing is sent
             print(f"{program}: error: cannot write the output: stdout is closed", file=sys.stderr)
             return ExitStatus.RPC_ERROR
-        strict = getattr(stdout, "errors", None) == "strict" and hasattr(stdout, "reconfigure")
-        if strict:  # an encoding that cannot say é (PYTHONIOENCODING=ascii, LANG=C): \xe9, as stderr shows it
-            stdout.reconfigure(errors="backslashreplace")
         sys.stdout = output.GuardedStdout(stdout)
-        try:
-            return _run(action, args, program, stdout)
-        finally:
-            if strict:
-                try:
-                    stdout.reconfigure(errors="strict")
-                except (OSError, ValueError):  # (a stdout that failed or was discarded: nothing to put back)
-                    pass
+        return _run(action, args, program, stdout)
     finally:
         sys.stdout = stdout
         if stderr is None:
@@ -133,9 +123,19 @@ def run(action, args, program):
 
 
 def _run(action, args, program, stdout):
+    def written():
+        """What the action printed before it failed (a fleet's or a bench's report) goes out before the error line;
+        if it cannot, it goes nowhere."""
+        try:
+            sys.stdout.flush()
+        except (OutputError, OSError):
+            sys.stdout.drop()
+            output.discard(stdout)
+
     def fail(message, status):
         if args.debug:
             raise
+        written()
         message = " ".join(part.strip() for part in str(message).splitlines() if part.strip())  # one line, always
         print(f"{program}: error: {message}", file=sys.stderr)
         return status
@@ -147,12 +147,15 @@ def _run(action, args, program, stdout):
     except KeyboardInterrupt:
         if args.debug:
             raise
+        written()
         return ExitStatus.INTERRUPTED
     except BrokenPipeError:  # `| head`: the reader left; not an error
+        sys.stdout.drop()
         output.discard(stdout)
         return ExitStatus.OK
     except OutputError as e:
         if getattr(e, "stdout", False) and not args.debug:
+            sys.stdout.drop()
             output.discard(stdout)
         return fail(one_line(e), ExitStatus.RPC_ERROR)
     except grpc.RpcError as e:

@@ -8,7 +8,7 @@ from . import protos
 from .cli import parser, per_call, run, set_model_spec, time_left  # first: it quiets gRPC's C core before its import
 from .client import Client
 from .errors import ExitStatus, InputError, OutputError, ServerError
-from .output import dump_json, json_values, show, to_data, to_json, to_text, write_values
+from .output import dump_json, json_values, show, to_data, to_json, to_text, write_text, write_values
 from .transport import rpc_error_message
 
 
@@ -19,4 +19,4 @@ def client(args):
 
 __all__ = ["protos", "parser", "per_call", "run", "set_model_spec", "time_left", "ExitStatus", "InputError",
            "OutputError", "ServerError", "dump_json", "json_values", "show", "to_data", "to_json", "to_text", "client",
-           "rpc_error_message", "write_values"]
+           "rpc_error_message", "write_text", "write_values"]

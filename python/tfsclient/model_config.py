@@ -68,7 +68,12 @@ def one_model_flags(args):
     latest = None
     if args.latest is not None:
         latest = whole_number(args.latest, "--latest", LATEST_RULE, minimum=1, maximum=MAX_LATEST)
-    return types.SimpleNamespace(versions=versions, latest=latest, labels=_labels(args.label))
+    labels = _labels(args.label)
+    for name, version in labels.items():  # TF Serving refuses a label on a version it does not serve
+        if versions is not None and version not in versions:
+            raise InputError(f"--label {name}={version}: version {version} is not in --versions "
+                             f"{','.join(map(str, versions))}: label a version you serve")
+    return types.SimpleNamespace(versions=versions, latest=latest, labels=labels)
 
 
 def whole_number(text, flag, rule, minimum=0, maximum=MAX_VERSION, if_negative=""):

@@ -309,16 +309,46 @@ def _write_array(array, out):
 
 class GuardedStdout:
     """sys.stdout while cli.run runs: a failed write (a full disk) is an OutputError with .stdout set; a closed
-    pipe stays a BrokenPipeError (the reader left, e.g. `| head`: not an error)."""
+    pipe stays a BrokenPipeError (the reader left, e.g. `| head`: not an error).
+
+    Where stdout has a file descriptor, the text is encoded here and written to it with os.write until every byte
+    is taken. Python's own buffered writer took a short write (a disk with 1 KB left, `ulimit -f`) as done: the
+    rest of the text was dropped, and the command exited 0 with its output cut."""
+
+    _BUFFER = 1 << 16  # bytes gathered before a write
 
     def __init__(self, stream):
         self._stream = stream
+        self._pending, self._size = [], 0
+        try:
+            stream.flush()  # (whatever was written before, first)
+            self._fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):  # no descriptor (a StringIO): the stream's own writes
+            self._fd = None
+        errors = getattr(stream, "errors", None)
+        self._encoding = getattr(stream, "encoding", None) or "utf-8"
+        # an encoding that cannot say é (PYTHONIOENCODING=ascii, LANG=C): \xe9, as stderr shows it
+        self._errors = "backslashreplace" if errors in (None, "strict") else errors
 
     def write(self, text):
-        return self._guard(self._stream.write, text)
+        if self._fd is None:
+            return self._guard(self._stream.write, text)
+        data = text.encode(self._encoding, self._errors)
+        self._pending.append(data)
+        self._size += len(data)
+        if self._size >= self._BUFFER:
+            self.flush()
+        return len(text)
 
     def flush(self):
-        return self._guard(self._stream.flush)
+        if self._fd is None:
+            return self._guard(self._stream.flush)
+        data, self._pending, self._size = b"".join(self._pending), [], 0
+        return self._guard(_write_all, self._fd, data)
+
+    def drop(self):
+        """Forget what is not written yet (after a failed write: it can go nowhere)."""
+        self._pending, self._size = [], 0
 
     def __getattr__(self, name):
         return getattr(self._stream, name)
@@ -333,6 +363,21 @@ class GuardedStdout:
             error = OutputError(f"cannot write the output: {e.strerror or e}")
             error.stdout = True
             raise error from None
+
+
+def _write_all(fd, data):
+    """Every byte of data to fd: a short write is followed by another (its error then says why), and a
+    non-blocking descriptor is waited on until it takes more."""
+    import select
+
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            select.select([], [fd], [])
+            continue
+        view = view[written:]
 
 
 def discard(stream):

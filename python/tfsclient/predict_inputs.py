@@ -204,13 +204,28 @@ def _load(path, what, max_size=None):
                 raise InputError(f"{what}: cannot read {path}: {e.strerror or e}") from None
     text = files.read_text(path, what, "json", max_size)
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_once_each)
+    except _DuplicateName as e:  # (json.loads keeps the last silently)
+        raise InputError(f"{what}: {path} names {e.args[0]!r} twice in one object: give each input once") from None
     except json.JSONDecodeError as e:
         raise InputError(f"{what}: {path} is not valid JSON: {e}") from None
     except RecursionError:
         raise InputError(f"{what}: the JSON in {path} is nested too deeply") from None
     except ValueError as e:  # an integer of more than 4300 digits
         raise InputError(f"{what}: cannot read {path}: {e}") from None
+
+
+class _DuplicateName(ValueError):
+    pass
+
+
+def _once_each(pairs):
+    found = {}
+    for key, value in pairs:
+        if key in found:
+            raise _DuplicateName(key)
+        found[key] = value
+    return found
 
 
 def parse_inputs(specs, max_size=None):
@@ -300,6 +315,8 @@ def check_against_signature(inputs, dtypes, signature, model):
             want = None
         if want is None or np.dtype(want) == array.dtype:
             arrays[alias] = array
+        elif from_json and array.size == 0:  # [] fits any type: an empty batch of strings too
+            arrays[alias] = array.astype(want)
         elif from_json and _safe_cast(array, np.dtype(want)):
             arrays[alias] = fitting_cast(alias, array, want)
         else:
@@ -308,6 +325,9 @@ def check_against_signature(inputs, dtypes, signature, model):
             if text is not None:  # --dtype would fail on it too: say what to write instead
                 raise InputError(f"input {alias!r} holds the text {text!r} where model {model} expects "
                                  f"{wanted_name}: write every value as a JSON number")
+            if _is_strings(want) and array.dtype.kind in "biufc":  # (--dtype string refuses numbers too)
+                raise InputError(f"input {alias!r} holds numbers where model {model} expects strings: write them "
+                                 'as JSON strings, e.g. ["1", "2"]')
             raise InputError(f"input {alias!r} is {_name(array.dtype)} but model {model} expects "
                              f"{wanted_name}: convert it with --dtype {alias}={wanted_name}")
     return arrays

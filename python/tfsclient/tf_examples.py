@@ -22,6 +22,9 @@ def parse_feature_types(specs):
         name, sep, kind = spec.partition("=")
         if not sep or not name or kind not in TYPES:
             raise InputError(f"--feature-type wants NAME=int|float|bytes, not {spec!r}")
+        if types.get(name, kind) != kind:  # (the last one won, silently)
+            raise InputError(f"--feature-type {name} is given twice ({name}={types[name]}, then {spec}): give each "
+                             "feature one type")
         types[name] = kind
     return types
 
@@ -186,8 +189,8 @@ def add_arguments(parser):
     parser.add_argument("--examples", metavar="FILE", action="append", default=[],
                         help="examples from FILE: .json (a list of feature maps), .csv (header = feature names) "
                              "or .tfrecord (serialized tf.Example records)")
-    parser.add_argument("--context", metavar="NAME=VALUE,...",
-                        help="features shared by every example (sent as example_list_with_context)")
+    parser.add_argument("--context", metavar="NAME=VALUE,...", action="append", default=[],
+                        help="features shared by every example (sent as example_list_with_context; repeatable)")
     parser.add_argument("--feature-type", action="append", default=[], metavar="NAME=TYPE",
                         help="force a feature's type: int, float or bytes (default: inferred from the values)")
     cli.add_file_limit(parser)
@@ -203,7 +206,13 @@ def build_input(args, message):
     if not examples:
         raise InputError("no examples: give --example 'name=value,...' or --examples FILE")
     if args.context:
-        context = make_example(parse_pairs(args.context, "--context"), forced, "--context")
+        features = {}
+        for text in args.context:  # (a second --context replaced the first, silently)
+            for name, value in parse_pairs(text, f"--context {text!r}").items():
+                if name in features:
+                    raise InputError(f"--context: feature {name!r} is given twice: give each feature once")
+                features[name] = value
+        context = make_example(features, forced, "--context")
         message.example_list_with_context.context.CopyFrom(context)
         message.example_list_with_context.examples.extend(examples)
     else:

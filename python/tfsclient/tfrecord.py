@@ -65,13 +65,20 @@ def append(path, records):
 
     payload = b"".join(frame(r) for r in records)
     # Without blocking: a FIFO with no reader would hang open() (and a write with one, for good).
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), 0o666)
+    flags = os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    readable = True
+    try:  # read too: the framing is checked before the file grows
+        fd = os.open(path, os.O_RDWR | flags, 0o666)
+    except PermissionError:  # a file this user may write but not read: appended unchecked
+        fd, readable = os.open(path, os.O_WRONLY | flags, 0o666), False
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, "not a regular file", path)
         os.set_blocking(fd, True)
         fcntl.flock(fd, fcntl.LOCK_EX)
         size = os.fstat(fd).st_size
+        if readable:
+            check_framing(fd, size)  # records after a cut or foreign byte could never be read back
         try:
             view = memoryview(payload)
             while view:
@@ -123,6 +130,39 @@ def replace(path, payload):
 
 class CorruptRecord(ValueError):
     pass
+
+
+def check_framing(fd, size):
+    """CorruptRecord unless the first `size` bytes of the file at fd are whole records: each header's length CRC
+    holds and the last record ends at `size` (a log cut short, or a file that is no TFRecord, fails here). Reads
+    only the 12-byte headers (one pread per record), not the data."""
+    import os
+
+    offset = 0
+    while offset < size:
+        header = os.pread(fd, 12, offset)
+        if len(header) < 12:
+            raise CorruptRecord(f"truncated record header at offset {offset}")
+        if masked_crc(header[:8]) != struct.unpack("<I", header[8:])[0]:
+            raise CorruptRecord(f"corrupt record length at offset {offset} (CRC mismatch)")
+        end = offset + 16 + struct.unpack("<Q", header[:8])[0]
+        if end > size:
+            raise CorruptRecord(f"truncated record at offset {offset}")
+        offset = end
+
+
+def check_whole(path):
+    """CorruptRecord unless the file at path (a regular file, if it exists) holds whole records (check_framing)."""
+    import os
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return
+    try:
+        check_framing(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
 
 
 class PastLimit(ValueError):
