@@ -148,7 +148,8 @@ def test_json_follows_the_signature(spec, want, dtype, values):
 
 @pytest.mark.parametrize("spec, want, message", [
     ("x=[1.5]", T.DT_INT32, "input 'x' is float32 but model M expects int32: convert it with --dtype x=int32"),
-    ("x=[1]", T.DT_STRING, "input 'x' is int32 but model M expects string: convert it with --dtype x=string"),
+    ("x=[1]", T.DT_STRING, "input 'x' holds numbers where model M expects strings: write them as JSON strings, "
+                           'e.g. ["1", "2"]'),  # (it said --dtype x=string, which refuses numbers)
     ('x=["a"]', T.DT_FLOAT, "input 'x' holds the text 'a' where model M expects float32: write every value as a "
                             "JSON number"),
     ('x=["1.5"]', T.DT_FLOAT, "input 'x' is string but model M expects float32: convert it with --dtype x=float32"),
