@@ -5,6 +5,7 @@ A link to /dev/zero, a FIFO or a directory is one line, not a read that never en
 certificates and model configs have fixed ones.
 """
 
+import json
 import os
 import stat
 
@@ -130,3 +131,20 @@ def read_text(path, what, kind, max_size=None, noun=""):
         raise InputError(f"{where}cannot read {noun}{path}: not UTF-8 "
                          f"(byte {e.start} is {data[e.start]:#04x})") from None
 
+
+class DuplicateKey(ValueError):
+    """A JSON object that names a key twice (json.loads keeps the last silently); args[0] is the key."""
+
+
+def load_json(text):
+    """json.loads(text), refusing an object that names a key twice (DuplicateKey): the input files' JSON."""
+    return json.loads(text, object_pairs_hook=_unique_keys)
+
+
+def _unique_keys(pairs):
+    found = {}
+    for key, value in pairs:
+        if key in found:
+            raise DuplicateKey(key)
+        found[key] = value
+    return found

@@ -204,8 +204,8 @@ def _load(path, what, max_size=None):
                 raise InputError(f"{what}: cannot read {path}: {e.strerror or e}") from None
     text = files.read_text(path, what, "json", max_size)
     try:
-        return json.loads(text, object_pairs_hook=_once_each)
-    except _DuplicateName as e:  # (json.loads keeps the last silently)
+        return files.load_json(text)
+    except files.DuplicateKey as e:
         raise InputError(f"{what}: {path} names {e.args[0]!r} twice in one object: give each input once") from None
     except json.JSONDecodeError as e:
         raise InputError(f"{what}: {path} is not valid JSON: {e}") from None
@@ -213,19 +213,6 @@ def _load(path, what, max_size=None):
         raise InputError(f"{what}: the JSON in {path} is nested too deeply") from None
     except ValueError as e:  # an integer of more than 4300 digits
         raise InputError(f"{what}: cannot read {path}: {e}") from None
-
-
-class _DuplicateName(ValueError):
-    pass
-
-
-def _once_each(pairs):
-    found = {}
-    for key, value in pairs:
-        if key in found:
-            raise _DuplicateName(key)
-        found[key] = value
-    return found
 
 
 def parse_inputs(specs, max_size=None):

@@ -119,19 +119,6 @@ def parse_pairs(text, where):
     return features
 
 
-class DuplicateKey(ValueError):
-    """A JSON object that names a key twice (json.loads keeps the last silently)."""
-
-
-def _once_each(pairs):
-    found = {}
-    for key, value in pairs:
-        if key in found:
-            raise DuplicateKey(key)
-        found[key] = value
-    return found
-
-
 def from_file(path, forced, max_size=None):
     """The examples in a .json, .csv or .tfrecord file; max_size: --max-file-size (see files.LIMITS)."""
     if not os.path.exists(path):
@@ -168,8 +155,8 @@ def from_file(path, forced, max_size=None):
         return examples
     text = files.read_text(path, "--examples", "json", max_size)
     try:
-        data = json.loads(text, object_pairs_hook=_once_each)
-    except DuplicateKey as e:
+        data = files.load_json(text)
+    except files.DuplicateKey as e:
         raise InputError(f"{path}: feature {e.args[0]!r} is given twice in one example: give each feature once") \
             from None
     except json.JSONDecodeError as e:
