@@ -29,22 +29,31 @@ def reload_one(client, config, args):
     Never retried. A reload cut short (no answer within -t, the connection lost during the call) may have been
     applied or not: its error says so, as --fleet's UNKNOWN does, and how to look.
     """
-    request = protos.model_management_pb2.ReloadConfigRequest()
-    request.config.CopyFrom(config)
-    timeout = cli.time_left(args)  # a ServerError here: nothing was sent
     try:
-        response = client.HandleReloadConfigRequest(request, timeout=timeout)
+        send(client, config, args)
     except grpc.RpcError as e:
         if unsent_or_unknown(e) != UNKNOWN:
             raise  # it kept its config: the usual line
         raise ServerError(f"{transport.rpc_error_message(e, args)} (it may have taken the config; to check, run: "
                           f"{status_command(args, config)})") from None
-    if response.status.error_code:  # servers that answer OK with the error in the body
-        raise ServerError(reload_failure(response.status))
     try:
         check_served(client, config, args)
     except StatusCheckFailed as e:
         raise ServerError(f"{e} (it took the config; to check, run: {status_command(args, config)})") from None
+
+
+class ReloadRefused(ServerError):
+    """The reload answered OK with an error in its status (it kept its config): reload_failure's line."""
+
+
+def send(client, config, args):
+    """HandleReloadConfigRequest with config, within what is left of -t (ServerError, nothing sent, when none is).
+    The call's grpc.RpcError as it comes; ReloadRefused when the server answers OK with the error in the body."""
+    request = protos.model_management_pb2.ReloadConfigRequest()
+    request.config.CopyFrom(config)
+    response = client.HandleReloadConfigRequest(request, timeout=cli.time_left(args))
+    if response.status.error_code:
+        raise ReloadRefused(reload_failure(response.status))
 
 
 def reload_failure(status):
@@ -135,15 +144,12 @@ class ReplicaOutcome(ServerError):
 def send_config(args, config):
     """Send config to the one server at args.server and check it serves it; ReplicaOutcome says what went wrong."""
     with Client.from_args(args) as client:
-        request = protos.model_management_pb2.ReloadConfigRequest()
-        request.config.CopyFrom(config)
-        timeout = cli.time_left(args)  # a ServerError here: nothing was sent
         try:
-            response = client.HandleReloadConfigRequest(request, timeout=timeout)
+            send(client, config, args)
         except grpc.RpcError as e:
             raise ReplicaOutcome(unsent_or_unknown(e), transport.rpc_error_message(e, args)) from None
-        if response.status.error_code:
-            raise ReplicaOutcome(FAILED, reload_failure(response.status))
+        except ReloadRefused as e:
+            raise ReplicaOutcome(FAILED, str(e)) from None
         try:
             check_served(client, config, args)
         except ServerError as e:  # StatusCheckFailed too: it took the config either way
