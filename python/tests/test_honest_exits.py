@@ -228,12 +228,12 @@ def test_a_feature_given_twice_is_refused(toy_server, tmp_path, source, said):
 def test_output_the_disk_takes_only_in_part_is_an_error(toy_server, tmp_path, args):
     # A file with 1 KB left (ulimit -f 1): the kernel takes 1024 bytes and says so; Python's buffered writer took
     # that short write as done, dropped the rest and the command exited 0 with its output cut.
-    from test_hostile import _limited
+    from test_hostile import fsize_limited
 
     with open(tmp_path / "out", "wb") as out:
         done = subprocess.run([sys.executable, *args], cwd=PYTHON_DIR, stdout=out, stderr=subprocess.PIPE,
                               text=True, env={**os.environ, "TFS_SERVER": toy_server.target},
-                              preexec_fn=_limited(1024), timeout=60)
+                              preexec_fn=fsize_limited(1024), timeout=60)
     assert (done.returncode, done.stderr) == (1, f"{args[0]}: error: cannot write the output: File too large\n")
 
 

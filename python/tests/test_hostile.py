@@ -292,7 +292,7 @@ def test_stdout_that_cannot_take_the_result(toy_server, script):
     assert (full.returncode, full.stderr) == (1, f"{script}: error: cannot write the output: No space left on device\n")
 
 
-def _limited(limit):
+def fsize_limited(limit):
     def preexec():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
@@ -310,7 +310,7 @@ def test_warmup_writes_all_or_nothing(tmp_path):
     assert run_script("grpcWarmup.py", "-o", str(out), "--inputs", str(tmp_path / "rows.npz")).code == 0
     before = out.read_bytes()
     failed = subprocess.run([sys.executable, "grpcWarmup.py", "-o", str(out), "--inputs", str(tmp_path / "rows.npz")],
-                            cwd=PYTHON_DIR, capture_output=True, text=True, preexec_fn=_limited(len(before) + 100))
+                            cwd=PYTHON_DIR, capture_output=True, text=True, preexec_fn=fsize_limited(len(before) + 100))
     assert (failed.returncode, failed.stdout) == (1, ""), failed
     assert failed.stderr == (f"grpcWarmup.py: error: cannot write {out}: File too large (the file is unchanged)\n")
     assert out.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["rows.npz", out.name]
@@ -324,7 +324,7 @@ def test_request_log_gains_only_whole_records(toy_server, tmp_path):
     assert run_script("grpcRequestLog.py", "--log-file", str(log), server=toy_server.target).code == 0
     before = log.read_bytes()
     failed = subprocess.run([sys.executable, "grpcRequestLog.py", "-s", toy_server.target, "--log-file", str(log)],
-                            cwd=PYTHON_DIR, capture_output=True, text=True, preexec_fn=_limited(len(before) + 100))
+                            cwd=PYTHON_DIR, capture_output=True, text=True, preexec_fn=fsize_limited(len(before) + 100))
     assert (failed.returncode, failed.stdout) == (1, ""), failed
     assert failed.stderr == (f"grpcRequestLog.py: error: cannot append to {log}: File too large "
                              "(the file is unchanged)\n")

@@ -77,8 +77,6 @@ def write_text(message, out, expand_any=True):
 
 def to_json(message):
     """The message as protobuf's JSON (json_format, field names as in the .proto, indent 2), a map's keys sorted."""
-    import json
-
     printer = _json_printer(streaming=False)
     if printer is None:
         from google.protobuf import json_format
@@ -95,9 +93,6 @@ def write_json(message, out):
     answer as Python values first (a float in a repeated field becomes a Python float in a list: 34x the answer
     in memory). Here a long repeated field is converted a slice at a time as the JSON is written, and a long bytes
     field (tensor_content) is base64-encoded a chunk at a time into its place, so the text is the same."""
-    import itertools
-    import json
-
     printer = _json_printer(streaming=True)
     if printer is None:  # a protobuf without the printer class: the whole text at once
         out.write(to_json(message) + "\n")
@@ -128,7 +123,6 @@ def _json_printer(streaming):
 
 @functools.cache
 def _json_printer_class():
-    import json
     import secrets
 
     from google.protobuf import descriptor, json_format
@@ -266,8 +260,6 @@ def write_values(arrays, out):
     time: as Python lists a float32 array takes about 8x its size (the --values of a 64 MB answer peaked near 1 GB).
     NaN and Infinity are written bare, as Python's json writes them and as TF Serving's REST API does
     (tensorflow_serving/util/json_tensor.cc writes NaN, Infinity and -Infinity as raw numbers)."""
-    import json
-
     out.write("{")
     for i, (name, array) in enumerate(arrays):
         out.write(("" if i == 0 else ", ") + json.dumps(name) + ": ")
@@ -286,8 +278,6 @@ def pairs(array):
 
 def _write_array(array, out):
     """One array as json_values writes it, converted a block of at most _VALUES_AT_ONCE values at a time."""
-    import json
-
     if array.size <= _VALUES_AT_ONCE or array.ndim == 0:
         out.write(json.dumps(json_values(array)))
         return
