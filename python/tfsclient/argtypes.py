@@ -200,9 +200,15 @@ def server(value):
             if port and not (port.isascii() and port.isdigit()):
                 raise _refuse(value, f"the port {port!r} is not a number (write it in ASCII digits, e.g. "
                                      "localhost:8500)", True)
-            if port and not 0 < int(port) < 65536:  # (gRPC's resolver said "is the server running?")
+            if port and not is_port(port):  # (gRPC's resolver said "is the server running?")
                 raise _refuse(value, f"the port {port} is not between 1 and 65535", True)
     return value
+
+
+def is_port(text):
+    """Whether text is a TCP port: ASCII digits (str.isdigit alone takes ¹⁸⁵⁰⁰, which int() and gRPC do not)
+    for a number from 1 to 65535."""
+    return text.isascii() and text.isdigit() and 0 < int(text) < 65536
 
 
 def boolean(value):

@@ -117,7 +117,7 @@ def _host_port(item, target):
         raise InputError(f"--fleet: {item!r} in {target!r} has no host")
     if port is None:
         return host, DEFAULT_PORT
-    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:  # (isdigit alone takes ¹⁸⁵⁰⁰)
+    if not argtypes.is_port(port):
         raise InputError(f"--fleet: {item!r} in {target!r} has no valid port")
     return host, int(port)
 

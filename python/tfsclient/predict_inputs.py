@@ -400,14 +400,17 @@ def given_inputs(args):
     one read of the files (each read them again: RSS 350 -> 643 MB for 1 -> 2 replicas of a large .npy). A failed
     read is not kept: each replica that tries says why."""
     max_size = getattr(args, "max_file_size", None)
-    if not getattr(args, "fleet", False):  # one server: nothing to share, and the arrays go once the request is made
+
+    def read():
         dtypes = parse_dtypes(args.dtype)
         return dtypes, apply_dtypes(parse_inputs(args.input, max_size), dtypes)
+
+    if not getattr(args, "fleet", False):  # one server: nothing to share, and the arrays go once the request is made
+        return read()
     key = (tuple(args.input), tuple(args.dtype or ()), max_size)
     with _given_lock:  # the replicas' threads: one reads, the others wait for its arrays
         if key not in _given:
-            dtypes = parse_dtypes(args.dtype)
-            found = (dtypes, apply_dtypes(parse_inputs(args.input, max_size), dtypes))
+            found = read()
             _given.clear()  # only the latest command's inputs are kept
             _given[key] = found
         return _given[key]
