@@ -32,18 +32,31 @@ def write_text(message, out, expand_any=True):
     of a 250 MB answer, held in a string and copied once more, cost about 16x the answer in memory."""
     import io
 
-    from google.protobuf import text_format
-
-    printer_class = getattr(text_format, "_Printer", None)
+    printer_class = _text_printer_class()
     if printer_class is None:  # a protobuf without the printer class: its own float style
+        from google.protobuf import text_format
+
         out.write(text_format.MessageToString(message, descriptor_pool=POOL))
         return
-    from google.protobuf import descriptor, text_encoding
+    buffer = io.StringIO()  # passed on to `out` about 1 MB at a time (the printer makes several writes a value)
+    printer_class(buffer, out, expand_any, as_utf8=False, descriptor_pool=POOL).PrintMessage(message)
+    out.write(buffer.getvalue())
 
-    class GuidePrinter(printer_class):
-        def __init__(self, buffer, final, **kwargs):
+
+@functools.cache
+def _text_printer_class():
+    """The guide's text printer (text_format's, floats as the guide shows them, long bytes escaped a chunk at a
+    time), made once: --read prints a message per record. None with a protobuf that has no printer class."""
+    from google.protobuf import descriptor, text_encoding, text_format
+
+    base = getattr(text_format, "_Printer", None)
+    if base is None:
+        return None
+
+    class GuidePrinter(base):
+        def __init__(self, buffer, final, expand_any, **kwargs):
             super().__init__(buffer, **kwargs)
-            self.final = final
+            self.final, self.expand_any = final, expand_any
 
         def PrintFieldValue(self, field, value):
             if field.cpp_type == descriptor.FieldDescriptor.CPPTYPE_FLOAT:
@@ -66,13 +79,11 @@ def write_text(message, out, expand_any=True):
 
         def _TryPrintAsAnyMessage(self, message):
             try:  # (it writes nothing before the packed bytes have parsed)
-                return expand_any and super()._TryPrintAsAnyMessage(message)
+                return self.expand_any and super()._TryPrintAsAnyMessage(message)
             except Exception:  # protobuf's DecodeError: bytes that are not their type; printed as they came
                 return False
 
-    buffer = io.StringIO()  # passed on to `out` about 1 MB at a time (the printer makes several writes a value)
-    GuidePrinter(buffer, out, as_utf8=False, descriptor_pool=POOL).PrintMessage(message)
-    out.write(buffer.getvalue())
+    return GuidePrinter
 
 
 def to_json(message):
